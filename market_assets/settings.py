@@ -346,7 +346,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return parse_settings(raw, base_dir=p.resolve().parent, path=p)
+    return parse_settings(raw, base_dir=p.resolve().parent, path=p.resolve())
 
 
 def parse_settings(raw: dict[str, Any], base_dir: Path, path: Path | None = None) -> Settings:

@@ -1,0 +1,50 @@
+# market_assets: `make demo` (sample day -> every asset) and `make test` (the whole suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DATE ?= 2026-11-20
+DEMO_SCALE ?= demo
+UI_PORT ?= 3000
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export MARKET_ASSETS_CONFIG ?= $(CURDIR)/config.toml
+
+.PHONY: demo test ui bench lint sample system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+sample: $(VENV)/.installed
+	@if [ ! -f data/massive/us_stocks_sip/trades_v1/$$(echo $(DEMO_DATE) | cut -c1-4)/$$(echo $(DEMO_DATE) | cut -c6-7)/$(DEMO_DATE).csv.gz ]; then \
+		$(VENV)/bin/market-assets sample --date $(DEMO_DATE) --out data/massive --scale $(DEMO_SCALE); \
+	else echo "sample day $(DEMO_DATE) already in data/massive"; fi
+
+demo: sample
+	$(VENV)/bin/market-assets materialize --date $(DEMO_DATE)
+
+# Test-only system packages (PostgreSQL server, Chromium) come from Debian when missing.
+system-deps:
+	@bash .ci/system-deps.sh
+
+test: $(VENV)/.installed system-deps
+	$(VENV)/bin/ruff check market_assets market_assets_tests benchmarks
+	$(VENV)/bin/pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check market_assets market_assets_tests benchmarks
+	$(VENV)/bin/ruff format --check market_assets market_assets_tests benchmarks
+
+ui: sample
+	@echo "Dagster UI: http://127.0.0.1:$(UI_PORT)  (DAGSTER_HOME=$(DAGSTER_HOME))"
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/greeks.py
+	$(PY) benchmarks/features.py
+
+clean:
+	rm -rf data dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/logs

@@ -1,0 +1,84 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""features_<w>: one asset per configured window size (config.toml features.windows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import dagster as dg
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from market_assets.conditions import load_condition_rules
+from market_assets.resources import SettingsResource
+from market_assets.statistics import StatsOptions
+from market_assets.windows import features_for_day
+
+STOCK_COLUMNS = ["ticker", "sip_timestamp", "sequence_number", "price", "size", "conditions", "correction"]
+OPTION_COLUMNS = [
+    "underlying",
+    "contract_type",
+    "sip_timestamp",
+    "price",
+    "correction",
+    "underlying_price",
+    "intrinsic_value",
+    "dollar_value",
+    "dadvv",
+    "gadvv",
+    "greeks_status",
+]
+
+
+def build_features_asset(window: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    """The features asset for one window size."""
+
+    @dg.asset(
+        name=f"features_{window}",
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        group_name="features",
+        kinds={"parquet", "scipy"},
+        metadata={"storage_path": f"features/window={window}", "window": window},
+        ins={"stock_trades": dg.AssetIn(), "option_trades_greeks": dg.AssetIn()},
+        description=(
+            f"One row per {window} window of the session for features.symbol: identity columns, "
+            "then FEATURE_NAMES in order (see FEATURES.md)."
+        ),
+    )
+    def _features(
+        context: dg.AssetExecutionContext,
+        settings: SettingsResource,
+        stock_trades: ds.Dataset,
+        option_trades_greeks: ds.Dataset,
+    ) -> dg.Output:
+        s = settings.settings
+        f = s.features
+        started = time.monotonic()
+        day = dt.date.fromisoformat(context.partition_key)
+        # One symbol's day of trades, only the columns the features use.
+        stock = stock_trades.to_table(columns=STOCK_COLUMNS, filter=pc.field("ticker") == f.symbol)
+        options = option_trades_greeks.to_table(columns=OPTION_COLUMNS, filter=pc.field("underlying") == f.symbol)
+        rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
+        stats = StatsOptions(
+            kde_grid=f.kde_grid,
+            dip_method=f.dip_pval_method,
+            dip_bootstrap_draws=f.dip_bootstrap_draws,
+            dip_seed=f.dip_seed,
+        )
+        table = features_for_day(stock, options, day, f.symbol, window, f.session, rules, stats)
+        elapsed = time.monotonic() - started
+        return dg.Output(
+            table,
+            metadata={
+                "windows": table.num_rows,
+                "symbol": f.symbol,
+                "session": f.session,
+                "underlying_trades_in": stock.num_rows,
+                "option_trades_in": options.num_rows,
+                "elapsed_seconds": round(elapsed, 3),
+            },
+        )
+
+    return _features

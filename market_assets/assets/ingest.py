@@ -1,0 +1,80 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""stock_trades and option_trades: Massive's daily flat files streamed into Parquet."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+
+from market_assets.io_managers import BatchStream
+from market_assets.parquet_store import ParquetStore, WriteResult
+from market_assets.progress import ProgressReporter
+from market_assets.reader import IngestError, TradeReader
+from market_assets.resources import FlatFileSource, SettingsResource
+from market_assets.source import SourceError, flat_file_key
+
+
+def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, description: str) -> dg.AssetsDefinition:
+    """An asset streaming one dataset's file for the partition's day into Parquet."""
+
+    @dg.asset(
+        name=name,
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        group_name="raw",
+        kinds={"parquet", "s3"},
+        description=description,
+        metadata={"storage_path": name},
+        pool="ingest",
+    )
+    def _asset(context: dg.AssetExecutionContext, settings: SettingsResource, source: FlatFileSource) -> dg.Output:
+        s = settings.settings
+        day = dt.date.fromisoformat(context.partition_key)
+        key = flat_file_key(name, day)
+        try:
+            opened = source.open(name, day)
+        except SourceError as e:
+            raise dg.Failure(description=str(e)) from None
+        keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
+        context.log.info(f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}")
+        reader = TradeReader(
+            opened,
+            name,
+            keep=keep,
+            block_size=int(s.ingest.block_size_mb * 1024 * 1024),
+            on_progress=ProgressReporter(context.log.info, s.ingest.progress_interval_s, f"{name} {day}"),
+            max_reject_fraction=s.ingest.max_reject_fraction,
+        )
+
+        def finalize(store: ParquetStore, result: WriteResult | None, error: BaseException | None) -> dict[str, Any]:
+            opened.close()
+            rejects_path = store.write_rejects(
+                name, context.partition_key, [r.__dict__ | {"file": opened.name} for r in reader.rejects]
+            )
+            st = reader.stats
+            if error is not None:
+                if isinstance(error, IngestError | SourceError):
+                    context.log.error(str(error))
+                return {}
+            md: dict[str, Any] = {
+                "source_key": key,
+                "source_bytes": opened.size,
+                "rows_in": st.rows_read + len(reader._skipped_lines),
+                "rows_out": st.rows_kept,
+                "rejected_rows": st.rows_rejected,
+                "elapsed_seconds": round(st.elapsed_s, 3),
+                "throughput_mb_s": round(opened.size / 1e6 / max(st.elapsed_s, 1e-9), 1),
+                "rows_per_second": round(st.rows_read / max(st.elapsed_s, 1e-9)),
+            }
+            if rejects_path:
+                md["rejects"] = dg.MetadataValue.path(f"{store.uri}/_rejects/{name}/dt={context.partition_key}")
+                context.log.warning(f"{st.rows_rejected} malformed rows quarantined in {rejects_path}")
+            return md
+
+        return dg.Output(
+            BatchStream(reader, reader.schema, {"source_key": key, "source_size": str(opened.size)}, finalize)
+        )
+
+    return _asset

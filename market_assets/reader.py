@@ -1,0 +1,422 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Streaming reader: gzip CSV bytes -> typed, filtered Arrow record batches.
+
+compressed stream -> isal gzip decoder (its own thread) -> pyarrow's incremental CSV
+reader (columns chosen by header NAME, case-insensitively) -> per-batch vectorized
+conversion, filtering and option-ticker parsing. Memory is bounded by the block size: no
+step holds more than a few blocks.
+
+Malformed rows never vanish: rows with the wrong number of fields and rows with a value
+that does not parse are counted and kept (line number, reason, text) as rejects.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+import isal.igzip_threaded
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from market_assets.option_symbols import parse_option_tickers
+from market_assets.schemas import OPTION_TRADES, STOCK_TRADES
+
+MAX_KEPT_REJECTS = 100_000
+
+
+class IngestError(RuntimeError):
+    """Input that cannot be ingested; the message names the file and where."""
+
+
+class ByteSource(Protocol):
+    name: str
+    size: int
+    stream: BinaryIO
+
+    @property
+    def bytes_read(self) -> int: ...
+
+
+# Column name -> (type it is parsed as, required?). Everything is read as text and
+# converted per batch, so a bad value rejects one row instead of failing the block.
+_STOCK_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
+    "ticker": (pa.string(), True),
+    "conditions": (pa.string(), True),
+    "correction": (pa.int32(), True),
+    "exchange": (pa.int32(), True),
+    "id": (pa.string(), True),
+    "participant_timestamp": (pa.int64(), False),
+    "price": (pa.float64(), True),
+    "sequence_number": (pa.int64(), True),
+    "sip_timestamp": (pa.int64(), True),
+    "size": (pa.float64(), True),
+    "tape": (pa.int32(), False),
+    "trf_id": (pa.int32(), False),
+    "trf_timestamp": (pa.int64(), False),
+}
+_OPTION_COLUMNS: dict[str, tuple[pa.DataType, bool]] = {
+    "ticker": (pa.string(), True),
+    "conditions": (pa.string(), True),
+    "correction": (pa.int32(), True),
+    "exchange": (pa.int32(), True),
+    "participant_timestamp": (pa.int64(), False),
+    "price": (pa.float64(), True),
+    "sip_timestamp": (pa.int64(), True),
+    "size": (pa.float64(), True),
+}
+KINDS: dict[str, tuple[dict[str, tuple[pa.DataType, bool]], pa.Schema]] = {
+    "stock_trades": (_STOCK_COLUMNS, STOCK_TRADES),
+    "option_trades": (_OPTION_COLUMNS, OPTION_TRADES),
+}
+# Nullable columns: an empty field is null, not a reject.
+_NULLABLE = {"correction", "participant_timestamp", "tape", "trf_id", "trf_timestamp", "id"}
+_TIMESTAMPS = {"sip_timestamp", "participant_timestamp", "trf_timestamp"}
+_NUMBER_RE = {
+    pa.int32(): r"^-?[0-9]+$",
+    pa.int64(): r"^-?[0-9]+$",
+    pa.float64(): r"^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$",
+}
+_CONDITIONS_RE = r"^[0-9]+(,[0-9]+)*$"
+
+
+@dataclass
+class Reject:
+    line: int
+    reason: str
+    text: str
+
+
+@dataclass
+class ReadStats:
+    source: str
+    bytes_total: int
+    bytes_read: int = 0
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+
+class _RecordingStream(io.RawIOBase):
+    """Decompressed byte stream that remembers the exception a read raised, so the error
+    can be reported with the file name and offset whatever pyarrow wraps it in."""
+
+    def __init__(self, inner: BinaryIO):
+        self._inner = inner
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        try:
+            return self._inner.readinto(b)
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._inner.read(n)
+        except BaseException as e:
+            self.error = e
+            raise
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            super().close()
+
+
+class TradeReader:
+    """Iterate typed, filtered record batches of one flat file.
+
+    ``keep`` lists stock tickers (stock_trades) or underlyings (option_trades) to keep;
+    ``["*"]`` keeps everything. ``on_progress`` is called after every block with the
+    running :class:`ReadStats`.
+    """
+
+    def __init__(
+        self,
+        source: ByteSource,
+        kind: str,
+        keep: Sequence[str] = ("*",),
+        block_size: int = 4 << 20,
+        on_progress: Callable[[ReadStats], None] | None = None,
+        max_reject_fraction: float = 1.0,
+    ):
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
+        self.source = source
+        self.kind = kind
+        self.columns, self.schema = KINDS[kind]
+        self.keep = None if "*" in keep else pa.array(sorted({k.upper() for k in keep}))
+        self.block_size = int(block_size)
+        self.on_progress = on_progress
+        self.max_reject_fraction = max_reject_fraction
+        self.stats = ReadStats(source=source.name, bytes_total=source.size)
+        self.rejects: list[Reject] = []
+        self._skipped_lines: list[int] = []
+
+    # -- public -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        raw = _RecordingStream(isal.igzip_threaded.open(self.source.stream, "rb", threads=1))
+        text = io.BufferedReader(raw, buffer_size=1 << 20)
+        try:
+            header_line = self._read_header(text, raw)
+            names = [n.strip().strip('"').lower() for n in header_line.split(",")]
+            self._check_header(names)
+            reader = self._open_csv(text, raw, names)
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except Exception as e:
+                    raise self._io_error(raw, e) from e
+                out = self._convert(batch)
+                self._report()
+                if out.num_rows:
+                    yield out
+            self._finish()
+        finally:
+            text.close()
+
+    # -- steps --------------------------------------------------------------------------
+    def _read_header(self, text: io.BufferedReader, raw: _RecordingStream) -> str:
+        try:
+            line = text.readline()
+        except Exception as e:
+            raise self._io_error(raw, e) from e
+        if not line:
+            raise IngestError(f"{self.source.name}: file is empty (no header line)")
+        return line.decode("utf-8", "replace").rstrip("\r\n")
+
+    def _check_header(self, names: list[str]) -> None:
+        required = [c for c, (_, req) in self.columns.items() if req]
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise IngestError(
+                f"{self.source.name} line 1: header is missing required column(s) "
+                f"{', '.join(missing)}; expected (any order, any case) {', '.join(self.columns)}; "
+                f"found {', '.join(names)}"
+            )
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise IngestError(f"{self.source.name} line 1: duplicate column(s) {', '.join(dupes)}")
+        self.present = [c for c in self.columns if c in names]
+        self.n_fields = len(names)
+
+    def _open_csv(self, text: io.BufferedReader, raw: _RecordingStream, names: list[str]):
+        def on_invalid(row: pcsv.InvalidRow) -> str:
+            line = (row.number or 0) + 1  # pyarrow counts data rows after skipped header
+            self._skipped_lines.append(line)
+            self._reject(line, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
+            return "skip"
+
+        try:
+            return pcsv.open_csv(
+                text,
+                read_options=pcsv.ReadOptions(
+                    column_names=names, block_size=self.block_size, use_threads=False
+                ),
+                parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
+                convert_options=pcsv.ConvertOptions(
+                    include_columns=self.present,
+                    column_types={c: pa.string() for c in self.present},
+                    strings_can_be_null=True,
+                    null_values=[""],
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+        except Exception as e:
+            raise self._io_error(raw, e) from e
+
+    def _convert(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n = batch.num_rows
+        first_row = self.stats.rows_read  # data rows (excluding skipped) before this batch
+        self.stats.rows_read += n
+        if n == 0:
+            return pa.RecordBatch.from_pylist([], schema=self.schema)
+        cols = {name: batch.column(name) for name in self.present}
+        good = np.ones(n, dtype=bool)
+        reasons: dict[int, str] = {}
+
+        # Rows we will not keep need no conversion: filter first, on the raw ticker text.
+        ticker = cols["ticker"]
+        parsed_opt = None
+        if self.kind == "option_trades":
+            parsed_opt, ok = parse_option_tickers(ticker)
+            ok_np = ok.to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(~ok_np):
+                reasons.setdefault(int(i), f"unparsable option ticker {ticker[i].as_py()!r}")
+            good &= ok_np
+            keep_mask = self._keep_mask(parsed_opt.column("underlying"))
+        else:
+            keep_mask = self._keep_mask(ticker)
+        # Keep unparsable rows in view so they are reported, not silently filtered away.
+        view = keep_mask | ~good
+
+        converted: dict[str, pa.Array] = {}
+        for name in self.present:
+            typ, _ = self.columns[name]
+            col = cols[name]
+            if name == "conditions":
+                conv, bad = _parse_conditions(col)
+            elif typ == pa.string():
+                conv, bad = col, None
+                if name == "ticker":
+                    bad = pc.is_null(col)
+            else:
+                conv, bad = _parse_number(col, typ)
+                if name not in _NULLABLE:
+                    nulls = pc.is_null(col)
+                    bad = nulls if bad is None else pc.or_(bad, nulls)
+            if bad is not None:
+                bad_np = pc.fill_null(bad, False).to_numpy(zero_copy_only=False) & view
+                if bad_np.any():
+                    for i in np.flatnonzero(bad_np):
+                        v = col[i].as_py()
+                        reasons.setdefault(
+                            int(i), f"{name}: {'missing value' if v is None else f'cannot parse {v!r}'}"
+                        )
+                    good &= ~bad_np
+            converted[name] = conv
+
+        if reasons:
+            lines = self._line_numbers(first_row + np.fromiter(reasons, dtype=np.int64))
+            for (i, why), line in zip(reasons.items(), lines, strict=True):
+                if view[i]:
+                    self._reject(int(line), why, _row_text(batch, i))
+
+        sel = pa.array(good & keep_mask)
+        out = {}
+        for name, field_ in zip(self.schema.names, self.schema, strict=True):
+            if parsed_opt is not None and name in parsed_opt.column_names:
+                arr = parsed_opt.column(name).combine_chunks()
+            elif name in converted:
+                arr = converted[name]
+            else:
+                arr = pa.nulls(n, field_.type)
+            arr = arr.filter(sel)
+            if name in _TIMESTAMPS:
+                if name == "trf_timestamp":
+                    arr = pc.if_else(pc.equal(arr, 0), pa.scalar(None, pa.int64()), arr)
+                arr = arr.cast(pa.int64()).cast(field_.type)
+            elif arr.type != field_.type:
+                arr = arr.cast(field_.type)
+            out[name] = arr
+        result = pa.RecordBatch.from_pydict(out, schema=self.schema)
+        self.stats.rows_kept += result.num_rows
+        return result
+
+    def _keep_mask(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        if self.keep is None:
+            return np.ones(len(values), dtype=bool)
+        return pc.fill_null(pc.is_in(values, value_set=self.keep), False).to_numpy(
+            zero_copy_only=False
+        )
+
+    def _line_numbers(self, data_rows: np.ndarray) -> np.ndarray:
+        """File line numbers (header = 1) of 0-based data-row indices, skipping the lines
+        the CSV parser rejected (those are not data rows)."""
+        skipped = np.sort(np.asarray(self._skipped_lines, dtype=np.int64))
+        lines = data_rows + 2
+        # Each skipped line at or before a candidate pushes it one line further down.
+        for _ in range(len(skipped) + 1):
+            moved = data_rows + 2 + np.searchsorted(skipped, lines, side="right")
+            if np.array_equal(moved, lines):
+                break
+            lines = moved
+        return lines
+
+    def _reject(self, line: int, reason: str, text: str) -> None:
+        self.stats.rows_rejected += 1
+        if len(self.rejects) < MAX_KEPT_REJECTS:
+            self.rejects.append(Reject(line, reason, text))
+
+    def _report(self) -> None:
+        self.stats.bytes_read = self.source.bytes_read
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+
+    def _finish(self) -> None:
+        self.stats.bytes_read = self.source.bytes_read
+        self.stats.finished = time.monotonic()
+        self._report()
+        total = self.stats.rows_read + len(self._skipped_lines)
+        if total and self.stats.rows_rejected / total > self.max_reject_fraction:
+            first = self.rejects[0]
+            raise IngestError(
+                f"{self.source.name}: {self.stats.rows_rejected} of {total} rows rejected "
+                f"({self.stats.rows_rejected / total:.4%}), above ingest.max_reject_fraction "
+                f"= {self.max_reject_fraction:g}; first at line {first.line}: {first.reason}"
+            )
+
+    def _io_error(self, raw: _RecordingStream, e: BaseException) -> IngestError:
+        cause = raw.error or e
+        offset = self.source.bytes_read
+        if isinstance(cause, EOFError):
+            what = "truncated gzip stream (the file ended before the gzip end-of-stream marker)"
+        elif isinstance(cause, OSError | ValueError) and "gzip" in str(cause).lower():
+            what = f"corrupt gzip data ({cause})"
+        else:
+            what = f"{type(cause).__name__}: {cause}"
+        return IngestError(
+            f"{self.source.name}: {what} at compressed byte offset {offset:,} of "
+            f"{self.source.size:,}, after {self.stats.rows_read:,} rows"
+        )
+
+
+def _parse_number(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+    """Cast text to ``typ``; on failure find the bad rows, null them, and return them."""
+    try:
+        return pc.cast(col, typ), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    trimmed = pc.utf8_trim_whitespace(col)
+    okay = pc.match_substring_regex(trimmed, _NUMBER_RE[typ])
+    bad = pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(okay, False)))
+    cleaned = pc.if_else(bad, pa.scalar(None, pa.string()), trimmed)
+    try:
+        return pc.cast(cleaned, typ), bad
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Matches the pattern but still fails (e.g. int overflow): reject element-wise.
+        vals, flags = [], []
+        for v in cleaned.to_pylist():
+            try:
+                vals.append(None if v is None else pc.cast(pa.scalar(v), typ).as_py())
+                flags.append(False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                vals.append(None)
+                flags.append(True)
+        return pa.array(vals, typ), pc.or_(bad, pa.array(flags))
+
+
+def _parse_conditions(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+    """``"12,37"`` / ``"12"`` / empty -> list<int32> (null when empty)."""
+    lists = pc.split_pattern(col, ",")
+    try:
+        return pc.cast(lists, pa.list_(pa.int32())), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    okay = pc.match_substring_regex(pc.utf8_replace_slice(col, 0, 0, ""), _CONDITIONS_RE)
+    bad = pc.and_(pc.is_valid(col), pc.invert(pc.fill_null(okay, False)))
+    cleaned = pc.if_else(bad, pa.scalar(None, pa.string()), col)
+    return pc.cast(pc.split_pattern(cleaned, ","), pa.list_(pa.int32())), bad
+
+
+def _row_text(batch: pa.RecordBatch, i: int) -> str:
+    return ",".join("" if (v := batch.column(j)[i].as_py()) is None else str(v) for j in range(batch.num_columns))

@@ -1,0 +1,162 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+from __future__ import annotations
+
+import gzip
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from market_assets.reader import IngestError, TradeReader
+from market_assets.schemas import OPTION_TRADES, STOCK_TRADES
+from market_assets.source import LocalStore
+from market_assets_tests.config_files import FIXTURES
+
+STOCK_HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
+
+
+def read(path, kind, **kw) -> tuple[pa.Table, TradeReader]:
+    opened = LocalStore(path.parent).open(path.name)
+    reader = TradeReader(opened, kind, **kw)
+    with opened:
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
+    return table, reader
+
+
+def write_gz(path, text: str) -> None:
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def test_real_stock_trades_sample_parses_exactly():
+    t, r = read(FIXTURES / "stock_trades_sample.csv.gz", "stock_trades")
+    assert t.schema == STOCK_TRADES
+    # The file has 99 data rows (its README says 98).
+    assert t.num_rows == 99 and r.stats.rows_rejected == 0
+    first = t.slice(0, 1).to_pylist()[0]
+    assert first["ticker"] == "MSFT"
+    assert first["conditions"] == [12, 37]
+    assert first["price"] == 276.16 and first["size"] == 55.0
+    assert first["sip_timestamp"].value == 1679990400018381329  # exact ns, no float rounding
+    assert first["participant_timestamp"].value == 1679990400018025984
+    assert first["sequence_number"] == 1550 and first["exchange"] == 11 and first["tape"] == 3
+    assert first["correction"] is None and first["trf_id"] is None and first["trf_timestamp"] is None
+    assert t.column("conditions")[12].as_py() == [14, 12, 37, 41]
+    assert t.column("conditions")[1].as_py() == [12]
+    assert pc.sum(t.column("size")).as_py() == 2538.0  # csv module agrees
+
+
+def test_real_option_trades_sample_matches_massives_day_aggregate():
+    t, _ = read(FIXTURES / "options_trades_example.csv.gz", "option_trades", keep=["SPY"])
+    assert t.schema == OPTION_TRADES
+    assert t.num_rows == 62  # Massive: 62 transactions
+    assert pc.sum(t.column("size")).as_py() == 200  # volume 200
+    prices = t.column("price").to_pylist()
+    assert (prices[0], prices[-1], max(prices), min(prices)) == (11.82, 9.83, 11.82, 8.09)
+    row = t.slice(0, 1).to_pylist()[0]
+    assert (row["underlying"], str(row["expiration"]), row["contract_type"], row["strike"]) == (
+        "SPY",
+        "2023-03-27",
+        "put",
+        390.0,
+    )
+    assert row["sip_timestamp"].value == 1678715620948000000 and row["conditions"] == [232]
+
+
+def test_seven_column_option_header_and_header_case(tmp_path):
+    f = tmp_path / "o.csv.gz"
+    write_gz(
+        f,
+        "Ticker,Conditions,Correction,Exchange,Price,SIP_Timestamp,Size\n"
+        "O:SPY261120C00600000,209,,312,1.5,1763650000000000000,3\n"
+        "O:QQQ261120P00500000,,,312,2.5,1763650000000000001,1\n",
+    )
+    t, _ = read(f, "option_trades", keep=["SPY"])
+    assert t.num_rows == 1
+    assert t.column("participant_timestamp").null_count == 1
+    assert t.column("strike").to_pylist() == [600.0]
+
+
+def test_fractional_stock_sizes_and_ticker_filter(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(
+        f,
+        STOCK_HEADER + "\n"
+        "AAPL,,,4,1,1,230.1,1,1763650000000000000,0.5,3,,0\n"
+        "SPY,37,,4,2,1,600.01,2,1763650000000000001,0.25,3,201,1763650000000000000\n",
+    )
+    t, r = read(f, "stock_trades", keep=["spy"])
+    assert t.column("ticker").to_pylist() == ["SPY"]
+    assert t.column("size").to_pylist() == [0.25]
+    assert t.column("trf_id").to_pylist() == [201]
+    assert r.stats.rows_read == 2 and r.stats.rows_kept == 1
+
+
+def test_missing_required_column_lists_expected_and_found(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, "ticker,conditions,exchange,price,sip_timestamp\nSPY,,4,1,1\n")
+    with pytest.raises(IngestError) as e:
+        read(f, "stock_trades")
+    msg = str(e.value)
+    assert "s.csv.gz line 1" in msg and "missing required column(s) correction, id" in msg
+    assert "found ticker, conditions, exchange, price, sip_timestamp" in msg
+
+
+def test_malformed_rows_are_rejected_with_line_and_reason(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    good = "SPY,,,4,{i},1,600.5,{i},17636500000000000{i:02d},10,3,,0"
+    lines = [STOCK_HEADER] + [good.format(i=i) for i in range(10)]
+    lines[3] = "SPY,12,,4,2,1"  # line 4: wrong field count
+    lines[6] = "SPY,,,4,5,1,six hundred,5,1763650000000000005,10,3,,0"  # line 7
+    lines[8] = 'SPY,"12,x",,4,7,1,600,7,1763650000000000007,10,3,,0'  # line 9
+    write_gz(f, "\n".join(lines) + "\n")
+    t, r = read(f, "stock_trades")
+    assert t.num_rows == 7
+    assert r.stats.rows_rejected == 3
+    got = sorted((x.line, x.reason) for x in r.rejects)
+    assert got == [
+        (4, "expected 13 fields, found 6"),
+        (7, "price: cannot parse 'six hundred'"),
+        (9, "conditions: cannot parse '12,x'"),
+    ]
+    assert 600.5 in t.column("price").to_pylist()
+
+
+def test_too_many_rejects_fail_the_read(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\nSPY,,,4,1,1,abc,1,1,10,3,,0\nSPY,,,4,1,1,600,1,2,10,3,,0\n")
+    with pytest.raises(IngestError, match=r"1 of 2 rows rejected \(50.0000%\), above ingest.max_reject_fraction = 0.1; first at line 2"):
+        read(f, "stock_trades", max_reject_fraction=0.1)
+
+
+def test_truncated_gzip_names_file_and_offset(tmp_path):
+    body = STOCK_HEADER + "\n" + "SPY,,,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 50_000
+    f = tmp_path / "trunc.csv.gz"
+    f.write_bytes(gzip.compress(body.encode())[:-2000])
+    with pytest.raises(IngestError) as e:
+        read(f, "stock_trades", block_size=1 << 16)
+    msg = str(e.value)
+    assert "trunc.csv.gz" in msg and "truncated gzip" in msg and "compressed byte offset" in msg
+
+
+def test_memory_stays_bounded_by_blocks(tmp_path):
+    """Batches are block-sized: no batch holds more than a block's worth of rows."""
+    row = "SPY,,,4,1,1,600.25,1,1763650000000000000,100,3,,0\n"
+    f = tmp_path / "big.csv.gz"
+    with gzip.open(f, "wt", compresslevel=1) as out:
+        out.write(STOCK_HEADER + "\n")
+        for _ in range(20):
+            out.write(row * 10_000)
+    opened = LocalStore(tmp_path).open("big.csv.gz")
+    sizes = [b.num_rows for b in TradeReader(opened, "stock_trades", block_size=1 << 18)]
+    assert sum(sizes) == 200_000
+    assert max(sizes) <= (1 << 18) // len(row) + 1
+    assert len(sizes) > 10
+
+
+def test_progress_is_reported_per_block(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\n" + "SPY,,,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 20_000)
+    seen = []
+    opened = LocalStore(tmp_path).open("s.csv.gz")
+    list(TradeReader(opened, "stock_trades", block_size=1 << 16, on_progress=lambda s: seen.append(s.rows_read)))
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 20_000
