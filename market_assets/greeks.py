@@ -44,6 +44,7 @@ _ONE_OVER_SQRT_TWO = 0.7071067811865475244008443621048490392848359376887
 _HALF_SQRT_TWO_PI = 1.253314137315500251207882642405522626503493370305
 _TWO_PI_OVER_SQRT_27 = 1.209199576156145233729385505094770488189377498728
 _SQRT_THREE = 1.732050807568877293527446341505872366942805253810
+_SQRT_TWO_PI = 2.506628274631000502415765284811045253006986740610
 _SMALL_T = 2.0 * np.finfo(np.float64).eps ** (1.0 / 16.0)  # Jaeckel's tau, about 0.21
 _STEP_TOL = 1e-15
 _NOISE_TOL = 1e-11  # steps below this that stop contracting are round-off noise
@@ -54,69 +55,82 @@ _CHUNK = 1 << 16
 # --- the normalised Black function for x <= 0 (the out-of-the-money side) ------------------
 
 
-def _small_t_expansion(h: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """b for small t = s/2 and -10 <= h <= 0, by the series of Y(h+t) - Y(h-t) in t.
+def _small_t_expansion(h: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """b and b' for small t = s/2 and -10 <= h <= 0, by the series of Y(h+t) - Y(h-t) in t.
 
-    The coefficients are those of Peter Jaeckel's "Let's Be Rational" (2013-2014; "Permission
-    to use, copy, modify, and distribute this software is freely granted, provided that this
-    notice is preserved."), accurate to machine precision for t < 0.21.
+    The series is Peter Jaeckel's ("Let's Be Rational", 2013-2014; "Permission to use, copy,
+    modify, and distribute this software is freely granted, provided that this notice is
+    preserved."), accurate to machine precision for t < 0.21; here it is multiplied through
+    by phi(h) so that ``a = 1 + h Phi(h)/phi(h)`` becomes ``A = phi(h) + h Phi(h)``.
     """
-    a = 1.0 + h * _HALF_SQRT_TWO_PI * erfcx(-_ONE_OVER_SQRT_TWO * h)
-    w = t * t
     h2 = h * h
-    e6 = (-89055 + 135135 * a + h2 * (-82845 + 270270 * a + h2 * (-20370 + 135135 * a + h2 * (
-        -1926 + 25740 * a + h2 * (-75 + 2145 * a + h2 * (-1 + 78 * a + a * h2)))))) / 6227020800.0
-    e5 = (-6555 + 10395 * a + h2 * (-4680 + 17325 * a + h2 * (-840 + 6930 * a + h2 * (
-        -52 + 990 * a + h2 * (-1 + 55 * a + a * h2))))) / 39916800.0
-    e4 = (-561 + 945 * a + h2 * (-285 + 1260 * a + h2 * (-33 + 378 * a + h2 * (
-        -1 + 36 * a + a * h2)))) / 362880.0
-    e3 = (-57 + 105 * a + h2 * (-18 + 105 * a + h2 * (-1 + 21 * a + a * h2))) / 5040.0
-    e2 = (-7 + 15 * a + h2 * (-1 + 10 * a + a * h2)) / 120.0
-    e1 = (-1 + 3 * a + a * h2) / 6.0
-    series = 2 * t * (a + w * (e1 + w * (e2 + w * (e3 + w * (e4 + w * (e5 + w * e6))))))
-    return _ONE_OVER_SQRT_TWO_PI * np.exp(-0.5 * (h * h + t * t)) * series  # fmt: skip
+    p = _ONE_OVER_SQRT_TWO_PI * np.exp(-0.5 * h2)
+    A = p + h * ndtr(h)
+    w = t * t
+    e6 = (
+        -89055 * p + 135135 * A + h2 * (-82845 * p + 270270 * A + h2 * (
+            -20370 * p + 135135 * A + h2 * (-1926 * p + 25740 * A + h2 * (
+                -75 * p + 2145 * A + h2 * (-p + 78 * A + A * h2)))))
+    ) / 6227020800.0
+    e5 = (
+        -6555 * p + 10395 * A + h2 * (-4680 * p + 17325 * A + h2 * (
+            -840 * p + 6930 * A + h2 * (-52 * p + 990 * A + h2 * (-p + 55 * A + A * h2))))
+    ) / 39916800.0
+    e4 = (
+        -561 * p + 945 * A + h2 * (-285 * p + 1260 * A + h2 * (
+            -33 * p + 378 * A + h2 * (-p + 36 * A + A * h2)))
+    ) / 362880.0
+    e3 = (-57 * p + 105 * A + h2 * (-18 * p + 105 * A + h2 * (-p + 21 * A + A * h2))) / 5040.0
+    e2 = (-7 * p + 15 * A + h2 * (-p + 10 * A + A * h2)) / 120.0
+    e1 = (-p + 3 * A + A * h2) / 6.0
+    series = 2 * t * (A + w * (e1 + w * (e2 + w * (e3 + w * (e4 + w * (e5 + w * e6))))))
+    ew = np.exp(-0.5 * w)
+    return series * ew, p * ew  # fmt: skip
 
 
-def normalised_black_otm(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Jaeckel's normalised Black call ``b(x, s)`` for ``x <= 0``, ``s >= 0``.
+def black_and_vega(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Jaeckel's normalised Black call ``b(x, s)`` and ``db/ds`` for ``x <= 0``, ``s >= 0``.
 
     ``b = Phi(x/s + s/2) e^{x/2} - Phi(x/s - s/2) e^{-x/2}``, evaluated without the
     cancellation of the direct formula: a series for small s, the scaled complementary error
     function (one exponential) in the body, the direct formula only where it is dominated by
     its first term.
     """
-    x = np.asarray(x, dtype=np.float64)
-    s = np.asarray(s, dtype=np.float64)
-    out = np.zeros(np.broadcast(x, s).shape)
-    x, s = np.broadcast_arrays(x, s)
+    x, s = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(s, dtype=np.float64))
+    b = np.zeros(x.shape)
+    bp = np.where(x == 0, _ONE_OVER_SQRT_TWO_PI, 0.0)
     pos = s > 0
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         h = np.where(pos, x / np.where(pos, s, 1.0), -np.inf)
         t = 0.5 * s
         small = pos & (t < _SMALL_T) & (h >= -10.0)
-        direct = pos & ~small & (h + t > 0.85)
-        body = pos & ~small & ~direct
+        rest = pos & ~small
+        direct = rest & (h + t > 0.85)
+        body = rest & ~direct
         if small.any():
-            out[small] = _small_t_expansion(h[small], t[small])
+            i = np.flatnonzero(small)
+            b[i], bp[i] = _small_t_expansion(h[i], t[i])
+        if rest.any():
+            i = np.flatnonzero(rest)
+            hr, tr = h[i], t[i]
+            bp[i] = _ONE_OVER_SQRT_TWO_PI * np.exp(-0.5 * (hr * hr + tr * tr))
         if direct.any():
-            hd, td, xd = h[direct], t[direct], x[direct]
-            bm = np.exp(0.5 * xd)
-            out[direct] = ndtr(hd + td) * bm - ndtr(hd - td) / bm
+            i = np.flatnonzero(direct)
+            hd, td = h[i], t[i]
+            bm = np.exp(0.5 * x[i])
+            b[i] = ndtr(hd + td) * bm - ndtr(hd - td) / bm
         if body.any():
-            hb, tb = h[body], t[body]
-            out[body] = (
-                0.5
-                * np.exp(-0.5 * (hb * hb + tb * tb))
-                * (erfcx(-_ONE_OVER_SQRT_TWO * (hb + tb)) - erfcx(-_ONE_OVER_SQRT_TWO * (hb - tb)))
+            i = np.flatnonzero(body)
+            hb, tb = h[i], t[i]
+            b[i] = (0.5 * _SQRT_TWO_PI) * bp[i] * (
+                erfcx(-_ONE_OVER_SQRT_TWO * (hb + tb)) - erfcx(-_ONE_OVER_SQRT_TWO * (hb - tb))
             )
-    return np.maximum(out, 0.0)
+    return np.maximum(b, 0.0), bp
 
 
-def _normalised_vega(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        h = x / s
-        v = _ONE_OVER_SQRT_TWO_PI * np.exp(-0.5 * (h * h + 0.25 * s * s))
-    return np.where(s > 0, v, np.where(x == 0, _ONE_OVER_SQRT_TWO_PI, 0.0))
+def normalised_black_otm(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Jaeckel's normalised Black call ``b(x, s)`` for ``x <= 0`` (see black_and_vega)."""
+    return black_and_vega(x, s)[0]
 
 
 # --- the normalised solver ----------------------------------------------------------------
@@ -156,16 +170,14 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
 
     # Segment boundaries: the inflection point s_c and the tangent points s_l, s_h.
     s_c = np.sqrt(2.0 * np.abs(x))
-    b_c = normalised_black_otm(x, s_c)
-    v_c = _normalised_vega(x, s_c)
+    b_c, v_c = black_and_vega(x, s_c)
     lower = beta < b_c
     with np.errstate(divide="ignore", invalid="ignore"):
         s_l = s_c - b_c / v_c
         s_l = np.where(np.isfinite(s_l) & (s_l > 0), s_l, 0.5 * s_c)
         s_h = np.where(v_c > 0, s_c + (bmax - b_c) / v_c, s_c + 1.0)
     s2 = np.where(lower, s_l, s_h)
-    b2 = normalised_black_otm(x, s2)
-    v2 = _normalised_vega(x, s2)
+    b2, v2 = black_and_vega(x, s2)
 
     seg_a = lower & (beta < b2)  # far below: objective 1/ln b
     seg_b = lower & ~seg_a  # between s_l and s_c
@@ -218,8 +230,7 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
         if idx.size == 0:
             break
         xi, si, bi, bmi = x[idx], s[idx], beta[idx], bmax[idx]
-        b = normalised_black_otm(xi, si)
-        bp = _normalised_vega(xi, si)
+        b, bp = black_and_vega(xi, si)
         sl = np.where((b < bi) & (si > s_left[idx]), si, s_left[idx])
         sr = np.where((b > bi) & (si < s_right[idx]), si, s_right[idx])
         ds = _householder_step(obj[idx], xi, si, b, bp, bi, bmi, ln_beta[idx], sl, sr)

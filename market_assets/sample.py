@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import isal.igzip as igzip
@@ -102,7 +102,8 @@ _OPTION_CONDITION_P = np.array([0.60, 0.20, 0.08, 0.05, 0.04, 0.03])
 
 _NS_PER_YEAR = 365.0 * 86400e9
 _NS_PER_TRADING_YEAR = 252 * 6.5 * 3600e9
-_CHUNK_ROWS = 262_144
+_CHUNK_ROWS = 262_144  # rows formatted to CSV at a time
+_SEGMENT_ROWS = 1_048_576  # stock trades generated at a time
 
 # Random streams: one independent generator per (purpose, ticker) so any piece can be
 # regenerated alone (tests rebuild option trades from the stock file with the same seed).
@@ -274,11 +275,30 @@ class _StockTrades:
         return (self.correction_code == 0) & (self.size_e4 >= 100 * 10_000)
 
 
+@dataclass
+class _WalkState:
+    """What one segment of a ticker's trades hands to the next."""
+
+    s0: float  # the day's reference price
+    w: float = 0.0  # Brownian value at the last row
+    log_px: float = 0.0  # log(price / s0) of the last price-setting trade
+    prev_sip: int | None = None
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(64, dtype=np.int64))
+
+
 def _stock_trades(
-    day: dt.date, spec: TickerSpec, lay: _Layout, sequence: np.ndarray, rng: np.random.Generator
+    day: dt.date,
+    spec: TickerSpec,
+    sip: np.ndarray,
+    corr: np.ndarray,
+    cluster: np.ndarray,
+    sequence: np.ndarray,
+    rng: np.random.Generator,
+    state: _WalkState,
 ) -> _StockTrades:
-    n = len(lay.sip)
-    sip, corr, cluster = lay.sip, lay.correction, lay.cluster
+    """One segment (whole clusters) of a ticker's trades, continuing ``state``."""
+    n = len(sip)
+    cluster = cluster - cluster[0]
     n_cl = int(cluster[-1]) + 1
     first_of_cluster = np.searchsorted(cluster, np.arange(n_cl))
     # Cluster-level attributes: one participant (exchange) and one event time per cluster.
@@ -288,6 +308,7 @@ def _stock_trades(
     trf_c = rng.integers(1, len(_TRF_IDS), n_cl)
     exchange = ex_c[cluster]
     participant = part_c[cluster]
+    del ex_c, part_c, first_of_cluster
 
     # Sizes in 1e-4 shares: odd lots, round lots, mixed lots, rare blocks, fractional shares.
     u = rng.random(n)
@@ -308,13 +329,17 @@ def _stock_trades(
 
     # Geometric Brownian walk sampled at the price-setting trades.
     setter = ~corr & (size_e4 >= 100 * 10_000)
-    dt_ns = np.diff(sip, prepend=sip[0] - 1).astype(np.float64)
+    prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
+    dt_ns = np.diff(sip, prepend=prev).astype(np.float64)
     sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
-    w = np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
-    s0 = spec.level * np.exp(rng.normal(0.0, 0.04))
+    w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
+    del dt_ns
     last = np.maximum.accumulate(np.where(setter, np.arange(n), -1))
-    log_px = np.where(last >= 0, w[np.maximum(last, 0)], 0.0)
-    price_cents = np.rint(s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
+    log_px = np.where(last >= 0, w[np.maximum(last, 0)], state.log_px)
+    del last
+    state.w, state.log_px, state.prev_sip = float(w[-1]), float(log_px[-1]), int(sip[-1])
+    price_cents = np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
+    del w, log_px
 
     open_, close = calendar.session_bounds_ns(day, "regular")
     extended = (sip < open_) | (sip >= close)
@@ -329,8 +354,9 @@ def _stock_trades(
     ex_sorted = exchange[order]
     starts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
     group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    ids[order] = np.arange(len(order)) - group_start + 1
+    ids[order] = np.arange(len(order)) - group_start + 1 + state.ids[ex_sorted]
     ids[corr] = ids[src[corr]]
+    state.ids += np.bincount(ex_sorted, minlength=len(state.ids))
 
     is_trf = exchange == _TRF_EXCHANGE
     trf_code = np.where(is_trf, trf_c[cluster], 0)
@@ -348,6 +374,13 @@ def _stock_trades(
         trf_code,
         trf_timestamp,
     )
+
+
+def _segments(cluster: np.ndarray) -> np.ndarray:
+    """Row bounds of about _SEGMENT_ROWS rows each, cut between clusters."""
+    targets = np.arange(_SEGMENT_ROWS, len(cluster), _SEGMENT_ROWS)
+    cuts = np.unique(np.searchsorted(cluster, cluster[targets]))
+    return np.r_[0, cuts[cuts > 0], len(cluster)]
 
 
 def _write_stock_trades(w: _CsvGz, ticker: str, spec: TickerSpec, tr: _StockTrades) -> None:
@@ -385,6 +418,8 @@ def _write_stock_quotes(
     rng: np.random.Generator,
 ) -> None:
     m = len(quote_sip)
+    if m == 0:
+        return
     at = np.clip(np.searchsorted(tr.sip, quote_sip, side="right") - 1, 0, None)
     mid = tr.price_cents[at]
     spread = spec.spread_cents + rng.geometric(0.7, m) - 1
@@ -761,24 +796,42 @@ def generate_day(
     quotes_w = _CsvGz(paths["stock_quotes"], STOCK_QUOTES_HEADER)
     try:
         for i, ticker in enumerate(names):
-            spec = TICKERS[ticker]
-            tr = _stock_trades(day, spec, layouts[i], trade_seq[i], _rng(seed, _STREAM_TRADES, i))
-            _write_stock_trades(trades_w, ticker, spec, tr)
-            _write_stock_quotes(
-                quotes_w,
-                day,
-                ticker,
-                spec,
-                tr,
-                layouts[i].quote_sip,
-                quote_seq[i],
-                _rng(seed, _STREAM_QUOTES, i),
-            )
-            if ticker in OPTION_ROOT_SHARES:
-                g = tr.genuine
-                underlyings[ticker] = (tr.sip[g], tr.price_cents[g] / 100.0)
-            layouts[i] = None  # type: ignore[call-overload]  # free as we go
-            say(f"{day}: {ticker}: {len(tr.sip):,} trades, {len(quote_seq[i]):,} quotes")
+            spec, lay = TICKERS[ticker], layouts[i]
+            rng = _rng(seed, _STREAM_TRADES, i)
+            qrng = _rng(seed, _STREAM_QUOTES, i)
+            state = _WalkState(s0=spec.level * float(np.exp(rng.normal(0.0, 0.04))))
+            genuine: list[tuple[np.ndarray, np.ndarray]] = []
+            bounds = _segments(lay.cluster)
+            q_bounds = np.searchsorted(lay.quote_sip, lay.sip[bounds[1:-1]])
+            q_bounds = np.r_[0, q_bounds, len(lay.quote_sip)]
+            for a, b, qa, qb in zip(
+                bounds[:-1], bounds[1:], q_bounds[:-1], q_bounds[1:], strict=True
+            ):
+                tr = _stock_trades(
+                    day,
+                    spec,
+                    lay.sip[a:b],
+                    lay.correction[a:b],
+                    lay.cluster[a:b],
+                    trade_seq[i][a:b],
+                    rng,
+                    state,
+                )
+                _write_stock_trades(trades_w, ticker, spec, tr)
+                _write_stock_quotes(
+                    quotes_w, day, ticker, spec, tr, lay.quote_sip[qa:qb], quote_seq[i][qa:qb], qrng
+                )
+                if ticker in OPTION_ROOT_SHARES:
+                    g = tr.genuine
+                    genuine.append((tr.sip[g], tr.price_cents[g] / 100.0))
+                del tr
+            if genuine:
+                underlyings[ticker] = (
+                    np.concatenate([g[0] for g in genuine]),
+                    np.concatenate([g[1] for g in genuine]),
+                )
+            say(f"{day}: {ticker}: {len(lay.sip):,} trades, {len(lay.quote_sip):,} quotes")
+            layouts[i] = trade_seq[i] = quote_seq[i] = None  # type: ignore[call-overload]  # free as we go
     finally:
         trades_w.close()
         quotes_w.close()

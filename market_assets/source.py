@@ -104,7 +104,10 @@ class FileNotPublished(SourceError):
                 "so there is no file for it"
             )
         elif self.day is not None and publish_day is not None:
-            msg += f" (for {self.day.isoformat()}: {publish_day.isoformat()})"
+            msg += (
+                f" (the file for {self.day.isoformat()} is due by about 11:00 ET on "
+                f"{publish_day.isoformat()})"
+            )
         super().__init__(msg)
 
 

@@ -1,6 +1,8 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """Flat-file byte source: local mirror and S3 (a real moto server), resume, clear errors."""
 
+# ruff: noqa: F811 - pytest fixtures are imported and then named as test parameters
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,8 +26,12 @@ from market_assets.source import (
     flat_file_key,
     store_from_settings,
 )
-# Fixtures: s3_server, s3_bucket, dropping_proxy, iam_credentials.
-pytest_plugins = ["market_assets_tests.s3_server"]
+from market_assets_tests.s3_server import (  # noqa: F401 - fixtures used by parameter name
+    dropping_proxy,
+    iam_credentials,
+    s3_bucket,
+    s3_server,
+)
 
 FAKE_KEY_ID = FAKE_SECRET = "testing"  # what moto accepts while IAM authentication is off
 

@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """features_<w>: one asset per configured window size (config.toml features.windows)."""
 
-from __future__ import annotations
 
 import datetime as dt
 import time

@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """option_trades_greeks: implied volatility and greeks for every option trade."""
 
-from __future__ import annotations
 
 import collections
 from collections.abc import Iterator

@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """stock_trades and option_trades: Massive's daily flat files streamed into Parquet."""
 
-from __future__ import annotations
 
 import datetime as dt
 from typing import Any

@@ -1,0 +1,423 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Summary statistics of one sample, exactly as FEATURES.md defines them.
+
+Everything is computed from the sorted sample, so a result does not depend on the order the
+values arrive in (the batch assets and the live aggregator agree to the last bit). Only the
+requested suffixes are computed. A statistic that FEATURES.md makes null is ``None``; a
+value that comes out non-finite (NaN) is also ``None``.
+
+Definitions that FEATURES.md leaves implicit, fixed here:
+
+- ``stddev`` is computed like ``numpy.std(sorted_x, ddof=1)``; a sample whose minimum equals
+  its maximum has ``stddev`` exactly 0.
+- ``mode`` (Freedman-Diaconis): ``w = 2.0 * iqr * n ** (-1 / 3)`` (or
+  ``3.5 * stddev * n ** (-1 / 3)`` when iqr is 0), bin edges ``e_i = min + i * w`` in float64,
+  ``nbins = max(1, ceil((max - min) / w))``; a value belongs to the last bin ``i`` with
+  ``e_i <= value``, clipped to ``nbins - 1`` (so the last bin also takes max); the mode is
+  ``min + (i + 0.5) * w`` for the fullest bin, lowest ``i`` on ties.
+- ``kde_peaks``: grid ``numpy.linspace(min - 3h, max + 3h, G)`` with
+  ``h = stddev * (0.75 * n) ** -0.2``; densities ``d`` are those of
+  ``scipy.stats.gaussian_kde(sorted_x, bw_method="silverman")`` at the grid; peaks are the
+  interior points ``j`` (the two end points lie 3h outside the data, where the density is
+  strictly monotone) with ``d[j] > d[j-1]``, ``d[j] >= d[j+1]`` and ``d[j] >= 0.01 * d.max()``.
+  The density is first computed by linear binning and FFT convolution together with a
+  rigorous error bound; only the grid points whose comparisons the bound cannot decide are
+  re-evaluated, first by a direct sum with a much tighter bound and finally with scipy
+  itself, so the count always equals the exact one.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import diptest
+import numpy as np
+import scipy.fft
+from scipy import optimize, special, stats
+
+SUFFIXES: tuple[str, ...] = (
+    "total",
+    "minimum",
+    "maximum",
+    "mean",
+    "stddev",
+    "skew",
+    "kurtosis",
+    "q1",
+    "q2",
+    "q3",
+    "iqr",
+    "mad",
+    "cv",
+    "mode",
+    "bc",
+    "dip_pval",
+    "kde_peaks",
+)
+_KNOWN = frozenset(SUFFIXES)
+_U = float(np.finfo(np.float64).eps) / 2  # unit roundoff
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+# Box-Cox transformed values above this overflow in scipy's own check (see boxcox_normmax).
+_BC_YMAX = float(np.finfo(np.float64).max) / 10000
+
+
+@dataclass(frozen=True)
+class StatsOptions:
+    """Knobs of the statistics that config controls (``[features]``)."""
+
+    kde_grid: int = 512
+    dip_method: str = "table"  # "table" | "bootstrap"
+    dip_bootstrap_draws: int = 2000
+    dip_seed: int = 20240101
+
+
+def describe(
+    x: np.ndarray,
+    suffixes: Sequence[str] = SUFFIXES,
+    options: StatsOptions = StatsOptions(),  # noqa: B008 - frozen, immutable default
+) -> dict[str, float | None]:
+    """The requested statistics of a 1-D sample (FEATURES.md); ``None`` = null."""
+    want = set(suffixes)
+    bad = want - _KNOWN
+    if bad:
+        raise ValueError(f"unknown statistic suffixes {sorted(bad)}; known: {', '.join(SUFFIXES)}")
+    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    n = int(xs.size)
+    out: dict[str, float | None] = {}
+    if n == 0:
+        for s in suffixes:
+            out[s] = 0.0 if s == "total" else None
+        return out
+
+    mn = float(xs[0])
+    mx = float(xs[-1])
+    total = float(np.add.reduce(xs))
+    mean = total / n  # what numpy.mean computes
+    constant = mn == mx
+
+    # Central moments, the way numpy.std / scipy.stats.skew form them.
+    need_moments = want & {"stddev", "skew", "kurtosis", "cv", "mode", "bc", "kde_peaks"}
+    sd: float | None = None
+    m2 = m3 = m4 = 0.0
+    if n >= 2 and need_moments:
+        if constant:
+            sd = 0.0
+        else:
+            d = xs - mean
+            d2 = d * d
+            ss = float(np.add.reduce(d2))
+            sd = math.sqrt(ss / (n - 1))
+            m2 = ss / n
+            if want & {"skew", "kurtosis"}:
+                m3 = float(np.add.reduce(d2 * d)) / n
+                m4 = float(np.add.reduce(d2 * d2)) / n if "kurtosis" in want else 0.0
+
+    q = None
+    if want & {"q1", "q2", "q3", "iqr", "mode"}:
+        q = np.quantile(xs, [0.25, 0.5, 0.75])
+
+    for s in suffixes:
+        v: float | None
+        if s == "total":
+            v = total
+        elif s == "minimum":
+            v = mn
+        elif s == "maximum":
+            v = mx
+        elif s == "mean":
+            v = mean
+        elif s == "stddev":
+            v = sd
+        elif s == "skew":
+            v = None
+            if n >= 3 and sd:
+                v = math.sqrt((n - 1.0) * n) / (n - 2.0) * (m3 / m2**1.5)
+        elif s == "kurtosis":
+            v = None
+            if n >= 4 and sd:
+                v = 1.0 / (n - 2) / (n - 3) * ((n * n - 1.0) * m4 / m2**2.0 - 3 * (n - 1) ** 2.0)
+        elif s in ("q1", "q2", "q3"):
+            v = float(q[("q1", "q2", "q3").index(s)])
+        elif s == "iqr":
+            v = float(q[2] - q[0])
+        elif s == "mad":
+            med = _median_sorted(xs)
+            v = float(np.median(np.abs(xs - med)))
+        elif s == "cv":
+            v = sd / abs(mean) if (sd is not None and mean != 0) else None
+        elif s == "mode":
+            v = _fd_mode(xs, q, sd)
+        elif s == "bc":
+            v = _boxcox_mle(xs) if (n >= 3 and mn > 0 and sd) else None
+        elif s == "dip_pval":
+            v = _dip_pval(xs, options) if n >= 4 else None
+        else:  # kde_peaks
+            v = 1.0 if (n == 1 or not sd) else float(kde_peak_count(xs, sd, options.kde_grid))
+        if v is not None and not math.isfinite(v):
+            v = None
+        out[s] = v
+    return out
+
+
+def _median_sorted(xs: np.ndarray) -> float:
+    n = xs.size
+    mid = n // 2
+    if n % 2:
+        return float(xs[mid])
+    return float((xs[mid - 1] + xs[mid]) / 2.0)
+
+
+# --- mode ---------------------------------------------------------------------------------
+
+
+def _fd_mode(xs: np.ndarray, q: np.ndarray, sd: float | None) -> float:
+    n = xs.size
+    mn = float(xs[0])
+    iqr = float(q[2] - q[0])
+    if n == 1:
+        return float(q[1])
+    w = 2.0 * iqr * n ** (-1 / 3)
+    if iqr == 0:
+        w = 3.5 * sd * n ** (-1 / 3)
+    if w == 0:
+        return float(q[1])
+    nbins = max(1, math.ceil((float(xs[-1]) - mn) / w))
+    if nbins <= 4 * n + 16:
+        edges = mn + np.arange(1, nbins, dtype=np.float64) * w
+        idx = np.searchsorted(edges, xs, side="right").astype(np.float64)
+    else:
+        # Too many (mostly empty) bins to list: start from floor() and fix the few values
+        # whose float division landed on the wrong side of their edge.
+        idx = np.floor((xs - mn) / w)
+        idx = np.where(xs < mn + idx * w, idx - 1, idx)
+        idx = np.where(xs >= mn + (idx + 1) * w, idx + 1, idx)
+        idx = np.clip(idx, 0, nbins - 1)
+    # xs is sorted, so bin indices are non-decreasing: count runs.
+    starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
+    counts = np.diff(np.append(starts, n))
+    i = float(idx[starts[int(np.argmax(counts))]])
+    return mn + (i + 0.5) * w
+
+
+# --- Box-Cox ------------------------------------------------------------------------------
+
+
+def _boxcox_mle(xs: np.ndarray) -> float:
+    """scipy.stats.boxcox_normmax(x, method="mle"), with a fast objective.
+
+    The Box-Cox log-likelihood is scale invariant up to a constant, so after dividing by the
+    geometric mean (z = log x - mean(log x)) the objective minimised by scipy,
+    ``-boxcox_llf(lmb, x)``, equals ``n/2 log var(expm1(lmb z) / lmb)`` plus a constant:
+    the same Brent search (same bracket, same tolerance) runs on a cheaper function.
+    """
+    logx = np.log(xs)
+    z = logx - np.add.reduce(logx) / xs.size
+    half_n = xs.size / 2.0
+    zmax = float(max(abs(z[0]), abs(z[-1])))
+
+    def objective(lmb: float) -> float:
+        if lmb == 0:
+            d = z - np.add.reduce(z) / z.size
+            return half_n * math.log(float(np.dot(d, d)) / z.size)
+        t = lmb * z
+        if abs(lmb) * zmax < 50.0:
+            y = np.expm1(t)
+            shift = 0.0
+        else:
+            shift = float(t.max())
+            y = np.exp(t - shift)
+        d = y - np.add.reduce(y) / y.size
+        var = float(np.dot(d, d)) / y.size
+        if var <= 0:
+            return math.inf
+        return half_n * (math.log(var) + 2.0 * shift - 2.0 * math.log(abs(lmb)))
+
+    with np.errstate(all="ignore"):
+        lmb = float(optimize.brent(objective, brack=(-2.0, 2.0)))
+    # scipy's last step: constrain lambda so the transformed extreme does not overflow.
+    xmax, xmin = float(xs[-1]), float(xs[0])
+    if xmin >= 1:
+        x_treme = xmax
+    elif xmax <= 1:
+        x_treme = xmin
+    else:
+        x_treme = xmax if special.boxcox(xmax, lmb) > abs(special.boxcox(xmin, lmb)) else xmin
+    with np.errstate(all="ignore"):
+        if abs(special.boxcox(x_treme, lmb)) > _BC_YMAX:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                lmb = float(stats.boxcox_normmax(xs, method="mle"))
+    return lmb
+
+
+# --- dip test -----------------------------------------------------------------------------
+
+
+def _dip_pval(xs: np.ndarray, options: StatsOptions) -> float:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if options.dip_method == "bootstrap":
+            r = diptest.diptest(
+                xs,
+                sort_x=False,
+                boot_pval=True,
+                n_boot=options.dip_bootstrap_draws,
+                seed=options.dip_seed,
+                n_threads=1,
+            )
+        elif options.dip_method == "table":
+            r = diptest.diptest(xs, sort_x=False)
+        else:
+            raise ValueError(f"dip_method must be 'table' or 'bootstrap', got {options.dip_method!r}")
+    return float(r[1])
+
+
+# --- KDE peaks ----------------------------------------------------------------------------
+
+_BIN_STEPS_PER_H = 32  # fine binning grid: at least this many steps per bandwidth
+_TRUNC = 10.0  # kernel truncated at this many bandwidths in the binned pass
+
+
+def kde_grid(xs: np.ndarray, sd: float, grid: int) -> tuple[np.ndarray, float]:
+    """The evaluation grid of the KDE peak count and the bandwidth h (xs sorted, sd > 0)."""
+    h = sd * (0.75 * xs.size) ** -0.2
+    return np.linspace(float(xs[0]) - 3 * h, float(xs[-1]) + 3 * h, grid), h
+
+
+def kde_peak_count(xs: np.ndarray, sd: float, grid: int = 512) -> int:
+    """Peaks of scipy's silverman gaussian_kde of sorted ``xs`` on the FEATURES.md grid."""
+    g, h = kde_grid(xs, sd, grid)
+    return _KdePeaks(xs, sd, g, h).count()
+
+
+class _KdePeaks:
+    """Interval densities [lower, upper] per grid point, refined on demand to exact values."""
+
+    def __init__(self, xs: np.ndarray, sd: float, g: np.ndarray, h: float) -> None:
+        self.xs, self.g, self.h = xs, g, h
+        n = xs.size
+        G = g.size
+        lo, hi = float(g[0]), float(g[-1])
+        big = abs(lo) + abs(hi)
+        xabs = max(abs(float(xs[0])), abs(float(xs[-1])))
+        # Position rounding (ours and scipy's whitening), in data units.
+        self.rho = 16 * _U * big + 100 * _U * h
+        # Relative difference between our h and scipy's kernel bandwidth (both rounded).
+        self.eta = 16 * _U * (n + 30 + (abs(float(xs.mean())) + xabs) / sd) + 4 * (
+            n * _U * xabs / sd
+        ) ** 2
+        self.rel = 4 * _U * (2 * n + 50)  # summation rounding, ours and scipy's
+        self.level = np.zeros(G, dtype=np.int8)  # 0 binned, 1 direct sum, 2 scipy (exact)
+        self.lower, self.upper = self._binned(lo, hi)
+        self._kde: stats.gaussian_kde | None = None
+
+    def _binned(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+        xs, h, G = self.xs, self.h, self.g.size
+        n = xs.size
+        delta_g = (hi - lo) / (G - 1)
+        r = max(1, math.ceil(delta_g * _BIN_STEPS_PER_H / h))
+        step = delta_g / r
+        m = r * (G - 1) + 1
+        pos = (xs - lo) / step
+        k = np.clip(np.floor(pos), 0, m - 2)
+        t = pos - k
+        ki = k.astype(np.intp)
+        c = np.bincount(ki, 1.0 - t, minlength=m) + np.bincount(ki + 1, t, minlength=m)
+        half = math.ceil(_TRUNC * h / step)
+        eps = step / h
+        u = np.arange(-half, half + 1, dtype=np.float64) * eps
+        phi = np.exp(-0.5 * u * u) * _INV_SQRT_2PI
+        w = np.maximum(np.abs(u) - eps, 1.0)
+        psi = (w * w + 1.0) * np.exp(-0.5 * w * w) * _INV_SQRT_2PI  # sup |phi''| near u
+        size = scipy.fft.next_fast_len(m + 2 * half, real=True)
+        fc = scipy.fft.rfft(c, size)
+        pick = np.arange(G) * r + half
+        scale = 1.0 / (n * h)
+        dens = scipy.fft.irfft(fc * scipy.fft.rfft(phi, size), size)[pick] * scale
+        env = scipy.fft.irfft(fc * scipy.fft.rfft(psi, size), size)[pick] * scale
+        # FFT rounding: absolute, ~ u log2(N) sqrt(N) |c/n|_2 |kernel/h|_2 (generous constant).
+        cn = float(np.sqrt(np.dot(c, c))) / n
+        fft_err = (
+            8 * _U * math.log2(size) * math.sqrt(size) * cn * float(np.sqrt(np.dot(psi, psi))) / h
+        )
+        env = np.maximum(env, 0.0) + fft_err
+        dens_hi = np.maximum(dens, 0.0) + fft_err
+        bin_coef = step * step / (8 * h * h)  # linear-binning error per unit envelope
+        coef = bin_coef + self.rho / h + 2 * self.eta
+        trunc = 2 * math.exp(-0.5 * (_TRUNC - 2 * eps) ** 2) * _INV_SQRT_2PI / h
+        err = 2 * (
+            coef * env + self.rel * (dens_hi + bin_coef * env) + trunc + 2 * fft_err + 1e-300 / h
+        )
+        return dens - err, dens + err
+
+    def _refine(self, idx: np.ndarray) -> None:
+        idx = idx[self.level[idx] < 2]
+        direct = idx[self.level[idx] == 0]
+        exact = idx[self.level[idx] == 1]
+        if direct.size:
+            self._direct(direct)
+        if exact.size:
+            if self._kde is None:
+                self._kde = stats.gaussian_kde(self.xs, bw_method="silverman")
+            v = self._kde.evaluate(self.g[exact])
+            self.lower[exact] = v
+            self.upper[exact] = v
+            self.level[exact] = 2
+
+    def _direct(self, idx: np.ndarray) -> None:
+        xs, h = self.xs, self.h
+        n = xs.size
+        chunk = max(1, 2_000_000 // n)
+        for a in range(0, idx.size, chunk):
+            j = idx[a : a + chunk]
+            u = (xs[None, :] - self.g[j, None]) / h
+            e = np.exp(-0.5 * u * u)
+            dens = e.sum(axis=1) * (_INV_SQRT_2PI / (n * h))
+            env = ((1.0 + u * u) * e).sum(axis=1) * (_INV_SQRT_2PI / (n * h))
+            err = 2 * ((self.rho / h + 2 * self.eta) * env * 1.01 + self.rel * dens + 1e-300 / h)
+            self.lower[j] = dens - err
+            self.upper[j] = dens + err
+            self.level[j] = 1
+
+    def count(self) -> int:
+        G = self.g.size
+        if G < 3:
+            return 0
+        inner = np.arange(1, G - 1)
+        for _ in range(4 * G):
+            lower, upper = self.lower, self.upper
+            max_lo = float(lower.max())
+            cand_max = np.flatnonzero(upper >= max_lo)
+            exact_max = bool(np.all(self.level[cand_max] == 2))
+            if exact_max:
+                thr_lo = thr_hi = 0.01 * float(upper[cand_max].max())
+            else:
+                thr_lo = 0.01 * max_lo * (1 - 4 * _U)
+                thr_hi = 0.01 * float(upper.max()) * (1 + 4 * _U)
+            li, ui = lower[inner], upper[inner]
+            t_pass = li >= thr_hi
+            t_fail = ui < thr_lo
+            t_amb = ~t_pass & ~t_fail
+            l_true = li > upper[inner - 1]
+            l_false = ui <= lower[inner - 1]
+            r_true = li >= upper[inner + 1]
+            r_false = ui < lower[inner + 1]
+            alive = ~t_fail & ~l_false & ~r_false
+            amb = alive & (t_amb | ~l_true | ~r_true)
+            if not amb.any():
+                return int(np.count_nonzero(alive))
+            need = [inner[alive & t_amb]]
+            if (alive & t_amb).any() and not exact_max:
+                need.append(cand_max)
+            need.append(inner[alive & ~l_true] - 1)
+            need.append(inner[alive & ~l_true])
+            need.append(inner[alive & ~r_true])
+            need.append(inner[alive & ~r_true] + 1)
+            req = np.unique(np.concatenate(need))
+            if not (self.level[req] < 2).any():
+                raise AssertionError("KDE peak decision left undecided with exact densities")
+            self._refine(req)
+        raise AssertionError("KDE peak refinement did not converge")
