@@ -145,7 +145,9 @@ def enrich_option_trades(
         intrinsic = np.where(is_call, np.maximum(S - K, 0.0), np.maximum(K - S, 0.0))
     intrinsic[~(is_call | is_put)] = np.nan
 
-    s_time = pa.array(S_time, pa.int64(), mask=~has_s).cast(OPTION_TRADES_GREEKS.field("underlying_price_time").type)
+    s_time = pa.array(S_time, pa.int64(), mask=~has_s).cast(
+        OPTION_TRADES_GREEKS.field("underlying_price_time").type
+    )
     status_str = pa.DictionaryArray.from_arrays(
         pa.array(status, pa.int8()), pa.array(GREEKS_STATUSES, pa.string())
     ).cast(pa.string())

@@ -68,17 +68,35 @@ def _small_t_expansion(h: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.nda
     A = p + h * ndtr(h)
     w = t * t
     e6 = (
-        -89055 * p + 135135 * A + h2 * (-82845 * p + 270270 * A + h2 * (
-            -20370 * p + 135135 * A + h2 * (-1926 * p + 25740 * A + h2 * (
-                -75 * p + 2145 * A + h2 * (-p + 78 * A + A * h2)))))
+        -89055 * p
+        + 135135 * A
+        + h2
+        * (
+            -82845 * p
+            + 270270 * A
+            + h2
+            * (
+                -20370 * p
+                + 135135 * A
+                + h2
+                * (-1926 * p + 25740 * A + h2 * (-75 * p + 2145 * A + h2 * (-p + 78 * A + A * h2)))
+            )
+        )
     ) / 6227020800.0
     e5 = (
-        -6555 * p + 10395 * A + h2 * (-4680 * p + 17325 * A + h2 * (
-            -840 * p + 6930 * A + h2 * (-52 * p + 990 * A + h2 * (-p + 55 * A + A * h2))))
+        -6555 * p
+        + 10395 * A
+        + h2
+        * (
+            -4680 * p
+            + 17325 * A
+            + h2 * (-840 * p + 6930 * A + h2 * (-52 * p + 990 * A + h2 * (-p + 55 * A + A * h2)))
+        )
     ) / 39916800.0
     e4 = (
-        -561 * p + 945 * A + h2 * (-285 * p + 1260 * A + h2 * (
-            -33 * p + 378 * A + h2 * (-p + 36 * A + A * h2)))
+        -561 * p
+        + 945 * A
+        + h2 * (-285 * p + 1260 * A + h2 * (-33 * p + 378 * A + h2 * (-p + 36 * A + A * h2)))
     ) / 362880.0
     e3 = (-57 * p + 105 * A + h2 * (-18 * p + 105 * A + h2 * (-p + 21 * A + A * h2))) / 5040.0
     e2 = (-7 * p + 15 * A + h2 * (-p + 10 * A + A * h2)) / 120.0
@@ -122,8 +140,10 @@ def black_and_vega(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray
         if body.any():
             i = np.flatnonzero(body)
             hb, tb = h[i], t[i]
-            b[i] = (0.5 * _SQRT_TWO_PI) * bp[i] * (
-                erfcx(-_ONE_OVER_SQRT_TWO * (hb + tb)) - erfcx(-_ONE_OVER_SQRT_TWO * (hb - tb))
+            b[i] = (
+                (0.5 * _SQRT_TWO_PI)
+                * bp[i]
+                * (erfcx(-_ONE_OVER_SQRT_TWO * (hb + tb)) - erfcx(-_ONE_OVER_SQRT_TWO * (hb - tb)))
             )
     return np.maximum(b, 0.0), bp
 
@@ -199,7 +219,9 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
             tt = ba / bl
             f = ba + (f_l - bl) * tt * tt
             f = np.where(f > 0, f, ba)
-            guess = np.abs(xa / (_SQRT_THREE * ndtri(np.cbrt(f / (_TWO_PI_OVER_SQRT_27 * np.abs(xa))))))
+            guess = np.abs(
+                xa / (_SQRT_THREE * ndtri(np.cbrt(f / (_TWO_PI_OVER_SQRT_27 * np.abs(xa)))))
+            )
             s[i] = np.where(np.isfinite(guess) & (guess > 0) & (guess < sl), guess, 0.5 * sl)
             s_right[i] = sl
             obj[i] = 0

@@ -38,7 +38,9 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
     n = stock.num_rows
     if n == 0:
         return np.zeros(0, dtype=bool)
-    cond_ok = rules.mask(_column(stock, "conditions"), "open_close", extra=ELIGIBLE_EXTRA_CONDITIONS)
+    cond_ok = rules.mask(
+        _column(stock, "conditions"), "open_close", extra=ELIGIBLE_EXTRA_CONDITIONS
+    )
     correction = _column(stock, "correction").fill_null(0).to_numpy(zero_copy_only=False)
     _, ts_valid = _ts_ns(_column(stock, "sip_timestamp"))
     price_valid = ~np.asarray(_column(stock, "price").is_null().to_numpy(zero_copy_only=False))
@@ -59,14 +61,22 @@ def underlying_asof(
     One ``np.searchsorted`` per underlying symbol over its eligible trades sorted by
     (sip_timestamp, sequence_number).
     """
-    und = pa.array(option_underlying) if isinstance(option_underlying, np.ndarray) else option_underlying
+    und = (
+        pa.array(option_underlying)
+        if isinstance(option_underlying, np.ndarray)
+        else option_underlying
+    )
     if isinstance(und, pa.ChunkedArray):
         und = und.combine_chunks() if und.num_chunks else pa.array([], pa.string())
     if isinstance(option_ts_ns, np.ndarray) and option_ts_ns.dtype.kind in "iu":
         ts = option_ts_ns.astype(np.int64, copy=False)
         ts_valid = np.ones(ts.shape, dtype=bool)
     else:
-        arr = option_ts_ns if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray) else pa.array(option_ts_ns)
+        arr = (
+            option_ts_ns
+            if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray)
+            else pa.array(option_ts_ns)
+        )
         ts, ts_valid = _ts_ns(arr)
     n = len(und)
     price = np.full(n, np.nan)

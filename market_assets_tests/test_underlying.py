@@ -77,7 +77,9 @@ def test_asof_join_matches_brute_force_reference_with_ties_conditions_correction
 
 
 def test_same_nanosecond_tie_takes_highest_sequence_number():
-    stock = stock_table(["SPY"] * 3, [BASE] * 3, [600.0, 601.0, 602.0], [5, 9, 7], [[]] * 3, [0] * 3)
+    stock = stock_table(
+        ["SPY"] * 3, [BASE] * 3, [600.0, 601.0, 602.0], [5, 9, 7], [[]] * 3, [0] * 3
+    )
     p, t = underlying_asof(pa.array(["SPY"]), np.array([BASE]), stock, RULES, SEC)
     assert p[0] == 601.0 and t[0] == BASE
 
@@ -107,5 +109,7 @@ def test_empty_inputs():
     stock = stock_table([], [], [], [], [], [])
     p, t = underlying_asof(pa.array(["SPY"]), np.array([BASE]), stock, RULES, SEC)
     assert np.isnan(p[0]) and t[0] == -1
-    p, t = underlying_asof(pa.array([], pa.string()), np.array([], dtype=np.int64), stock, RULES, SEC)
+    p, t = underlying_asof(
+        pa.array([], pa.string()), np.array([], dtype=np.int64), stock, RULES, SEC
+    )
     assert p.size == 0 and t.size == 0
