@@ -30,7 +30,7 @@ from market_assets.calendar import expiry_ns
 from market_assets.conditions import ConditionRules
 from market_assets.greeks import BAD_INPUT, EXPIRED, OK, STATUS_CODES, greeks, implied_volatility
 from market_assets.schemas import GREEKS_STATUSES, OPTION_TRADES, OPTION_TRADES_GREEKS
-from market_assets.underlying import underlying_asof
+from market_assets.underlying import UnderlyingIndex
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 NO_UNDERLYING = STATUS_CODES["no_underlying"]
@@ -95,9 +95,15 @@ def _option_columns(options: pa.Table) -> list[pa.ChunkedArray]:
 
 
 def enrich_option_trades(
-    options: pa.Table, stock: pa.Table, params: GreeksParams, rules: ConditionRules
+    options: pa.Table,
+    stock: pa.Table | UnderlyingIndex,
+    params: GreeksParams,
+    rules: ConditionRules,
 ) -> pa.Table:
-    """Add the greeks columns to option trades; returns exactly ``OPTION_TRADES_GREEKS``."""
+    """Add the greeks columns to option trades; returns exactly ``OPTION_TRADES_GREEKS``.
+
+    ``stock`` is the underlying trades, or an :class:`UnderlyingIndex` built once from
+    them when enriching many micro-batches."""
     cols = _option_columns(options)
     by_name = dict(zip(OPTION_TRADES.names, cols, strict=True))
     n = options.num_rows
@@ -106,9 +112,8 @@ def enrich_option_trades(
     ts = ts_arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
     max_stale = int(round(params.max_underlying_staleness_s * 1e9))
-    S, S_time = underlying_asof(
-        by_name["underlying"], pa.array(ts, pa.int64(), mask=ts_null), stock, rules, max_stale
-    )
+    index = stock if isinstance(stock, UnderlyingIndex) else UnderlyingIndex(stock, rules)
+    S, S_time = index.asof(by_name["underlying"], pa.array(ts, pa.int64(), mask=ts_null), max_stale)
     K = _f64(by_name["strike"])
     price = _f64(by_name["price"])
     size = _f64(by_name["size"])

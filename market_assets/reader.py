@@ -12,7 +12,9 @@ that does not parse are counted and kept (line number, reason, text) as rejects.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -140,12 +142,22 @@ class _RecordingStream(io.RawIOBase):
             super().close()
 
 
+class _Restart(Exception):
+    """The fast pass met input it cannot pin to a line: re-read carefully."""
+
+
 class TradeReader:
     """Iterate typed, filtered record batches of one flat file.
 
     ``keep`` lists stock tickers (stock_trades) or underlyings (option_trades) to keep;
     ``["*"]`` keeps everything. ``on_progress`` is called after every block with the
     running :class:`ReadStats`.
+
+    Clean files take a fast pass: pyarrow converts the columns to their types itself, on
+    its thread pool. If that pass meets a malformed row (which it cannot place on a line)
+    and ``reopen`` can open the file again, a careful pass re-reads it single-threaded,
+    as text, skipping the rows already delivered, so every malformed row is reported with
+    its line number and nothing is delivered twice.
     """
 
     def __init__(
@@ -156,6 +168,7 @@ class TradeReader:
         block_size: int = 4 << 20,
         on_progress: Callable[[ReadStats], None] | None = None,
         max_reject_fraction: float = 1.0,
+        reopen: Callable[[], ByteSource] | None = None,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -166,31 +179,82 @@ class TradeReader:
         self.block_size = int(block_size)
         self.on_progress = on_progress
         self.max_reject_fraction = max_reject_fraction
+        self.reopen = reopen
         self.stats = ReadStats(source=source.name, bytes_total=source.size)
         self.rejects: list[Reject] = []
+        self.careful_pass = False
         self._skipped_lines: list[int] = []
+        self._fast_invalid = 0
+        self._opened_here: list[ByteSource] = []
 
     # -- public -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        raw = _RecordingStream(isal.igzip_threaded.open(self.source.stream, "rb", threads=1))
+        try:
+            if self.reopen is None:
+                self.careful_pass = True
+                yield from self._pass(self.source, careful=True, skip_rows=0)
+            else:
+                try:
+                    yield from self._pass(self.source, careful=False, skip_rows=0)
+                except _Restart as why:
+                    delivered = self.stats.rows_read
+                    self.careful_pass = True
+                    self._fast_invalid = 0
+                    self._skipped_lines.clear()
+                    source = self.reopen()
+                    self._opened_here.append(source)
+                    logging.getLogger(__name__).warning(
+                        "%s: %s; re-reading it carefully from row %d", self.source.name, why, delivered
+                    )
+                    yield from self._pass(source, careful=True, skip_rows=delivered)
+            self._finish()
+        finally:
+            for s in self._opened_here:
+                with contextlib.suppress(Exception):
+                    s.stream.close()
+
+    @property
+    def bytes_read(self) -> int:
+        src = self._opened_here[-1] if self._opened_here else self.source
+        return src.bytes_read
+
+    # -- passes -------------------------------------------------------------------------
+    def _pass(self, source: ByteSource, careful: bool, skip_rows: int) -> Iterator[pa.RecordBatch]:
+        raw = _RecordingStream(isal.igzip_threaded.open(source.stream, "rb", threads=1))
         text = io.BufferedReader(raw, buffer_size=1 << 20)
         try:
             header_line = self._read_header(text, raw)
             names = [n.strip().strip('"').lower() for n in header_line.split(",")]
             self._check_header(names)
-            reader = self._open_csv(text, raw, names)
+            reader = self._open_csv(text, raw, names, careful)
+            seen = 0  # data rows parsed in this pass
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     break
+                except pa.ArrowInvalid as e:
+                    if raw.error is None and not careful and "conversion error" in str(e).lower():
+                        raise _Restart(f"a value does not parse ({e})") from None
+                    raise self._io_error(raw, e) from e
                 except Exception as e:
                     raise self._io_error(raw, e) from e
+                if self._fast_invalid and not careful:
+                    raise _Restart("a row has the wrong number of fields")
+                if seen + batch.num_rows <= skip_rows:
+                    seen += batch.num_rows
+                    self._report()
+                    continue
+                if seen < skip_rows:
+                    batch = batch.slice(skip_rows - seen)
+                    seen = skip_rows
+                seen += batch.num_rows
                 out = self._convert(batch)
                 self._report()
                 if out.num_rows:
                     yield out
-            self._finish()
+            if self._fast_invalid and not careful:
+                raise _Restart("a row has the wrong number of fields")
         finally:
             text.close()
 
@@ -217,30 +281,38 @@ class TradeReader:
         if dupes:
             raise IngestError(f"{self.source.name} line 1: duplicate column(s) {', '.join(dupes)}")
         self.present = [c for c in self.columns if c in names]
-        self.n_fields = len(names)
 
-    def _open_csv(self, text: io.BufferedReader, raw: _RecordingStream, names: list[str]):
+    def _open_csv(self, text: io.BufferedReader, raw: _RecordingStream, names: list[str], careful: bool):
         def on_invalid(row: pcsv.InvalidRow) -> str:
-            line = (row.number or 0) + 1  # pyarrow counts data rows after skipped header
+            if not careful:
+                # Threaded parsing cannot number rows: note it, and re-read carefully.
+                self._fast_invalid += 1
+                return "skip" if self.reopen is not None else "error"
+            line = (row.number or 0) + 1  # pyarrow numbers data rows after the header
             self._skipped_lines.append(line)
             self._reject(line, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
             return "skip"
 
+        types = {c: (pa.string() if careful else self.columns[c][0]) for c in self.present}
         try:
             return pcsv.open_csv(
                 text,
                 read_options=pcsv.ReadOptions(
-                    column_names=names, block_size=self.block_size, use_threads=False
+                    column_names=names, block_size=self.block_size, use_threads=not careful
                 ),
                 parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pcsv.ConvertOptions(
                     include_columns=self.present,
-                    column_types={c: pa.string() for c in self.present},
+                    column_types=types,
                     strings_can_be_null=True,
                     null_values=[""],
                     quoted_strings_can_be_null=True,
                 ),
             )
+        except pa.ArrowInvalid as e:
+            if raw.error is None and not careful and self.reopen is not None and "conversion error" in str(e).lower():
+                raise _Restart(f"a value does not parse ({e})") from None
+            raise self._io_error(raw, e) from e
         except Exception as e:
             raise self._io_error(raw, e) from e
 
@@ -250,42 +322,53 @@ class TradeReader:
         self.stats.rows_read += n
         if n == 0:
             return pa.RecordBatch.from_pylist([], schema=self.schema)
-        cols = {name: batch.column(name) for name in self.present}
-        good = np.ones(n, dtype=bool)
-        reasons: dict[int, str] = {}
 
-        # Rows we will not keep need no conversion: filter first, on the raw ticker text.
-        ticker = cols["ticker"]
-        parsed_opt = None
+        # Filter first (on the raw ticker text) so only kept rows are converted; rows whose
+        # option ticker does not parse stay in view so they are reported, not dropped.
+        ticker = batch.column("ticker")
+        reasons: dict[int, str] = {}
         if self.kind == "option_trades":
-            parsed_opt, ok = parse_option_tickers(ticker)
+            parsed, ok = parse_option_tickers(ticker)
             ok_np = ok.to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(~ok_np):
-                reasons.setdefault(int(i), f"unparsable option ticker {ticker[i].as_py()!r}")
-            good &= ok_np
-            keep_mask = self._keep_mask(parsed_opt.column("underlying"))
+            keep_np = self._keep_mask(parsed.column("underlying"))
+            view_np = keep_np | ~ok_np
         else:
-            keep_mask = self._keep_mask(ticker)
-        # Keep unparsable rows in view so they are reported, not silently filtered away.
-        view = keep_mask | ~good
+            parsed, ok_np = None, None
+            keep_np = view_np = self._keep_mask(ticker)
+        if view_np.all():
+            rows = None
+            view = batch
+        else:
+            rows = np.flatnonzero(view_np)
+            idx = pa.array(rows)
+            view = batch.take(idx)
+            if parsed is not None:
+                parsed = parsed.take(idx)
+            keep_np, ok_np = keep_np[rows], (ok_np[rows] if ok_np is not None else None)
+        m = view.num_rows
+        good = np.ones(m, dtype=bool)
+        if ok_np is not None and not ok_np.all():
+            for i in np.flatnonzero(~ok_np):
+                reasons.setdefault(int(i), f"unparsable option ticker {view.column('ticker')[i].as_py()!r}")
+            good &= ok_np
 
         converted: dict[str, pa.Array] = {}
         for name in self.present:
             typ, _ = self.columns[name]
-            col = cols[name]
+            col = view.column(name)
             if name == "conditions":
                 conv, bad = _parse_conditions(col)
-            elif typ == pa.string():
+            elif col.type == typ:
                 conv, bad = col, None
-                if name == "ticker":
+                if name not in _NULLABLE and col.null_count:
                     bad = pc.is_null(col)
             else:
                 conv, bad = _parse_number(col, typ)
-                if name not in _NULLABLE:
+                if name not in _NULLABLE and col.null_count:
                     nulls = pc.is_null(col)
                     bad = nulls if bad is None else pc.or_(bad, nulls)
             if bad is not None:
-                bad_np = pc.fill_null(bad, False).to_numpy(zero_copy_only=False) & view
+                bad_np = pc.fill_null(bad, False).to_numpy(zero_copy_only=False)
                 if bad_np.any():
                     for i in np.flatnonzero(bad_np):
                         v = col[i].as_py()
@@ -296,21 +379,24 @@ class TradeReader:
             converted[name] = conv
 
         if reasons:
-            lines = self._line_numbers(first_row + np.fromiter(reasons, dtype=np.int64))
+            local = np.fromiter(reasons, dtype=np.int64)
+            in_batch = local if rows is None else rows[local]
+            lines = self._line_numbers(first_row + in_batch)
             for (i, why), line in zip(reasons.items(), lines, strict=True):
-                if view[i]:
-                    self._reject(int(line), why, _row_text(batch, i))
+                self._reject(int(line), why, _row_text(view, i))
 
-        sel = pa.array(good & keep_mask)
+        final = good & keep_np
+        sel = None if final.all() else pa.array(final)
         out = {}
         for name, field_ in zip(self.schema.names, self.schema, strict=True):
-            if parsed_opt is not None and name in parsed_opt.column_names:
-                arr = parsed_opt.column(name).combine_chunks()
+            if parsed is not None and name in parsed.column_names:
+                arr = parsed.column(name).combine_chunks()
             elif name in converted:
                 arr = converted[name]
             else:
-                arr = pa.nulls(n, field_.type)
-            arr = arr.filter(sel)
+                arr = pa.nulls(m, field_.type)
+            if sel is not None:
+                arr = arr.filter(sel)
             if name in _TIMESTAMPS:
                 if name == "trf_timestamp":
                     arr = pc.if_else(pc.equal(arr, 0), pa.scalar(None, pa.int64()), arr)
@@ -348,30 +434,36 @@ class TradeReader:
             self.rejects.append(Reject(line, reason, text))
 
     def _report(self) -> None:
-        self.stats.bytes_read = self.source.bytes_read
+        self.stats.bytes_read = self.bytes_read
         if self.on_progress is not None:
             self.on_progress(self.stats)
 
     def _finish(self) -> None:
-        self.stats.bytes_read = self.source.bytes_read
         self.stats.finished = time.monotonic()
         self._report()
         total = self.stats.rows_read + len(self._skipped_lines)
         if total and self.stats.rows_rejected / total > self.max_reject_fraction:
-            first = self.rejects[0]
+            first = min(self.rejects, key=lambda r: r.line)
             raise IngestError(
                 f"{self.source.name}: {self.stats.rows_rejected} of {total} rows rejected "
                 f"({self.stats.rows_rejected / total:.4%}), above ingest.max_reject_fraction "
                 f"= {self.max_reject_fraction:g}; first at line {first.line}: {first.reason}"
             )
 
+    @property
+    def rows_in(self) -> int:
+        """Data rows in the file, malformed ones included."""
+        return self.stats.rows_read + len(self._skipped_lines)
+
     def _io_error(self, raw: _RecordingStream, e: BaseException) -> IngestError:
         cause = raw.error or e
-        offset = self.source.bytes_read
+        offset = self.bytes_read
         if isinstance(cause, EOFError):
             what = "truncated gzip stream (the file ended before the gzip end-of-stream marker)"
         elif isinstance(cause, OSError | ValueError) and "gzip" in str(cause).lower():
             what = f"corrupt gzip data ({cause})"
+        elif isinstance(cause, pa.ArrowInvalid) and "conversion error" in str(cause).lower():
+            what = f"a value does not parse ({cause}); the row cannot be located without re-reading the file"
         else:
             what = f"{type(cause).__name__}: {cause}"
         return IngestError(

@@ -149,12 +149,14 @@ def _cents(cents: np.ndarray) -> pa.Array:
 
 
 class _CsvGz:
-    """Deterministic gzip CSV writer (mtime 0, no file name in the gzip header)."""
+    """Deterministic gzip CSV writer (mtime 0, no file name in the gzip header); the file
+    appears under its name only when closed, so a failed run leaves no half-written day."""
 
     def __init__(self, path: Path, header: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._raw = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._tmp = path.with_name(path.name + ".partial")
+        self._raw = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._gz = igzip.GzipFile(
             filename="", mode="wb", compresslevel=1, fileobj=self._raw, mtime=0
         )
@@ -174,6 +176,11 @@ class _CsvGz:
     def close(self) -> None:
         self._gz.close()
         self._raw.close()
+        self._tmp.replace(self.path)
+
+    def abort(self) -> None:
+        self._raw.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def _chunks(n: int) -> range:
@@ -196,11 +203,11 @@ def _session_times(
     v = rng.random(m)
     pre_t = ext_start + ((open_ - ext_start) * np.sqrt(v)).astype(np.int64)
     post_t = close + ((ext_end - close) * (1.0 - np.sqrt(v))).astype(np.int64)
-    comp = rng.choice(3, size=m, p=[0.55, 0.22, 0.23])
+    comp = rng.choice(3, size=m, p=[0.66, 0.16, 0.18])
     x = np.select(
         [comp == 0, comp == 1],
-        [v * length, rng.exponential(0.04 * length, m)],
-        length - 1 - rng.exponential(0.05 * length, m),
+        [v * length, rng.exponential(0.06 * length, m)],
+        length - 1 - rng.exponential(0.07 * length, m),
     )
     reg_t = open_ + np.clip(x, 0, length - 1).astype(np.int64)
     t = np.select([part == 0, part == 1], [pre_t, reg_t], post_t)
@@ -329,8 +336,11 @@ def _stock_trades(
 
     # Geometric Brownian walk sampled at the price-setting trades.
     setter = ~corr & (size_e4 >= 100 * 10_000)
+    open_, close = calendar.session_bounds_ns(day, "regular")
+    extended = (sip < open_) | (sip >= close)
     prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
-    dt_ns = np.diff(sip, prepend=prev).astype(np.float64)
+    # Extended hours move prices far less per unit of clock time than the regular session.
+    dt_ns = np.diff(sip, prepend=prev) * np.where(extended, 0.15, 1.0)
     sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
     w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
     del dt_ns
@@ -341,8 +351,6 @@ def _stock_trades(
     price_cents = np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
     del w, log_px
 
-    open_, close = calendar.session_bounds_ns(day, "regular")
-    extended = (sip < open_) | (sip >= close)
     is_odd = size_e4 < 100 * 10_000
     condition_code = 4 * iso_c[cluster] + 2 * extended + is_odd
     correction_code = np.where(corr, np.where(rng.random(n) < 0.7, 1, 2), 0)
@@ -555,7 +563,7 @@ def generate_option_trades(
         e = rng.choice(len(expiries), size=m, p=exp_p)
         is_call = rng.random(m) < 0.52
         t_anchor = (exp_ns[e] - sip) / _NS_PER_YEAR
-        width = np.clip(1.3 * 0.16 * np.sqrt(t_anchor), 0.004, 0.08)
+        width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
         x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
         # A few deep in-the-money trades on short expiries, printed below intrinsic.
         deep = (rng.random(m) < 0.003) & (t_anchor < 8 / 365)
@@ -832,9 +840,12 @@ def generate_day(
                 )
             say(f"{day}: {ticker}: {len(lay.sip):,} trades, {len(lay.quote_sip):,} quotes")
             layouts[i] = trade_seq[i] = quote_seq[i] = None  # type: ignore[call-overload]  # free as we go
-    finally:
-        trades_w.close()
-        quotes_w.close()
+    except BaseException:
+        trades_w.abort()
+        quotes_w.abort()
+        raise
+    trades_w.close()
+    quotes_w.close()
 
     n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
     o = generate_option_trades(day, n_opt, underlyings, seed)
@@ -843,8 +854,11 @@ def generate_day(
     try:
         _write_option_trades(otw, o, option_header)
         _write_option_quotes(oqw, o, _rng(seed, _STREAM_SEQ, 2))
-    finally:
-        otw.close()
-        oqw.close()
+    except BaseException:
+        otw.abort()
+        oqw.abort()
+        raise
+    otw.close()
+    oqw.close()
     say(f"{day}: {len(o['contract']):,} option trades on {len(o['tickers']):,} contracts")
     return paths

@@ -47,6 +47,71 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
     return cond_ok & (correction == 0) & ts_valid & price_valid
 
 
+class UnderlyingIndex:
+    """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
+    as-of lookups (one per micro-batch of option trades)."""
+
+    def __init__(self, stock: pa.Table, rules: ConditionRules):
+        keep = eligible_underlying_mask(stock, rules) if stock.num_rows else np.zeros(0, bool)
+        idx = np.flatnonzero(keep)
+        eligible = stock.take(pa.array(idx, pa.int64()))
+        tick = _column(eligible, "ticker") if eligible.num_rows else pa.array([], pa.string())
+        self.symbols = pc.unique(tick.drop_null())
+        code = pc.index_in(tick, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
+        s_ts, _ = _ts_ns(_column(eligible, "sip_timestamp")) if eligible.num_rows else (np.zeros(0, np.int64), None)
+        s_seq = (
+            _column(eligible, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
+            if eligible.num_rows
+            else np.zeros(0, np.int64)
+        )
+        s_price = (
+            _column(eligible, "price").to_numpy(zero_copy_only=False).astype(np.float64)
+            if eligible.num_rows
+            else np.zeros(0)
+        )
+        # Ties at one nanosecond: the highest sequence number sorts last and wins.
+        order = np.lexsort((s_seq, s_ts, code))
+        self.ts = s_ts[order]
+        self.price = s_price[order]
+        self.bounds = np.searchsorted(code[order], np.arange(len(self.symbols) + 1), side="left")
+        self.size = len(order)
+
+    def asof(
+        self,
+        option_underlying: np.ndarray | pa.Array | pa.ChunkedArray,
+        option_ts_ns: np.ndarray | pa.Array | pa.ChunkedArray,
+        max_staleness_ns: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(price, time_ns)`` per option trade: NaN and -1 where none is fresh enough."""
+        und = pa.array(option_underlying) if isinstance(option_underlying, np.ndarray) else option_underlying
+        if isinstance(und, pa.ChunkedArray):
+            und = und.combine_chunks() if und.num_chunks else pa.array([], pa.string())
+        if isinstance(option_ts_ns, np.ndarray) and option_ts_ns.dtype.kind in "iu":
+            ts = option_ts_ns.astype(np.int64, copy=False)
+            ts_valid = np.ones(ts.shape, dtype=bool)
+        else:
+            arr = option_ts_ns if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray) else pa.array(option_ts_ns)
+            ts, ts_valid = _ts_ns(arr)
+        n = len(und)
+        price = np.full(n, np.nan)
+        time_ns = np.full(n, -1, dtype=np.int64)
+        if n == 0 or self.size == 0:
+            return price, time_ns
+        opt_code = pc.index_in(und, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
+        want = (opt_code >= 0) & ts_valid
+        for code in np.unique(opt_code[want]):  # one vectorized search per symbol
+            rows = np.flatnonzero(want & (opt_code == code))
+            lo, hi = self.bounds[code], self.bounds[code + 1]
+            pos = np.searchsorted(self.ts[lo:hi], ts[rows], side="right") - 1
+            found = pos >= 0
+            at = lo + pos[found]
+            rows = rows[found]
+            fresh = ts[rows] - self.ts[at] <= max_staleness_ns
+            price[rows[fresh]] = self.price[at[fresh]]
+            time_ns[rows[fresh]] = self.ts[at[fresh]]
+        return price, time_ns
+
+
 def underlying_asof(
     option_underlying: np.ndarray | pa.Array | pa.ChunkedArray,
     option_ts_ns: np.ndarray,
@@ -61,59 +126,4 @@ def underlying_asof(
     One ``np.searchsorted`` per underlying symbol over its eligible trades sorted by
     (sip_timestamp, sequence_number).
     """
-    und = (
-        pa.array(option_underlying)
-        if isinstance(option_underlying, np.ndarray)
-        else option_underlying
-    )
-    if isinstance(und, pa.ChunkedArray):
-        und = und.combine_chunks() if und.num_chunks else pa.array([], pa.string())
-    if isinstance(option_ts_ns, np.ndarray) and option_ts_ns.dtype.kind in "iu":
-        ts = option_ts_ns.astype(np.int64, copy=False)
-        ts_valid = np.ones(ts.shape, dtype=bool)
-    else:
-        arr = (
-            option_ts_ns
-            if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray)
-            else pa.array(option_ts_ns)
-        )
-        ts, ts_valid = _ts_ns(arr)
-    n = len(und)
-    price = np.full(n, np.nan)
-    time_ns = np.full(n, -1, dtype=np.int64)
-    if n == 0 or stock.num_rows == 0:
-        return price, time_ns
-
-    keep = eligible_underlying_mask(stock, rules)
-    idx = np.flatnonzero(keep)
-    if idx.size == 0:
-        return price, time_ns
-    eligible = stock.take(pa.array(idx))
-    symbols = pc.unique(_column(eligible, "ticker").drop_null())
-    stock_code = pc.index_in(_column(eligible, "ticker"), value_set=symbols)
-    stock_code = stock_code.fill_null(-1).to_numpy(zero_copy_only=False)
-    opt_code = pc.index_in(und, value_set=symbols).fill_null(-1).to_numpy(zero_copy_only=False)
-    s_ts, _ = _ts_ns(_column(eligible, "sip_timestamp"))
-    s_seq = _column(eligible, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
-    s_price = _column(eligible, "price").to_numpy(zero_copy_only=False).astype(np.float64)
-
-    # Sort once by (symbol, time, sequence); each symbol is then one contiguous sorted run.
-    order = np.lexsort((s_seq, s_ts, stock_code))
-    code_sorted = stock_code[order]
-    ts_sorted = s_ts[order]
-    price_sorted = s_price[order]
-    bounds = np.searchsorted(code_sorted, np.arange(len(symbols) + 1), side="left")
-    want = opt_code >= 0
-    want &= ts_valid
-    for code in np.unique(opt_code[want]):  # one vectorized search per symbol
-        rows = np.flatnonzero(want & (opt_code == code))
-        lo, hi = bounds[code], bounds[code + 1]
-        run = ts_sorted[lo:hi]
-        pos = np.searchsorted(run, ts[rows], side="right") - 1
-        found = pos >= 0
-        at = lo + pos[found]
-        rows = rows[found]
-        fresh = ts[rows] - ts_sorted[at] <= max_staleness_ns
-        price[rows[fresh]] = price_sorted[at[fresh]]
-        time_ns[rows[fresh]] = ts_sorted[at[fresh]]
-    return price, time_ns
+    return UnderlyingIndex(stock, rules).asof(option_underlying, option_ts_ns, max_staleness_ns)

@@ -160,3 +160,42 @@ def test_progress_is_reported_per_block(tmp_path):
     opened = LocalStore(tmp_path).open("s.csv.gz")
     list(TradeReader(opened, "stock_trades", block_size=1 << 16, on_progress=lambda s: seen.append(s.rows_read)))
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 20_000
+
+
+def _reopenable(path):
+    store = LocalStore(path.parent)
+    return store.open(path.name), (lambda: store.open(path.name))
+
+
+def test_fast_pass_and_careful_reread_agree_exactly(tmp_path):
+    """A malformed row deep in a file makes the fast pass restart carefully: the output is
+    the same rows, each once, and every reject has its line number."""
+    f = tmp_path / "s.csv.gz"
+    good = "SPY,,,4,{i},1,600.{d},{i},{ts},10,3,,0"
+    lines = [STOCK_HEADER] + [good.format(i=i, d=i % 100, ts=1763650000000000000 + i) for i in range(60_000)]
+    lines[40_001] = "SPY,,,4,x,1,not-a-price,1,1763650000000000000,10,3,,0"  # line 40,002
+    lines[50_001] = "SPY,1,2"  # line 50,002
+    write_gz(f, "\n".join(lines) + "\n")
+    opened, reopen = _reopenable(f)
+    fast = TradeReader(opened, "stock_trades", block_size=1 << 16, reopen=reopen)
+    t_fast = pa.Table.from_batches(list(fast), schema=fast.schema)
+    careful = TradeReader(LocalStore(tmp_path).open("s.csv.gz"), "stock_trades", block_size=1 << 16)
+    t_careful = pa.Table.from_batches(list(careful), schema=careful.schema)
+    assert fast.careful_pass
+    assert t_fast.num_rows == 59_998
+    assert t_fast.equals(t_careful)
+    assert sorted((r.line, r.reason) for r in fast.rejects) == [
+        (40_002, "price: cannot parse 'not-a-price'"),
+        (50_002, "expected 13 fields, found 3"),
+    ]
+    assert fast.rows_in == 60_000
+
+
+def test_clean_file_takes_the_fast_pass(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\n" + "SPY,\"12,37\",,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 1000)
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "stock_trades", reopen=reopen)
+    t = pa.Table.from_batches(list(r), schema=r.schema)
+    assert not r.careful_pass and t.num_rows == 1000
+    assert t.column("conditions")[0].as_py() == [12, 37]

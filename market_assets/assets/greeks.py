@@ -17,6 +17,7 @@ from market_assets.io_managers import BatchStream
 from market_assets.parquet_store import ParquetStore, WriteResult
 from market_assets.resources import SettingsResource
 from market_assets.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
+from market_assets.underlying import UnderlyingIndex
 
 UNDERLYING_COLUMNS = ["ticker", "sip_timestamp", "sequence_number", "price", "conditions", "correction"]
 
@@ -57,11 +58,12 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         stock = stock_trades.to_table(
             columns=UNDERLYING_COLUMNS, filter=pc.field("ticker").isin(underlyings)
         )
+        index = UnderlyingIndex(stock, rules)
         counts: collections.Counter[str] = collections.Counter()
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in option_trades.to_batches(batch_size=262_144):
-                out = enrich_option_trades(pa.Table.from_batches([batch]), stock, params, rules)
+                out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
                 vc = pc.value_counts(out.column("greeks_status"))
                 counts.update(
                     dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))

@@ -45,6 +45,7 @@ def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, descr
             block_size=int(s.ingest.block_size_mb * 1024 * 1024),
             on_progress=ProgressReporter(context.log.info, s.ingest.progress_interval_s, f"{name} {day}"),
             max_reject_fraction=s.ingest.max_reject_fraction,
+            reopen=lambda: source.open(name, day),
         )
 
         def finalize(store: ParquetStore, result: WriteResult | None, error: BaseException | None) -> dict[str, Any]:
@@ -60,12 +61,13 @@ def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, descr
             md: dict[str, Any] = {
                 "source_key": key,
                 "source_bytes": opened.size,
-                "rows_in": st.rows_read + len(reader._skipped_lines),
+                "rows_in": reader.rows_in,
                 "rows_out": st.rows_kept,
                 "rejected_rows": st.rows_rejected,
                 "elapsed_seconds": round(st.elapsed_s, 3),
                 "throughput_mb_s": round(opened.size / 1e6 / max(st.elapsed_s, 1e-9), 1),
                 "rows_per_second": round(st.rows_read / max(st.elapsed_s, 1e-9)),
+                "careful_reread": reader.careful_pass,
             }
             if rejects_path:
                 md["rejects"] = dg.MetadataValue.path(f"{store.uri}/_rejects/{name}/dt={context.partition_key}")
