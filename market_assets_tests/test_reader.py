@@ -199,3 +199,22 @@ def test_clean_file_takes_the_fast_pass(tmp_path):
     t = pa.Table.from_batches(list(r), schema=r.schema)
     assert not r.careful_pass and t.num_rows == 1000
     assert t.column("conditions")[0].as_py() == [12, 37]
+
+
+def test_ticker_filter_fast_path_matches_careful_read_sorted_or_not(tmp_path):
+    """The fast path hands the parser only line spans that can hold kept tickers; the
+    result must equal a full careful read whether or not the file is sorted by ticker."""
+    rows = []
+    for i, tick in enumerate(["AAPL", "SPY", "SPYG", "MSFT", "SPY", "QQQ"] * 3000):
+        rows.append(f"{tick},,,4,{i},1,{100 + i % 7}.5,{i},{1763650000000000000 + i},10,3,,0")
+    for name, body in [("sorted.csv.gz", sorted(rows)), ("unsorted.csv.gz", rows)]:
+        f = tmp_path / name
+        write_gz(f, STOCK_HEADER + "\n" + "\n".join(body))  # no final newline, as Massive's files
+        opened, reopen = _reopenable(f)
+        fast = TradeReader(opened, "stock_trades", keep=["SPY"], block_size=1 << 15, reopen=reopen)
+        t_fast = pa.Table.from_batches(list(fast), schema=fast.schema)
+        careful = TradeReader(LocalStore(tmp_path).open(name), "stock_trades", keep=["SPY"], block_size=1 << 15)
+        t_careful = pa.Table.from_batches(list(careful), schema=careful.schema)
+        assert not fast.careful_pass
+        assert t_fast.num_rows == 6000 and t_fast.equals(t_careful)
+        assert fast.rows_in == careful.rows_in == 18_000
