@@ -117,7 +117,7 @@ def describe(
 
     q = None
     if want & {"q1", "q2", "q3", "iqr", "mode"}:
-        q = np.quantile(xs, [0.25, 0.5, 0.75])
+        q = [_quantile_sorted(xs, p) for p in (0.25, 0.5, 0.75)]
 
     for s in suffixes:
         v: float | None
@@ -162,6 +162,19 @@ def describe(
     return out
 
 
+def _quantile_sorted(xs: np.ndarray, p: float) -> float:
+    """numpy.quantile(xs, p) (method "linear") of a sorted array, bit for bit."""
+    n = xs.size
+    v = (n - 1) * p
+    if v >= n - 1:
+        return float(xs[-1])
+    i = math.floor(v)
+    g = v - i
+    a, b = float(xs[i]), float(xs[i + 1])
+    diff = b - a
+    return b - diff * (1 - g) if g >= 0.5 else a + diff * g
+
+
 def _median_sorted(xs: np.ndarray) -> float:
     n = xs.size
     mid = n // 2
@@ -173,7 +186,7 @@ def _median_sorted(xs: np.ndarray) -> float:
 # --- mode ---------------------------------------------------------------------------------
 
 
-def _fd_mode(xs: np.ndarray, q: np.ndarray, sd: float | None) -> float:
+def _fd_mode(xs: np.ndarray, q: Sequence[float], sd: float | None) -> float:
     n = xs.size
     mn = float(xs[0])
     iqr = float(q[2] - q[0])
@@ -217,20 +230,23 @@ def _boxcox_mle(xs: np.ndarray) -> float:
     z = logx - np.add.reduce(logx) / xs.size
     half_n = xs.size / 2.0
     zmax = float(max(abs(z[0]), abs(z[-1])))
+    zsd = math.sqrt(float(np.add.reduce(z * z)) / z.size)
 
     def objective(lmb: float) -> float:
         if lmb == 0:
             d = z - np.add.reduce(z) / z.size
-            return half_n * math.log(float(np.dot(d, d)) / z.size)
+            return half_n * math.log(float(np.add.reduce(d * d)) / z.size)
         t = lmb * z
-        if abs(lmb) * zmax < 50.0:
-            y = np.expm1(t)
-            shift = 0.0
+        shift = 0.0
+        if abs(lmb) * zsd < 0.5:
+            y = np.expm1(t)  # var(exp(t)) would lose digits to the cancellation around 1
+        elif abs(lmb) * zmax < 50.0:
+            y = np.exp(t)  # var(expm1(t)) = var(exp(t)); exp is much faster
         else:
             shift = float(t.max())
             y = np.exp(t - shift)
         d = y - np.add.reduce(y) / y.size
-        var = float(np.dot(d, d)) / y.size
+        var = float(np.add.reduce(d * d)) / y.size
         if var <= 0:
             return math.inf
         return half_n * (math.log(var) + 2.0 * shift - 2.0 * math.log(abs(lmb)))
@@ -271,7 +287,9 @@ def _dip_pval(xs: np.ndarray, options: StatsOptions) -> float:
         elif options.dip_method == "table":
             r = diptest.diptest(xs, sort_x=False)
         else:
-            raise ValueError(f"dip_method must be 'table' or 'bootstrap', got {options.dip_method!r}")
+            raise ValueError(
+                f"dip_method must be 'table' or 'bootstrap', got {options.dip_method!r}"
+            )
     return float(r[1])
 
 
@@ -306,9 +324,9 @@ class _KdePeaks:
         # Position rounding (ours and scipy's whitening), in data units.
         self.rho = 16 * _U * big + 100 * _U * h
         # Relative difference between our h and scipy's kernel bandwidth (both rounded).
-        self.eta = 16 * _U * (n + 30 + (abs(float(xs.mean())) + xabs) / sd) + 4 * (
-            n * _U * xabs / sd
-        ) ** 2
+        self.eta = (
+            16 * _U * (n + 30 + (abs(float(xs.mean())) + xabs) / sd) + 4 * (n * _U * xabs / sd) ** 2
+        )
         self.rel = 4 * _U * (2 * n + 50)  # summation rounding, ours and scipy's
         self.level = np.zeros(G, dtype=np.int8)  # 0 binned, 1 direct sum, 2 scipy (exact)
         self.lower, self.upper = self._binned(lo, hi)
@@ -339,9 +357,15 @@ class _KdePeaks:
         dens = scipy.fft.irfft(fc * scipy.fft.rfft(phi, size), size)[pick] * scale
         env = scipy.fft.irfft(fc * scipy.fft.rfft(psi, size), size)[pick] * scale
         # FFT rounding: absolute, ~ u log2(N) sqrt(N) |c/n|_2 |kernel/h|_2 (generous constant).
-        cn = float(np.sqrt(np.dot(c, c))) / n
+        cn = float(np.sqrt(np.add.reduce(c * c))) / n
         fft_err = (
-            8 * _U * math.log2(size) * math.sqrt(size) * cn * float(np.sqrt(np.dot(psi, psi))) / h
+            8
+            * _U
+            * math.log2(size)
+            * math.sqrt(size)
+            * cn
+            * float(np.sqrt(np.add.reduce(psi * psi)))
+            / h
         )
         env = np.maximum(env, 0.0) + fft_err
         dens_hi = np.maximum(dens, 0.0) + fft_err
