@@ -12,9 +12,12 @@ import dagster as dg
 from market_assets.assets.features import build_features_asset
 from market_assets.assets.greeks import build_greeks_asset
 from market_assets.assets.ingest import build_ingest_asset
+from market_assets.checks import build_asset_checks
 from market_assets.io_managers import ParquetIOManager
 from market_assets.partitions import trading_day_partitions
 from market_assets.resources import FlatFileSource, SettingsResource
+from market_assets.schedules import build_daily_schedule
+from market_assets.sensors import build_new_trading_day_sensor
 from market_assets.settings import Settings, config_path, load_settings
 
 
@@ -39,13 +42,18 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     all_days = dg.define_asset_job(
         "daily_features_job",
         selection=dg.AssetSelection.all(),
-        partitions_def=partitions,
-        description="Every asset for one trading day: ingest, greeks, all feature windows.",
+        description=(
+            "Every asset and its checks for one trading day: ingest, greeks, all feature windows. "
+            "Backfills run one partition per run (at most two at once: dagster_home/dagster.yaml)."
+        ),
     )
     cfg = str(settings.path)
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
+        asset_checks=build_asset_checks(settings, partitions),
+        schedules=[build_daily_schedule(settings, job_name=all_days.name)],
+        sensors=[build_new_trading_day_sensor(settings, job_name=all_days.name)],
         resources={
             "settings": SettingsResource(config_path=cfg),
             "source": FlatFileSource(config_path=cfg),

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 import dagster as dg
 
-from market_assets.calendar import is_trading_day
+from market_assets.calendar import NEW_YORK, is_trading_day
 from market_assets.settings import Settings
 from market_assets.source import (
     DATASETS,
@@ -54,8 +54,10 @@ def ready_days(
     after: dt.date,
     datasets: Iterable[str] = REQUIRED_DATASETS,
     limit: int = MAX_RUNS_PER_TICK,
+    before: dt.date | None = None,
 ) -> tuple[list[dt.date], list[tuple[dt.date, list[str]]]]:
-    """Trading days after ``after`` whose files of every dataset exist, in order.
+    """Trading days after ``after`` (and before ``before``) whose files of every dataset
+    exist, in order.
 
     Returns ``(ready, waiting)``: ``ready`` stops before the first trading day that has some
     but not all of its files (that day is still being published, and the cursor must not
@@ -67,7 +69,7 @@ def ready_days(
     ready: list[dt.date] = []
     waiting: list[tuple[dt.date, list[str]]] = []
     for day in sorted(every):
-        if not is_trading_day(day):
+        if not is_trading_day(day) or (before is not None and day >= before):
             continue
         missing = [name for name, days in found.items() if day not in days]
         if missing:
@@ -109,14 +111,22 @@ def build_new_trading_day_sensor(
     def new_trading_day_sensor(context: dg.SensorEvaluationContext):
         # The cursor is the last day requested; before the first request, the day before
         # partitions.start_date, so listing starts at the first partition.
-        after = dt.date.fromisoformat(context.cursor) if context.cursor else start - dt.timedelta(days=1)
+        after = (
+            dt.date.fromisoformat(context.cursor)
+            if context.cursor
+            else start - dt.timedelta(days=1)
+        )
         after = max(after, start - dt.timedelta(days=1))
         try:
-            ready, waiting = ready_days(make_store(), after)
+            # A day's partition exists once the day has ended in New York.
+            today = dt.datetime.now(NEW_YORK).date()
+            ready, waiting = ready_days(make_store(), after, limit=MAX_RUNS_PER_TICK, before=today)
         except SourceError as e:
             return dg.SkipReason(f"cannot list the source: {e}")
         for day, missing in waiting:
-            context.log.info(f"{day}: waiting for {', '.join(missing)} (the other files are present)")
+            context.log.info(
+                f"{day}: waiting for {', '.join(missing)} (the other files are present)"
+            )
         if not ready:
             why = (
                 f"{waiting[0][0]} is waiting for {', '.join(waiting[0][1])}"

@@ -9,6 +9,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from market_assets.charts import chart_markdown, features_chart_png, preview_markdown, save_chart
 from market_assets.conditions import load_condition_rules
 from market_assets.resources import SettingsResource
 from market_assets.statistics import StatsOptions
@@ -68,9 +69,22 @@ def build_features_asset(window: str, partitions_def: dg.PartitionsDefinition) -
         )
         table = features_for_day(stock, options, day, f.symbol, window, f.session, rules, stats)
         elapsed = time.monotonic() - started
+        # What people look at in the UI: the day's chart (also saved beside the data) and
+        # the first windows.
+        png = features_chart_png(table, title=f"{f.symbol} {window} {context.partition_key}")
+        chart_uri = save_chart(
+            png,
+            s.storage.root,
+            f"features/window={window}",
+            context.partition_key,
+            s.storage.s3_endpoint_url,
+        )
         return dg.Output(
             table,
             metadata={
+                "chart": dg.MetadataValue.md(chart_markdown(png, alt=f"{f.symbol} {window}")),
+                "chart_path": dg.MetadataValue.path(chart_uri),
+                "preview": dg.MetadataValue.md(preview_markdown(table)),
                 "windows": table.num_rows,
                 "symbol": f.symbol,
                 "session": f.session,
