@@ -178,6 +178,12 @@ class _PrefixRanges(io.RawIOBase):
             self._segments[0] = seg[n:]
         return n
 
+    def peek(self, n: int = 1) -> bytes:
+        """Up to ``n`` bytes of what comes next (empty only at the end), without consuming."""
+        while not self._segments and not self._eof:
+            self._fill()
+        return bytes(self._segments[0][:n]) if self._segments else b""
+
     def _wanted(self, line: bytes | memoryview) -> bool:
         return any(bytes(line[: len(p)]) == p for p in self._prefixes)
 
@@ -313,7 +319,9 @@ class TradeReader:
                 prefixes = [("O:" + k if self.kind == "option_trades" else k + ",") for k in self.keep.to_pylist()]
                 prefilter = _PrefixRanges(text, [p.encode() for p in prefixes], self.block_size)
             reader = self._open_csv(prefilter or text, raw, names, careful)
-            while True:
+            if prefilter is not None:
+                self.stats.rows_read = prefilter.lines
+            while reader is not None:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
@@ -367,7 +375,7 @@ class TradeReader:
             raise IngestError(f"{self.source.name} line 1: duplicate column(s) {', '.join(dupes)}")
         self.present = [c for c in self.columns if c in names]
 
-    def _open_csv(self, text: io.BufferedReader, raw: _RecordingStream, names: list[str], careful: bool):
+    def _open_csv(self, stream: BinaryIO, raw: _RecordingStream, names: list[str], careful: bool):
         def on_invalid(row: pcsv.InvalidRow) -> str:
             if not careful:
                 # Threaded parsing cannot number rows: note it, and re-read carefully.
@@ -379,9 +387,15 @@ class TradeReader:
             return "skip"
 
         types = {c: (pa.string() if careful else self.columns[c][0]) for c in self.present}
+        # A header-only file, or one with no line for the kept tickers, is an empty day.
+        try:
+            if not stream.peek(1):  # type: ignore[attr-defined]
+                return None
+        except Exception as e:
+            raise self._io_error(raw, e) from e
         try:
             return pcsv.open_csv(
-                text,
+                stream,
                 read_options=pcsv.ReadOptions(
                     column_names=names, block_size=self.block_size, use_threads=not careful
                 ),

@@ -218,3 +218,14 @@ def test_ticker_filter_fast_path_matches_careful_read_sorted_or_not(tmp_path):
         assert not fast.careful_pass
         assert t_fast.num_rows == 6000 and t_fast.equals(t_careful)
         assert fast.rows_in == careful.rows_in == 18_000
+
+
+@pytest.mark.parametrize("body", ["", "AAPL,,,4,1,1,230.1,1,1763650000000000000,5,3,,0\n"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_no_kept_rows_gives_an_empty_result_not_an_error(tmp_path, body, fast):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\n" + body)
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "stock_trades", keep=["SPY"], reopen=reopen if fast else None)
+    assert list(r) == []
+    assert r.stats.rows_kept == 0 and r.rows_in == body.count("\n")
