@@ -12,6 +12,8 @@ that does not parse are counted and kept (line number, reason, text) as rejects.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import io
 import logging
@@ -142,83 +144,62 @@ class _RecordingStream(io.RawIOBase):
             super().close()
 
 
-class _PrefixRanges(io.RawIOBase):
-    """Passes on, from each block of whole lines, only the span from the first to the last
-    line starting with one of ``prefixes`` (lines in between pass too: the parsed rows are
-    still filtered by ticker, so the span only has to contain every wanted line).
+class _LineBlocks:
+    """Cuts a decompressed stream into blocks of whole lines, counting every line.
 
-    Massive sorts files by ticker, so for one ticker this skips parsing almost everything
-    else at memchr speed, without copying the blocks it skips. ``lines`` counts every line.
+    With ``prefixes``, each block is narrowed to the span from its first to its last line
+    starting with one of them (lines in between pass too: parsed rows are still filtered by
+    ticker, so the span only has to contain every wanted line). Massive sorts files by
+    ticker, so for one ticker this skips parsing almost everything else at memchr speed.
     """
 
-    def __init__(self, inner: BinaryIO, prefixes: list[bytes], block_size: int):
+    def __init__(self, inner: BinaryIO, prefixes: list[bytes] | None, block_size: int):
         self._inner = inner
         self._prefixes = prefixes
-        self._needles = [b"\n" + p for p in prefixes]
+        self._needles = [b"\n" + p for p in prefixes] if prefixes else []
         self._block = block_size
-        self._carry = b""
-        self._segments: list[memoryview] = []
-        self._eof = False
         self.lines = 0
 
-    def readable(self) -> bool:
-        return True
+    def _wanted(self, line: bytes) -> bool:
+        return self._prefixes is None or any(line.startswith(p) for p in self._prefixes)
 
-    def readinto(self, b: Any) -> int:
-        while not self._segments and not self._eof:
-            self._fill()
-        if not self._segments:
-            return 0
-        seg = self._segments[0]
-        n = min(len(b), len(seg))
-        b[:n] = seg[:n]
-        if n == len(seg):
-            self._segments.pop(0)
-        else:
-            self._segments[0] = seg[n:]
-        return n
-
-    def peek(self, n: int = 1) -> bytes:
-        """Up to ``n`` bytes of what comes next (empty only at the end), without consuming."""
-        while not self._segments and not self._eof:
-            self._fill()
-        return bytes(self._segments[0][:n]) if self._segments else b""
-
-    def _wanted(self, line: bytes | memoryview) -> bool:
-        return any(bytes(line[: len(p)]) == p for p in self._prefixes)
-
-    def _fill(self) -> None:
-        data = self._inner.read(self._block)
-        if not data:
-            self._eof = True
-            if self._carry:
-                line = self._carry if self._carry.endswith(b"\n") else self._carry + b"\n"
-                self.lines += 1
-                if self._wanted(line):
-                    self._segments.append(memoryview(line))
-            self._carry = b""
-            return
-        first_nl = data.find(b"\n")
-        if first_nl < 0:
-            self._carry += data
-            return
-        # The line split across blocks: the carry plus the start of this block.
-        head = self._carry + data[: first_nl + 1]
-        self.lines += 1
-        if self._wanted(head):
-            self._segments.append(memoryview(head))
-        last_nl = data.rfind(b"\n")
-        self._carry = data[last_nl + 1 :]
-        lo, hi = first_nl, last_nl  # data[lo] and data[hi] are newlines
-        if hi <= lo:
-            return
-        self.lines += data.count(b"\n", lo + 1, hi + 1)
-        starts = [i for i in (data.find(n, lo, hi) for n in self._needles) if i >= 0]
-        if not starts:
-            return
-        last = max(data.rfind(n, lo, hi) for n in self._needles)
-        end = data.find(b"\n", last + 1, hi + 1)
-        self._segments.append(memoryview(data)[min(starts) + 1 : end + 1])
+    def __iter__(self) -> Iterator[bytes]:
+        carry = b""
+        while True:
+            data = self._inner.read(self._block)
+            if not data:
+                if carry:
+                    line = carry if carry.endswith(b"\n") else carry + b"\n"
+                    self.lines += 1
+                    if self._wanted(line):
+                        yield line
+                return
+            first_nl = data.find(b"\n")
+            if first_nl < 0:
+                carry += data
+                continue
+            last_nl = data.rfind(b"\n")
+            if self._prefixes is None:
+                block = carry + data[: last_nl + 1]
+                carry = data[last_nl + 1 :]
+                self.lines += block.count(b"\n")
+                yield block
+                continue
+            # The line split across reads: the carry plus the start of this block.
+            head = carry + data[: first_nl + 1]
+            carry = data[last_nl + 1 :]
+            self.lines += 1
+            parts = [head] if self._wanted(head) else []
+            lo, hi = first_nl, last_nl  # data[lo] and data[hi] are newlines
+            if hi > lo:
+                self.lines += data.count(b"\n", lo + 1, hi + 1)
+                starts = [i for i in (data.find(n, lo, hi) for n in self._needles) if i >= 0]
+                if starts:
+                    last = max(data.rfind(n, lo, hi) for n in self._needles)
+                    end = data.find(b"\n", last + 1, hi + 1)
+                    parts.append(data[min(starts) + 1 : end + 1])
+            if parts:
+                yield b"".join(parts) if len(parts) > 1 else parts[0]
 
 
 class _Restart(Exception):
@@ -313,30 +294,12 @@ class TradeReader:
             header_line = self._read_header(text, raw)
             names = [n.strip().strip('"').lower() for n in header_line.split(",")]
             self._check_header(names)
-            prefilter = None
-            if not careful and self.keep is not None and names[0] == "ticker":
-                # Only line ranges that can hold kept tickers reach the CSV parser.
-                prefixes = [("O:" + k if self.kind == "option_trades" else k + ",") for k in self.keep.to_pylist()]
-                prefilter = _PrefixRanges(text, [p.encode() for p in prefixes], self.block_size)
-            reader = self._open_csv(prefilter or text, raw, names, careful)
-            if prefilter is not None:
-                self.stats.rows_read = prefilter.lines
-            while reader is not None:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except pa.ArrowInvalid as e:
-                    if raw.error is None and not careful and "conversion error" in str(e).lower():
-                        raise _Restart(f"a value does not parse ({e})") from None
-                    raise self._io_error(raw, e) from e
-                except Exception as e:
-                    raise self._io_error(raw, e) from e
-                if self._fast_invalid and not careful:
-                    raise _Restart("a row has the wrong number of fields")
-                out = self._convert(batch, count_rows=prefilter is None)
-                if prefilter is not None:
-                    self.stats.rows_read = prefilter.lines
+            batches = (
+                self._careful_batches(text, raw, names)
+                if careful
+                else self._fast_batches(text, raw, names)
+            )
+            for out in batches:
                 if drop_rows:
                     cut = min(drop_rows, out.num_rows)
                     out, drop_rows = out.slice(cut), drop_rows - cut
@@ -344,12 +307,94 @@ class TradeReader:
                 if out.num_rows:
                     self._emitted += out.num_rows
                     yield out
-            if prefilter is not None:
-                self.stats.rows_read = prefilter.lines
-            if self._fast_invalid and not careful:
-                raise _Restart("a row has the wrong number of fields")
         finally:
             text.close()
+
+    def _careful_batches(
+        self, text: io.BufferedReader, raw: _RecordingStream, names: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """Single-threaded, everything parsed as text: every malformed row gets its line."""
+        reader = self._open_csv(text, raw, names)
+        while reader is not None:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except Exception as e:
+                raise self._io_error(raw, e) from e
+            yield self._convert(batch)
+
+    def _fast_batches(
+        self, text: BinaryIO, raw: _RecordingStream, names: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """Blocks of whole lines parsed with their types on two threads (pyarrow releases
+        the GIL), results taken in order; at most a few blocks are in flight."""
+        prefixes = None
+        if self.keep is not None and names[0] == "ticker":
+            prefixes = [
+                ("O:" + k if self.kind == "option_trades" else k + ",").encode()
+                for k in self.keep.to_pylist()
+            ]
+        blocks = _LineBlocks(text, prefixes, self.block_size)
+        types = {c: self.columns[c][0] for c in self.present}
+
+        def on_invalid(row: pcsv.InvalidRow) -> str:
+            self._fast_invalid += 1  # threaded parsing cannot number rows: re-read carefully
+            return "skip"
+
+        parse = pcsv.ParseOptions(invalid_row_handler=on_invalid)
+        convert = pcsv.ConvertOptions(
+            include_columns=self.present,
+            column_types=types,
+            strings_can_be_null=True,
+            null_values=[""],
+            quoted_strings_can_be_null=True,
+        )
+
+        def parse_block(block: bytes) -> pa.Table:
+            opts = pcsv.ReadOptions(
+                column_names=names, use_threads=False, block_size=len(block) + 1
+            )
+            return pcsv.read_csv(
+                pa.BufferReader(block),
+                read_options=opts,
+                parse_options=parse,
+                convert_options=convert,
+            )
+
+        pending: collections.deque[concurrent.futures.Future] = collections.deque()
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="csv-parse") as pool:
+            try:
+                it = iter(blocks)
+                exhausted = False
+                while True:
+                    while not exhausted and len(pending) < 3:
+                        try:
+                            block = next(it)
+                        except StopIteration:
+                            exhausted = True
+                            break
+                        except Exception as e:
+                            raise self._io_error(raw, e) from e
+                        pending.append(pool.submit(parse_block, block))
+                    if not pending:
+                        break
+                    try:
+                        table = pending.popleft().result()
+                    except pa.ArrowInvalid as e:
+                        if "conversion error" in str(e).lower():
+                            raise _Restart(f"a value does not parse ({e})") from None
+                        raise self._io_error(raw, e) from e
+                    if self._fast_invalid:
+                        raise _Restart("a row has the wrong number of fields")
+                    for batch in table.to_batches():
+                        out = self._convert(batch, count_rows=False)
+                        self.stats.rows_read = blocks.lines
+                        yield out
+                self.stats.rows_read = blocks.lines
+            finally:
+                for f in pending:
+                    f.cancel()
 
     # -- steps --------------------------------------------------------------------------
     def _read_header(self, text: io.BufferedReader, raw: _RecordingStream) -> str:
@@ -375,43 +420,37 @@ class TradeReader:
             raise IngestError(f"{self.source.name} line 1: duplicate column(s) {', '.join(dupes)}")
         self.present = [c for c in self.columns if c in names]
 
-    def _open_csv(self, stream: BinaryIO, raw: _RecordingStream, names: list[str], careful: bool):
+    def _open_csv(self, stream: io.BufferedReader, raw: _RecordingStream, names: list[str]):
+        """The careful pass's streaming reader: text columns, single-threaded, so pyarrow
+        numbers every malformed line. None for a file with no data rows."""
+
         def on_invalid(row: pcsv.InvalidRow) -> str:
-            if not careful:
-                # Threaded parsing cannot number rows: note it, and re-read carefully.
-                self._fast_invalid += 1
-                return "skip" if self.reopen is not None else "error"
             line = (row.number or 0) + 1  # pyarrow numbers data rows after the header
             self._skipped_lines.append(line)
-            self._reject(line, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
+            self._reject(
+                line,
+                f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                row.text,
+            )
             return "skip"
 
-        types = {c: (pa.string() if careful else self.columns[c][0]) for c in self.present}
-        # A header-only file, or one with no line for the kept tickers, is an empty day.
         try:
-            if not stream.peek(1):  # type: ignore[attr-defined]
+            if not stream.peek(1):
                 return None
-        except Exception as e:
-            raise self._io_error(raw, e) from e
-        try:
             return pcsv.open_csv(
                 stream,
                 read_options=pcsv.ReadOptions(
-                    column_names=names, block_size=self.block_size, use_threads=not careful
+                    column_names=names, block_size=self.block_size, use_threads=False
                 ),
                 parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
                 convert_options=pcsv.ConvertOptions(
                     include_columns=self.present,
-                    column_types=types,
+                    column_types={c: pa.string() for c in self.present},
                     strings_can_be_null=True,
                     null_values=[""],
                     quoted_strings_can_be_null=True,
                 ),
             )
-        except pa.ArrowInvalid as e:
-            if raw.error is None and not careful and self.reopen is not None and "conversion error" in str(e).lower():
-                raise _Restart(f"a value does not parse ({e})") from None
-            raise self._io_error(raw, e) from e
         except Exception as e:
             raise self._io_error(raw, e) from e
 
@@ -449,7 +488,9 @@ class TradeReader:
         good = np.ones(m, dtype=bool)
         if ok_np is not None and not ok_np.all():
             for i in np.flatnonzero(~ok_np):
-                reasons.setdefault(int(i), f"unparsable option ticker {view.column('ticker')[i].as_py()!r}")
+                reasons.setdefault(
+                    int(i), f"unparsable option ticker {view.column('ticker')[i].as_py()!r}"
+                )
             good &= ok_np
 
         converted: dict[str, pa.Array] = {}
@@ -473,11 +514,15 @@ class TradeReader:
                     for i in np.flatnonzero(bad_np):
                         v = col[i].as_py()
                         reasons.setdefault(
-                            int(i), f"{name}: {'missing value' if v is None else f'cannot parse {v!r}'}"
+                            int(i),
+                            f"{name}: {'missing value' if v is None else f'cannot parse {v!r}'}",
                         )
                     good &= ~bad_np
             converted[name] = conv
 
+        if reasons and not count_rows:
+            # The fast pass does not know line numbers: re-read carefully to report them.
+            raise _Restart(next(iter(reasons.values())))
         if reasons:
             local = np.fromiter(reasons, dtype=np.int64)
             in_batch = local if rows is None else rows[local]
@@ -611,4 +656,7 @@ def _parse_conditions(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:
 
 
 def _row_text(batch: pa.RecordBatch, i: int) -> str:
-    return ",".join("" if (v := batch.column(j)[i].as_py()) is None else str(v) for j in range(batch.num_columns))
+    return ",".join(
+        "" if (v := batch.column(j)[i].as_py()) is None else str(v)
+        for j in range(batch.num_columns)
+    )
