@@ -47,9 +47,13 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         from market_assets.reader import TradeReader
         from market_assets.source import LocalStore
 
-        opened = LocalStore(path.parent).open(path.name)
+        store = LocalStore(path.parent)
+        opened = store.open(path.name)
         keep = ["*"] if mode == "ours_all" else ["SPY"]
-        reader = TradeReader(opened, "stock_trades", keep=keep, block_size=4 << 20)
+        # As the asset does: reopen lets a malformed file be re-read carefully.
+        reader = TradeReader(
+            opened, "stock_trades", keep=keep, block_size=4 << 20, reopen=lambda: store.open(path.name)
+        )
         res = ParquetStore(str(out)).write_partition("stock_trades", str(DAY), reader, reader.schema)
         rows = reader.stats.rows_read
         kept = res.rows

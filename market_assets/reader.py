@@ -144,62 +144,73 @@ class _RecordingStream(io.RawIOBase):
             super().close()
 
 
-class _LineBlocks:
-    """Cuts a decompressed stream into blocks of whole lines, counting every line.
+def _count_lines(buf: bytes | memoryview) -> int:
+    """Newlines in ``buf``; numpy releases the GIL, so parse threads count in parallel."""
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == 10))
 
-    With ``prefixes``, each block is narrowed to the span from its first to its last line
-    starting with one of them (lines in between pass too: parsed rows are still filtered by
-    ticker, so the span only has to contain every wanted line). Massive sorts files by
+
+class _LineBlocks:
+    """Cuts a decompressed stream into blocks of whole lines without copying them.
+
+    Each item is ``(block, skipped_lines)``: with ``prefixes`` a block is narrowed to the
+    span from its first to its last line starting with one of them (lines in between pass
+    too: parsed rows are still filtered by ticker, so the span only has to contain every
+    wanted line), and ``skipped_lines`` counts the lines left out. Massive sorts files by
     ticker, so for one ticker this skips parsing almost everything else at memchr speed.
+    Lines in a block are counted by whoever parses it.
     """
 
-    def __init__(self, inner: BinaryIO, prefixes: list[bytes] | None, block_size: int):
+    def __init__(self, inner: io.BufferedReader, prefixes: list[bytes] | None, block_size: int):
         self._inner = inner
         self._prefixes = prefixes
         self._needles = [b"\n" + p for p in prefixes] if prefixes else []
         self._block = block_size
-        self.lines = 0
 
-    def _wanted(self, line: bytes) -> bool:
-        return self._prefixes is None or any(line.startswith(p) for p in self._prefixes)
+    def _read(self, carry: bytes) -> tuple[bytearray, int]:
+        buf = bytearray(len(carry) + self._block)
+        buf[: len(carry)] = carry
+        n = len(carry)
+        view = memoryview(buf)
+        while n < len(buf):
+            got = self._inner.readinto(view[n:])
+            if not got:
+                break
+            n += got
+        return buf, n
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[tuple[memoryview | bytes, int]]:
         carry = b""
         while True:
-            data = self._inner.read(self._block)
-            if not data:
+            buf, n = self._read(carry)
+            if n == len(carry):  # end of stream
                 if carry:
                     line = carry if carry.endswith(b"\n") else carry + b"\n"
-                    self.lines += 1
-                    if self._wanted(line):
-                        yield line
+                    wanted = self._prefixes is None or any(
+                        line.startswith(p) for p in self._prefixes
+                    )
+                    yield (line, 0) if wanted else (b"", 1)
                 return
-            first_nl = data.find(b"\n")
-            if first_nl < 0:
-                carry += data
+            last_nl = buf.rfind(b"\n", 0, n)
+            if last_nl < 0:
+                carry = bytes(buf[:n])
                 continue
-            last_nl = data.rfind(b"\n")
+            carry = bytes(buf[last_nl + 1 : n])
+            view = memoryview(buf)
             if self._prefixes is None:
-                block = carry + data[: last_nl + 1]
-                carry = data[last_nl + 1 :]
-                self.lines += block.count(b"\n")
-                yield block
+                yield view[: last_nl + 1], 0
                 continue
-            # The line split across reads: the carry plus the start of this block.
-            head = carry + data[: first_nl + 1]
-            carry = data[last_nl + 1 :]
-            self.lines += 1
-            parts = [head] if self._wanted(head) else []
-            lo, hi = first_nl, last_nl  # data[lo] and data[hi] are newlines
-            if hi > lo:
-                self.lines += data.count(b"\n", lo + 1, hi + 1)
-                starts = [i for i in (data.find(n, lo, hi) for n in self._needles) if i >= 0]
-                if starts:
-                    last = max(data.rfind(n, lo, hi) for n in self._needles)
-                    end = data.find(b"\n", last + 1, hi + 1)
-                    parts.append(data[min(starts) + 1 : end + 1])
-            if parts:
-                yield b"".join(parts) if len(parts) > 1 else parts[0]
+            # Lines from the first to the last one wanted (a line at offset 0 has no "\n").
+            starts = [0] if any(buf.startswith(p) for p in self._prefixes) else []
+            starts += [i + 1 for i in (buf.find(x, 0, last_nl) for x in self._needles) if i >= 0]
+            if not starts:
+                yield b"", buf.count(b"\n", 0, last_nl + 1)
+                continue
+            lasts = [i + 1 for i in (buf.rfind(x, 0, last_nl) for x in self._needles) if i >= 0]
+            last = max(lasts) if lasts else 0
+            end = buf.find(b"\n", last, last_nl + 1) + 1
+            lo = min(starts)
+            skipped = buf.count(b"\n", 0, lo) + buf.count(b"\n", end, last_nl + 1)
+            yield view[lo:end], skipped
 
 
 class _Restart(Exception):
@@ -351,16 +362,23 @@ class TradeReader:
             quoted_strings_can_be_null=True,
         )
 
-        def parse_block(block: bytes) -> pa.Table:
+        def parse_block(item: tuple[memoryview | bytes, int]) -> tuple[list[pa.RecordBatch], int]:
+            block, skipped = item
+            if not len(block):
+                return [], skipped
             opts = pcsv.ReadOptions(
                 column_names=names, use_threads=False, block_size=len(block) + 1
             )
-            return pcsv.read_csv(
-                pa.BufferReader(block),
+            table = pcsv.read_csv(
+                pa.BufferReader(pa.py_buffer(block)),
                 read_options=opts,
                 parse_options=parse,
                 convert_options=convert,
             )
+            if self._fast_invalid:
+                raise _Restart("a row has the wrong number of fields")
+            lines = _count_lines(block) + skipped
+            return [self._convert(b, fast=True) for b in table.to_batches()], lines
 
         pending: collections.deque[concurrent.futures.Future] = collections.deque()
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="csv-parse") as pool:
@@ -370,28 +388,25 @@ class TradeReader:
                 while True:
                     while not exhausted and len(pending) < 3:
                         try:
-                            block = next(it)
+                            item = next(it)
                         except StopIteration:
                             exhausted = True
                             break
                         except Exception as e:
                             raise self._io_error(raw, e) from e
-                        pending.append(pool.submit(parse_block, block))
+                        pending.append(pool.submit(parse_block, item))
                     if not pending:
                         break
                     try:
-                        table = pending.popleft().result()
+                        outs, lines = pending.popleft().result()
                     except pa.ArrowInvalid as e:
                         if "conversion error" in str(e).lower():
                             raise _Restart(f"a value does not parse ({e})") from None
                         raise self._io_error(raw, e) from e
-                    if self._fast_invalid:
-                        raise _Restart("a row has the wrong number of fields")
-                    for batch in table.to_batches():
-                        out = self._convert(batch, count_rows=False)
-                        self.stats.rows_read = blocks.lines
+                    self.stats.rows_read += lines
+                    for out in outs:
+                        self.stats.rows_kept += out.num_rows
                         yield out
-                self.stats.rows_read = blocks.lines
             finally:
                 for f in pending:
                     f.cancel()
@@ -454,10 +469,10 @@ class TradeReader:
         except Exception as e:
             raise self._io_error(raw, e) from e
 
-    def _convert(self, batch: pa.RecordBatch, count_rows: bool = True) -> pa.RecordBatch:
+    def _convert(self, batch: pa.RecordBatch, fast: bool = False) -> pa.RecordBatch:
         n = batch.num_rows
         first_row = self.stats.rows_read  # data rows (excluding skipped) before this batch
-        if count_rows:
+        if not fast:  # the fast pass counts lines and kept rows on the main thread
             self.stats.rows_read += n
         if n == 0:
             return pa.RecordBatch.from_pylist([], schema=self.schema)
@@ -520,7 +535,7 @@ class TradeReader:
                     good &= ~bad_np
             converted[name] = conv
 
-        if reasons and not count_rows:
+        if reasons and fast:
             # The fast pass does not know line numbers: re-read carefully to report them.
             raise _Restart(next(iter(reasons.values())))
         if reasons:
@@ -550,7 +565,8 @@ class TradeReader:
                 arr = arr.cast(field_.type)
             out[name] = arr
         result = pa.RecordBatch.from_pydict(out, schema=self.schema)
-        self.stats.rows_kept += result.num_rows
+        if not fast:
+            self.stats.rows_kept += result.num_rows
         return result
 
     def _keep_mask(self, values: pa.Array | pa.ChunkedArray) -> np.ndarray:
