@@ -59,17 +59,31 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     instance = dg.DagsterInstance.get()
     selection = [dg.AssetKey(a) for a in args.assets] if args.assets else None
     result = job.execute_in_process(
-        instance=instance, partition_key=key, asset_selection=selection, raise_on_error=False
+        instance=instance,
+        partition_key=key,
+        asset_selection=selection,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     print()
     print(f"Dagster instance: {instance.root_directory}   run: {result.run_id}")
     ok = result.success
+    order = ["stock_trades", "option_trades", "option_trades_greeks"] + [f"features_{w}" for w in settings.features.windows]
+    mats, checks = {}, []
     for node in result.all_node_events:
         if node.event_type_value == "ASSET_MATERIALIZATION":
             mat = node.event_specific_data.materialization
-            md = {k: v.value for k, v in mat.metadata.items()}
-            shown = {k: md[k] for k in ("rows", "files", "bytes", "rejected_rows", "elapsed_seconds") if k in md}
-            print(f"  {mat.asset_key.to_user_string():<22} dt={key}  {shown}  {md.get('path', '')}")
+            mats[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+        elif node.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = node.event_specific_data
+            checks.append((ev.asset_key.to_user_string(), ev.check_name, ev.passed))
+    for name in sorted(mats, key=lambda n: order.index(n) if n in order else len(order)):
+        md = mats[name]
+        shown = {k: md[k] for k in ("rows", "files", "bytes", "rejected_rows", "elapsed_seconds") if k in md}
+        print(f"  {name:<22} dt={key}  {shown}  {md.get('path', '')}")
+    if checks:
+        failed = [f"{a}:{c}" for a, c, passed in checks if not passed]
+        print(f"  asset checks: {len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
     if not ok:
         for ev in result.all_events:
             if ev.is_step_failure:
