@@ -30,6 +30,17 @@ from market_assets.schemas import SCHEMA_VERSION
 # Columns with few distinct values: dictionary-encoded. Others are plain (dictionaries of
 # timestamps or prices only cost time).
 DICTIONARY_COLUMNS = ("ticker", "underlying", "contract_type", "greeks_status", "symbol", "window", "exchange", "tape")
+STATISTICS_COLUMNS = (
+    "ticker",
+    "underlying",
+    "expiration",
+    "contract_type",
+    "strike",
+    "sip_timestamp",
+    "greeks_status",
+    "symbol",
+    "window_start",
+)
 _END = object()
 
 
@@ -188,11 +199,14 @@ class _RotatingWriter:
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         dict_cols = [c for c in DICTIONARY_COLUMNS if c in schema.names]
+        stats_cols = [c for c in STATISTICS_COLUMNS if c in schema.names]
         self._writer_kwargs = dict(
             compression="zstd",
             compression_level=1,
             use_dictionary=dict_cols,
-            write_statistics=True,
+            # min/max only where queries filter (row-group pruning); elsewhere they cost ~10%.
+            write_statistics=stats_cols or False,
+            write_batch_size=65_536,
         )
 
     def run(self, batches: Iterable[pa.RecordBatch]) -> None:
