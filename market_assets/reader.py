@@ -144,11 +144,6 @@ class _RecordingStream(io.RawIOBase):
             super().close()
 
 
-def _count_lines(buf: bytes | memoryview) -> int:
-    """Newlines in ``buf``; numpy releases the GIL, so parse threads count in parallel."""
-    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == 10))
-
-
 class _LineBlocks:
     """Cuts a decompressed stream into blocks of whole lines without copying them.
 
@@ -157,7 +152,7 @@ class _LineBlocks:
     too: parsed rows are still filtered by ticker, so the span only has to contain every
     wanted line), and ``skipped_lines`` counts the lines left out. Massive sorts files by
     ticker, so for one ticker this skips parsing almost everything else at memchr speed.
-    Lines in a block are counted by whoever parses it.
+    Lines in a block are counted as the rows parsed from it.
     """
 
     def __init__(self, inner: io.BufferedReader, prefixes: list[bytes] | None, block_size: int):
@@ -377,7 +372,8 @@ class TradeReader:
             )
             if self._fast_invalid:
                 raise _Restart("a row has the wrong number of fields")
-            lines = _count_lines(block) + skipped
+            # Every line of the block is a row here (a malformed one restarts the read).
+            lines = table.num_rows + skipped
             return [self._convert(b, fast=True) for b in table.to_batches()], lines
 
         pending: collections.deque[concurrent.futures.Future] = collections.deque()
