@@ -58,13 +58,21 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         keep = ["*"] if mode == "ours_all" else ["SPY"]
         # As the asset does: reopen lets a malformed file be re-read carefully.
         reader = TradeReader(
-            opened, "stock_trades", keep=keep, block_size=4 << 20, reopen=lambda: store.open(path.name)
+            opened,
+            "stock_trades",
+            keep=keep,
+            block_size=4 << 20,
+            reopen=lambda: store.open(path.name),
         )
-        res = ParquetStore(str(out)).write_partition("stock_trades", str(DAY), reader, reader.schema)
+        res = ParquetStore(str(out)).write_partition(
+            "stock_trades", str(DAY), reader, reader.schema
+        )
         rows = reader.stats.rows_read
         kept = res.rows
     elif mode == "polars":
-        lf = pl.scan_csv(path, schema_overrides={"conditions": pl.String, "id": pl.String, "size": pl.Float64})
+        lf = pl.scan_csv(
+            path, schema_overrides={"conditions": pl.String, "id": pl.String, "size": pl.Float64}
+        )
         lf.sink_parquet(out / "polars.parquet", compression="zstd")
         kept = rows = pl.scan_parquet(out / "polars.parquet").select(pl.len()).collect().item()
     elif mode == "pandas":
@@ -79,7 +87,13 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         kept = rows
     else:
         raise ValueError(mode)
-    return {"mode": mode, "seconds": time.perf_counter() - started, "rows": rows, "kept": kept, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "mode": mode,
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+        "kept": kept,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def measure(mode: str, path: Path) -> dict:
@@ -116,7 +130,9 @@ def ensure_day(scale: str) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="large")
-    parser.add_argument("--small-scale", default="1000000", help="day used for the RSS-growth check")
+    parser.add_argument(
+        "--small-scale", default="1000000", help="day used for the RSS-growth check"
+    )
     parser.add_argument("--skip-slow", action="store_true", help="skip pandas")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
     parser.add_argument("--one", nargs=3, metavar=("MODE", "PATH", "OUT"), help=argparse.SUPPRESS)
@@ -163,10 +179,12 @@ def main() -> None:
     )
     checks = {
         "all tickers <= 1.2 x gzip -dc": results["ours_all"]["seconds"] <= 1.2 * base,
-        "all tickers faster than polars": results["ours_all"]["seconds"] < results["polars"]["seconds"],
+        "all tickers faster than polars": results["ours_all"]["seconds"]
+        < results["polars"]["seconds"],
         "SPY only <= 0.8 x gzip -dc": results["ours_spy"]["seconds"] <= 0.8 * base,
         "peak RSS < 600 MB": results["ours_all"]["peak_rss_mb"] < 600,
-        "RSS flat from 1M rows (within 25%)": results["ours_all"]["peak_rss_mb"] <= 1.25 * small_r["peak_rss_mb"],
+        "RSS flat from 1M rows (within 25%)": results["ours_all"]["peak_rss_mb"]
+        <= 1.25 * small_r["peak_rss_mb"],
     }
     for name, ok in checks.items():
         print(f"  [{'PASS' if ok else 'FAIL'}] {name}")

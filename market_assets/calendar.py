@@ -32,7 +32,11 @@ def trading_days(start: dt.date, end: dt.date) -> list[dt.date]:
 
 def previous_trading_day(day: dt.date) -> dt.date:
     """The last session strictly before ``day``."""
-    return xnys().date_to_session(pd.Timestamp(day - dt.timedelta(days=1)), direction="previous").date()
+    return (
+        xnys()
+        .date_to_session(pd.Timestamp(day - dt.timedelta(days=1)), direction="previous")
+        .date()
+    )
 
 
 def is_early_close(day: dt.date) -> bool:

@@ -26,7 +26,9 @@ def _scale(s: str) -> str | int:
     try:
         n = int(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r}: expected tiny, demo, large or a row count") from None
+        raise argparse.ArgumentTypeError(
+            f"{s!r}: expected tiny, demo, large or a row count"
+        ) from None
     if n <= 0:
         raise argparse.ArgumentTypeError("the row count must be positive")
     return n
@@ -36,10 +38,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from market_assets.sample import generate_day
 
     started = time.monotonic()
-    paths = generate_day(args.date, args.out, scale=args.scale, seed=args.seed, option_header=args.option_header)
+    paths = generate_day(
+        args.date, args.out, scale=args.scale, seed=args.seed, option_header=args.option_header
+    )
     for name, p in paths.items():
         print(f"{name:>14}: {p} ({Path(p).stat().st_size / 1e6:,.1f} MB)")
-    print(f"generated {args.date} ({args.scale}, seed {args.seed}) in {time.monotonic() - started:.1f} s")
+    print(
+        f"generated {args.date} ({args.scale}, seed {args.seed}) in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
@@ -68,7 +74,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     print()
     print(f"Dagster instance: {instance.root_directory}   run: {result.run_id}")
     ok = result.success
-    order = ["stock_trades", "option_trades", "option_trades_greeks"] + [f"features_{w}" for w in settings.features.windows]
+    order = ["stock_trades", "option_trades", "option_trades_greeks"] + [
+        f"features_{w}" for w in settings.features.windows
+    ]
     mats, checks = {}, []
     for node in result.all_node_events:
         if node.event_type_value == "ASSET_MATERIALIZATION":
@@ -79,15 +87,25 @@ def cmd_materialize(args: argparse.Namespace) -> int:
             checks.append((ev.asset_key.to_user_string(), ev.check_name, ev.passed))
     for name in sorted(mats, key=lambda n: order.index(n) if n in order else len(order)):
         md = mats[name]
-        shown = {k: md[k] for k in ("rows", "files", "bytes", "rejected_rows", "elapsed_seconds") if k in md}
+        shown = {
+            k: md[k]
+            for k in ("rows", "files", "bytes", "rejected_rows", "elapsed_seconds")
+            if k in md
+        }
         print(f"  {name:<22} dt={key}  {shown}  {md.get('path', '')}")
     if checks:
         failed = [f"{a}:{c}" for a, c, passed in checks if not passed]
-        print(f"  asset checks: {len(checks) - len(failed)} of {len(checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+        print(
+            f"  asset checks: {len(checks) - len(failed)} of {len(checks)} passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
     if not ok:
         for ev in result.all_events:
             if ev.is_step_failure:
-                print(f"FAILED {ev.step_key}: {ev.step_failure_data.error.message.strip()}", file=sys.stderr)
+                print(
+                    f"FAILED {ev.step_key}: {ev.step_failure_data.error.message.strip()}",
+                    file=sys.stderr,
+                )
         return 1
     root = settings.storage.root
     for w in settings.features.windows:
@@ -95,8 +113,16 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         if not root.startswith("s3://") and Path(path).exists():
             t = ds.dataset(path, format="parquet").to_table()
             print(f"\nfeatures_{w}: {t.num_rows} windows x {t.num_columns} columns; first rows:")
-            cols = ["window_start", "underlying_trades", "call_trades", "put_trades",
-                    "underlying_price_open", "underlying_price_close", "calls_dadvv_total", "puts_dadvv_total"]
+            cols = [
+                "window_start",
+                "underlying_trades",
+                "call_trades",
+                "put_trades",
+                "underlying_price_open",
+                "underlying_price_close",
+                "calls_dadvv_total",
+                "puts_dadvv_total",
+            ]
             print(t.select(cols).slice(0, 3).to_pandas().to_string(index=False))
     return 0
 
@@ -108,10 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("sample", help="write a synthetic trading day in Massive's flat-file layout")
     p.add_argument("--date", type=_date, required=True)
     p.add_argument("--out", type=Path, required=True, help="mirror root (bucket keys below it)")
-    p.add_argument("--scale", type=_scale, default="demo", help="tiny | demo | large | N stock trades")
+    p.add_argument(
+        "--scale", type=_scale, default="demo", help="tiny | demo | large | N stock trades"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--option-header", choices=["v7", "v8"], default="v7",
-                   help="v7: recent 7-column option trades header; v8: older 8-column one")
+    p.add_argument(
+        "--option-header",
+        choices=["v7", "v8"],
+        default="v7",
+        help="v7: recent 7-column option trades header; v8: older 8-column one",
+    )
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("materialize", help="materialize every asset for one trading day")

@@ -43,7 +43,9 @@ class ConditionRules:
         ids = {c for c, flags in self.table.items() if flags[i]} | set(extra)
         return np.array(sorted(ids), dtype=np.int32)
 
-    def mask(self, conditions: pa.Array | pa.ChunkedArray, rule: Rule, extra: Iterable[int] = ()) -> np.ndarray:
+    def mask(
+        self, conditions: pa.Array | pa.ChunkedArray, rule: Rule, extra: Iterable[int] = ()
+    ) -> np.ndarray:
         """Boolean mask: every condition of each row passes ``rule`` (or is in ``extra``)."""
         return all_conditions_in(conditions, self.allowed_ids(rule, extra))
 
@@ -51,7 +53,11 @@ class ConditionRules:
 def all_conditions_in(conditions: pa.Array | pa.ChunkedArray, allowed: Sequence[int]) -> np.ndarray:
     """For a list<int32> column, True where every element is in ``allowed`` (empty/null lists pass)."""
     if isinstance(conditions, pa.ChunkedArray):
-        conditions = conditions.combine_chunks() if conditions.num_chunks else pa.array([], pa.list_(pa.int32()))
+        conditions = (
+            conditions.combine_chunks()
+            if conditions.num_chunks
+            else pa.array([], pa.list_(pa.int32()))
+        )
     n = len(conditions)
     if n == 0:
         return np.zeros(0, dtype=bool)
@@ -80,7 +86,9 @@ def load_condition_rules(
         raise ValueError(f"{source}: header must contain {sorted(need)}, found {reader.fieldnames}")
     for lineno, row in enumerate(reader, start=2):
         try:
-            flags = tuple(_bool(row[k]) for k in ("updates_high_low", "updates_open_close", "updates_volume"))
+            flags = tuple(
+                _bool(row[k]) for k in ("updates_high_low", "updates_open_close", "updates_volume")
+            )
             table[int(row["id"])] = flags  # type: ignore[assignment]
         except (ValueError, TypeError) as e:
             raise ValueError(f"{source} line {lineno}: {e}") from None

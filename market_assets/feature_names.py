@@ -17,7 +17,9 @@ IDENTITY_COLUMNS: tuple[str, ...] = (
     "put_trades",
 )
 
-_names = json.loads(resources.files("market_assets").joinpath("data/feature_names.json").read_text())
+_names = json.loads(
+    resources.files("market_assets").joinpath("data/feature_names.json").read_text()
+)
 
 FEATURE_NAMES: tuple[str, ...] = tuple(_names["FEATURE_NAMES"])
 AGGRESSION_FEATURE_NAMES: tuple[str, ...] = tuple(_names["AGGRESSION_FEATURE_NAMES"])

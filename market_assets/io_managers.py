@@ -26,7 +26,9 @@ class BatchStream:
     batches: Iterable[pa.RecordBatch]
     schema: pa.Schema
     file_metadata: dict[str, str] = field(default_factory=dict)
-    finalize: Callable[[ParquetStore, WriteResult | None, BaseException | None], dict[str, Any]] | None = None
+    finalize: (
+        Callable[[ParquetStore, WriteResult | None, BaseException | None], dict[str, Any]] | None
+    ) = None
 
 
 def storage_path(context: dg.OutputContext | dg.InputContext) -> str:
@@ -47,7 +49,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     file_target_mb: float = 256
 
     def store(self) -> ParquetStore:
-        return ParquetStore(self.root, self.row_group_rows, self.file_target_mb, self.s3_endpoint_url)
+        return ParquetStore(
+            self.root, self.row_group_rows, self.file_target_mb, self.s3_endpoint_url
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
@@ -61,7 +65,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         store = self.store()
         path = storage_path(context)
         try:
-            result = store.write_partition(path, context.partition_key, obj.batches, obj.schema, obj.file_metadata)
+            result = store.write_partition(
+                path, context.partition_key, obj.batches, obj.schema, obj.file_metadata
+            )
         except BaseException as e:
             if obj.finalize:
                 obj.finalize(store, None, e)
@@ -80,7 +86,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> ds.Dataset:
-        path = storage_path(context.upstream_output) if context.upstream_output else "/".join(context.asset_key.path)
+        path = (
+            storage_path(context.upstream_output)
+            if context.upstream_output
+            else "/".join(context.asset_key.path)
+        )
         keys = context.asset_partition_keys if context.has_asset_partitions else []
         schema = None
         return self.store().dataset(path, keys, schema)

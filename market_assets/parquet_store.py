@@ -29,7 +29,16 @@ from market_assets.schemas import SCHEMA_VERSION
 
 # Columns with few distinct values: dictionary-encoded. Others are plain (dictionaries of
 # timestamps or prices only cost time).
-DICTIONARY_COLUMNS = ("ticker", "underlying", "contract_type", "greeks_status", "symbol", "window", "exchange", "tape")
+DICTIONARY_COLUMNS = (
+    "ticker",
+    "underlying",
+    "contract_type",
+    "greeks_status",
+    "symbol",
+    "window",
+    "exchange",
+    "tape",
+)
 STATISTICS_COLUMNS = (
     "ticker",
     "underlying",
@@ -86,7 +95,9 @@ class ParquetStore:
 
     def exists(self, asset_path: str, partition: str) -> bool:
         info = self.fs.get_file_info(self.partition_dir(asset_path, partition))
-        return info.type == pafs.FileType.Directory and bool(self._files(self.partition_dir(asset_path, partition)))
+        return info.type == pafs.FileType.Directory and bool(
+            self._files(self.partition_dir(asset_path, partition))
+        )
 
     def _files(self, directory: str) -> list[str]:
         sel = pafs.FileSelector(directory, allow_not_found=True)
@@ -112,7 +123,9 @@ class ParquetStore:
             "market_assets.partition": partition,
             **{f"market_assets.{k}": str(v) for k, v in (metadata or {}).items()},
         }
-        schema = schema.with_metadata({**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in file_meta.items()}})
+        schema = schema.with_metadata(
+            {**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in file_meta.items()}}
+        )
         writer = _RotatingWriter(self, staging, schema, self.row_group_rows, self.file_target_bytes)
         try:
             writer.run(batches)
@@ -141,14 +154,19 @@ class ParquetStore:
             return
         graveyard = None
         if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
-            graveyard = final.rsplit("/", 1)[0] + f"/_replaced-{final.rsplit('/', 1)[1]}-{uuid.uuid4().hex[:12]}"
+            graveyard = (
+                final.rsplit("/", 1)[0]
+                + f"/_replaced-{final.rsplit('/', 1)[1]}-{uuid.uuid4().hex[:12]}"
+            )
             self.fs.move(final, graveyard)
         self.fs.move(staging, final)
         if graveyard:
             self.fs.delete_dir(graveyard)
 
     # -- read ----------------------------------------------------------------------------
-    def dataset(self, asset_path: str, partitions: Iterable[str], schema: pa.Schema | None = None) -> ds.Dataset:
+    def dataset(
+        self, asset_path: str, partitions: Iterable[str], schema: pa.Schema | None = None
+    ) -> ds.Dataset:
         """A lazy dataset over the given partitions (nothing is read until scanned)."""
         files: list[str] = []
         missing = []
@@ -169,7 +187,9 @@ class ParquetStore:
             md = pq.ParquetFile(f).schema_arrow.metadata or {}
         return {k.decode(): v.decode() for k, v in md.items()}
 
-    def write_rejects(self, asset_path: str, partition: str, rows: list[dict[str, object]]) -> str | None:
+    def write_rejects(
+        self, asset_path: str, partition: str, rows: list[dict[str, object]]
+    ) -> str | None:
         """Replace the partition's reject file (JSON lines); remove it when there are none."""
         directory = f"{self.root}/_rejects/{asset_path}/dt={partition}"
         path = f"{directory}/rejects.jsonl"
@@ -190,7 +210,9 @@ class _RotatingWriter:
     """Accumulates batches into row groups of ``row_group_rows`` and rotates part files
     at ``file_target_bytes``, writing on a background thread."""
 
-    def __init__(self, store: ParquetStore, directory: str, schema: pa.Schema, rg_rows: int, target: int):
+    def __init__(
+        self, store: ParquetStore, directory: str, schema: pa.Schema, rg_rows: int, target: int
+    ):
         self.store, self.directory, self.schema = store, directory, schema
         self.rg_rows, self.target = rg_rows, target
         self.result = WriteResult()

@@ -28,7 +28,9 @@ class ProgressReporter:
     """Callable for :class:`TradeReader`'s ``on_progress``: logs every ``interval_s`` and,
     when stderr is a terminal, drives a rich progress bar."""
 
-    def __init__(self, log: Callable[[str], None], interval_s: float, label: str, bar: bool | None = None):
+    def __init__(
+        self, log: Callable[[str], None], interval_s: float, label: str, bar: bool | None = None
+    ):
         self.log, self.interval_s, self.label = log, interval_s, label
         self._last = time.monotonic()
         self._bar = None
@@ -59,7 +61,9 @@ class ProgressReporter:
                 self._bar.start()
                 self._task = self._bar.add_task(self.label, total=s.bytes_total, rows="")
             self._bar.update(
-                self._task, completed=s.bytes_read, rows=f"{s.rows_read:,} rows / {s.rows_kept:,} kept"
+                self._task,
+                completed=s.bytes_read,
+                rows=f"{s.rows_read:,} rows / {s.rows_kept:,} kept",
             )
         now = time.monotonic()
         done = s.finished is not None

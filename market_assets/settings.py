@@ -160,7 +160,9 @@ def _overrides(v: Any) -> list[dict[str, Any]]:
             raise ValueError(f"entry {i} must be a table with an 'id'")
         bad = set(o) - {"id", *_RULE_FLAGS}
         if bad:
-            raise ValueError(f"entry {i} has unknown keys {sorted(bad)}; allowed: id, {', '.join(_RULE_FLAGS)}")
+            raise ValueError(
+                f"entry {i} has unknown keys {sorted(bad)}; allowed: id, {', '.join(_RULE_FLAGS)}"
+            )
         if isinstance(o["id"], bool) or not isinstance(o["id"], int) or o["id"] < 0:
             raise ValueError(f"entry {i}: id must be a non-negative integer")
         for f in _RULE_FLAGS:

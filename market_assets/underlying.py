@@ -57,8 +57,14 @@ class UnderlyingIndex:
         eligible = stock.take(pa.array(idx, pa.int64()))
         tick = _column(eligible, "ticker") if eligible.num_rows else pa.array([], pa.string())
         self.symbols = pc.unique(tick.drop_null())
-        code = pc.index_in(tick, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
-        s_ts, _ = _ts_ns(_column(eligible, "sip_timestamp")) if eligible.num_rows else (np.zeros(0, np.int64), None)
+        code = (
+            pc.index_in(tick, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
+        )
+        s_ts, _ = (
+            _ts_ns(_column(eligible, "sip_timestamp"))
+            if eligible.num_rows
+            else (np.zeros(0, np.int64), None)
+        )
         s_seq = (
             _column(eligible, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
             if eligible.num_rows
@@ -83,21 +89,31 @@ class UnderlyingIndex:
         max_staleness_ns: int,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(price, time_ns)`` per option trade: NaN and -1 where none is fresh enough."""
-        und = pa.array(option_underlying) if isinstance(option_underlying, np.ndarray) else option_underlying
+        und = (
+            pa.array(option_underlying)
+            if isinstance(option_underlying, np.ndarray)
+            else option_underlying
+        )
         if isinstance(und, pa.ChunkedArray):
             und = und.combine_chunks() if und.num_chunks else pa.array([], pa.string())
         if isinstance(option_ts_ns, np.ndarray) and option_ts_ns.dtype.kind in "iu":
             ts = option_ts_ns.astype(np.int64, copy=False)
             ts_valid = np.ones(ts.shape, dtype=bool)
         else:
-            arr = option_ts_ns if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray) else pa.array(option_ts_ns)
+            arr = (
+                option_ts_ns
+                if isinstance(option_ts_ns, pa.Array | pa.ChunkedArray)
+                else pa.array(option_ts_ns)
+            )
             ts, ts_valid = _ts_ns(arr)
         n = len(und)
         price = np.full(n, np.nan)
         time_ns = np.full(n, -1, dtype=np.int64)
         if n == 0 or self.size == 0:
             return price, time_ns
-        opt_code = pc.index_in(und, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
+        opt_code = (
+            pc.index_in(und, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
+        )
         want = (opt_code >= 0) & ts_valid
         for code in np.unique(opt_code[want]):  # one vectorized search per symbol
             rows = np.flatnonzero(want & (opt_code == code))

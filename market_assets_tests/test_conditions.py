@@ -15,21 +15,55 @@ def _lists(*rows):
 
 def test_bundled_rules_are_massives_table():
     bundled = (FIXTURES / "stock_trade_condition_rules.csv").read_text()
-    assert bundled == resources.files("market_assets").joinpath("data/condition_rules.csv").read_text()
+    assert (
+        bundled == resources.files("market_assets").joinpath("data/condition_rules.csv").read_text()
+    )
 
 
 def test_every_condition_must_pass_and_empty_lists_are_regular_sales():
     rules = load_condition_rules()
     c = _lists([], None, [14, 41], [12, 37], [5], [2], [16], [38], [999])
-    assert rules.mask(c, "open_close").tolist() == [True, True, True, False, False, False, False, True, False]
-    assert rules.mask(c, "high_low").tolist() == [True, True, True, False, True, False, False, True, False]
-    assert rules.mask(c, "volume").tolist() == [True, True, True, True, True, True, False, False, False]
+    assert rules.mask(c, "open_close").tolist() == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert rules.mask(c, "high_low").tolist() == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
+    assert rules.mask(c, "volume").tolist() == [
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
     # The greeks' "genuine current price" rule: open/close, or 12/37.
     assert rules.mask(c, "open_close", extra=[12, 37]).tolist()[3] is True
 
 
 def test_overrides_and_rules_file(tmp_path):
-    rules = load_condition_rules(overrides=[{"id": 10, "updates_open_close": True}, {"id": 999, "updates_volume": True}])
+    rules = load_condition_rules(
+        overrides=[{"id": 10, "updates_open_close": True}, {"id": 999, "updates_volume": True}]
+    )
     c = _lists([10], [999])
     assert rules.mask(c, "open_close").tolist() == [True, False]
     assert rules.mask(c, "volume").tolist() == [True, True]

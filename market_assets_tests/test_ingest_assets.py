@@ -25,7 +25,9 @@ DAY = dt.date(2026, 11, 20)
 HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
 
 
-def materialize(config: Path, names=("stock_trades", "option_trades"), day: dt.date = DAY, raise_on_error=True):
+def materialize(
+    config: Path, names=("stock_trades", "option_trades"), day: dt.date = DAY, raise_on_error=True
+):
     settings = load_settings(config)
     parts = trading_day_partitions(dt.date(2023, 1, 3))
     assets = [build_ingest_asset(n, parts, n) for n in names]
@@ -74,15 +76,23 @@ def test_generated_day_is_ingested_with_metadata(tiny_day, tmp_path):
 
 
 def test_all_tickers_with_star(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2023-01-03"}, ingest={"stock_tickers": ["*"]})
+    config = project_config(
+        partitions={"start_date": "2023-01-03"}, ingest={"stock_tickers": ["*"]}
+    )
     generate_day(DAY, tmp_path / "massive", scale="tiny", seed=3)
     materialize(config, names=("stock_trades",))
-    t = ParquetStore(str(tmp_path / "warehouse")).dataset("stock_trades", [DAY.isoformat()]).to_table()
+    t = (
+        ParquetStore(str(tmp_path / "warehouse"))
+        .dataset("stock_trades", [DAY.isoformat()])
+        .to_table()
+    )
     assert len(pc.unique(t.column("ticker"))) > 1
 
 
 def test_real_massive_samples_through_the_asset(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2023-01-03"}, ingest={"stock_tickers": ["MSFT"]})
+    config = project_config(
+        partitions={"start_date": "2023-01-03"}, ingest={"stock_tickers": ["MSFT"]}
+    )
     day = dt.date(2023, 3, 28)
     dest = tmp_path / "massive" / flat_file_key("stock_trades", day)
     dest.parent.mkdir(parents=True)
@@ -100,17 +110,28 @@ def test_truncated_file_fails_and_keeps_previous_partition(tiny_day, tmp_path):
     result = materialize(tiny_day, names=("stock_trades",), raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
-    msg = failure.step_failure_data.error.cause.message if failure.step_failure_data.error.cause else ""
+    msg = (
+        failure.step_failure_data.error.cause.message
+        if failure.step_failure_data.error.cause
+        else ""
+    )
     msg += failure.step_failure_data.error.message
     assert str(src) in msg and "truncated gzip" in msg and "compressed byte offset" in msg
     assert {p.name: p.read_bytes() for p in part.iterdir()} == before
 
 
 def test_malformed_rows_are_quarantined_and_counted(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.9})
+    config = project_config(
+        partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.9}
+    )
     src = tmp_path / "massive" / flat_file_key("stock_trades", DAY)
     src.parent.mkdir(parents=True)
-    rows = [HEADER, "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0", "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0", "SPY,1,2"]
+    rows = [
+        HEADER,
+        "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0",
+        "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0",
+        "SPY,1,2",
+    ]
     src.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
     result = materialize(config, names=("stock_trades",))
     md = metadata(result, "stock_trades")
@@ -125,15 +146,23 @@ def test_malformed_rows_are_quarantined_and_counted(tmp_path, project_config):
 
 
 def test_reject_fraction_above_limit_fails_the_run(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.01})
+    config = project_config(
+        partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.01}
+    )
     src = tmp_path / "massive" / flat_file_key("stock_trades", DAY)
     src.parent.mkdir(parents=True)
-    rows = [HEADER, "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0", "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0"]
+    rows = [
+        HEADER,
+        "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0",
+        "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0",
+    ]
     src.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
     result = materialize(config, names=("stock_trades",), raise_on_error=False)
     assert not result.success
     assert not (tmp_path / "warehouse" / "stock_trades" / f"dt={DAY}").exists()
-    assert (tmp_path / "warehouse" / "_rejects" / "stock_trades" / f"dt={DAY}" / "rejects.jsonl").exists()
+    assert (
+        tmp_path / "warehouse" / "_rejects" / "stock_trades" / f"dt={DAY}" / "rejects.jsonl"
+    ).exists()
 
 
 def test_missing_file_says_when_massive_publishes(tmp_path, project_config):
@@ -158,5 +187,8 @@ def test_s3_source_end_to_end(tmp_path, project_config, s3_bucket, monkeypatch):
         massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
     )
     result = materialize(config)
-    assert metadata(result, "stock_trades")["source_bytes"] == (tmp_path / "mirror" / flat_file_key("stock_trades", DAY)).stat().st_size
+    assert (
+        metadata(result, "stock_trades")["source_bytes"]
+        == (tmp_path / "mirror" / flat_file_key("stock_trades", DAY)).stat().st_size
+    )
     assert metadata(result, "option_trades")["rows_out"] > 0

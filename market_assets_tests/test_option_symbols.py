@@ -9,14 +9,39 @@ from market_assets.option_symbols import parse_option_tickers
 
 
 def test_tickers_parse_from_the_right_whatever_the_root():
-    tickers = ["O:SPY230327P00390000", "O:A261120C00012500", "O:GOOG1270115C01500000", "O:SPXW261120P05800000"]
+    tickers = [
+        "O:SPY230327P00390000",
+        "O:A261120C00012500",
+        "O:GOOG1270115C01500000",
+        "O:SPXW261120P05800000",
+    ]
     table, ok = parse_option_tickers(pa.array(tickers))
     assert ok.to_pylist() == [True] * 4
     assert table.to_pylist() == [
-        {"underlying": "SPY", "expiration": dt.date(2023, 3, 27), "contract_type": "put", "strike": 390.0},
-        {"underlying": "A", "expiration": dt.date(2026, 11, 20), "contract_type": "call", "strike": 12.5},
-        {"underlying": "GOOG1", "expiration": dt.date(2027, 1, 15), "contract_type": "call", "strike": 1500.0},
-        {"underlying": "SPXW", "expiration": dt.date(2026, 11, 20), "contract_type": "put", "strike": 5800.0},
+        {
+            "underlying": "SPY",
+            "expiration": dt.date(2023, 3, 27),
+            "contract_type": "put",
+            "strike": 390.0,
+        },
+        {
+            "underlying": "A",
+            "expiration": dt.date(2026, 11, 20),
+            "contract_type": "call",
+            "strike": 12.5,
+        },
+        {
+            "underlying": "GOOG1",
+            "expiration": dt.date(2027, 1, 15),
+            "contract_type": "call",
+            "strike": 1500.0,
+        },
+        {
+            "underlying": "SPXW",
+            "expiration": dt.date(2026, 11, 20),
+            "contract_type": "put",
+            "strike": 5800.0,
+        },
     ]
 
 

@@ -20,14 +20,20 @@ def batches(rows: int, size: int = 10_000, fail_after: int | None = None):
             raise RuntimeError("source broke mid-stream")
         n = min(size, rows - start)
         yield pa.record_batch(
-            [pa.array(["SPY"] * n), pa.array(np.random.default_rng(start).random(n)), pa.array(range(start, start + n))],
+            [
+                pa.array(["SPY"] * n),
+                pa.array(np.random.default_rng(start).random(n)),
+                pa.array(range(start, start + n)),
+            ],
             schema=SCHEMA,
         )
 
 
 def test_rows_rotate_into_parts_with_row_groups_and_metadata(tmp_path):
     store = ParquetStore(str(tmp_path), row_group_rows=16_384, file_target_mb=1)
-    res = store.write_partition("stock_trades", "2026-11-20", batches(300_000), SCHEMA, {"source_key": "k.csv.gz"})
+    res = store.write_partition(
+        "stock_trades", "2026-11-20", batches(300_000), SCHEMA, {"source_key": "k.csv.gz"}
+    )
     part_dir = tmp_path / "stock_trades" / "dt=2026-11-20"
     files = sorted(p.name for p in part_dir.iterdir())
     assert files == [f"part-{i:05d}.parquet" for i in range(len(files))] and len(files) > 1
@@ -36,7 +42,9 @@ def test_rows_rotate_into_parts_with_row_groups_and_metadata(tmp_path):
     assert meta.metadata.row_group(0).num_rows == 16_384
     assert meta.metadata.row_group(0).column(1).compression == "ZSTD"
     md = store.read_metadata(str(part_dir / files[0]))
-    assert md["market_assets.schema_version"] == "1" and md["market_assets.source_key"] == "k.csv.gz"
+    assert (
+        md["market_assets.schema_version"] == "1" and md["market_assets.source_key"] == "k.csv.gz"
+    )
     t = store.dataset("stock_trades", ["2026-11-20"]).to_table()
     assert t.num_rows == 300_000 and sorted(t.column("n").to_pylist()) == list(range(300_000))
     # hive layout readable by any engine; staging folders are invisible
@@ -74,7 +82,9 @@ def test_loading_a_missing_partition_says_so(tmp_path):
 
 def test_rejects_file_is_written_and_cleared(tmp_path):
     store = ParquetStore(str(tmp_path))
-    path = store.write_rejects("stock_trades", "2026-11-20", [{"line": 7, "reason": "price", "text": "x"}])
+    path = store.write_rejects(
+        "stock_trades", "2026-11-20", [{"line": 7, "reason": "price", "text": "x"}]
+    )
     assert '"line": 7' in open(path).read()
     store.write_rejects("stock_trades", "2026-11-20", [])
     assert not (tmp_path / "_rejects" / "stock_trades" / "dt=2026-11-20").exists()
@@ -82,15 +92,29 @@ def test_rejects_file_is_written_and_cleared(tmp_path):
 
 def test_s3_warehouse_root(s3_server):
     client = boto3.client(
-        "s3", endpoint_url=s3_server, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
     )
     client.create_bucket(Bucket="warehouse")
     fs = pafs.S3FileSystem(
-        access_key="testing", secret_key="testing", endpoint_override=s3_server, scheme="http", region="us-east-1"
+        access_key="testing",
+        secret_key="testing",
+        endpoint_override=s3_server,
+        scheme="http",
+        region="us-east-1",
     )
-    store = ParquetStore("s3://warehouse/prefix", row_group_rows=4096, file_target_mb=1, filesystem=fs)
+    store = ParquetStore(
+        "s3://warehouse/prefix", row_group_rows=4096, file_target_mb=1, filesystem=fs
+    )
     store.write_partition("a", "2026-11-20", batches(30_000), SCHEMA)
     store.write_partition("a", "2026-11-20", batches(20_000), SCHEMA)
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket="warehouse")["Contents"] if o["Key"].endswith(".parquet")]
+    keys = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket="warehouse")["Contents"]
+        if o["Key"].endswith(".parquet")
+    ]
     assert keys == ["prefix/a/dt=2026-11-20/part-00000.parquet"]
     assert store.dataset("a", ["2026-11-20"]).count_rows() == 20_000

@@ -77,7 +77,15 @@ def test_ok_trades_reprice_at_their_iv(materialized):
     ok = g.filter(pc.equal(g.column("greeks_status"), "ok"))
     col = lambda n: ok.column(n).to_numpy()  # noqa: E731
     is_call = pc.equal(ok.column("contract_type"), "call").to_numpy(zero_copy_only=False)
-    model = bsm_price(is_call, col("underlying_price"), col("strike"), col("time_to_expiry"), col("rate"), col("iv"), col("dividend_yield"))
+    model = bsm_price(
+        is_call,
+        col("underlying_price"),
+        col("strike"),
+        col("time_to_expiry"),
+        col("rate"),
+        col("iv"),
+        col("dividend_yield"),
+    )
     np.testing.assert_allclose(model, col("price"), rtol=1e-9)
     assert (col("iv") > 0).all() and np.isfinite(col("delta")).all()
     dadvv = np.abs(col("delta")) * col("underlying_price") * col("size") * 100
@@ -101,6 +109,11 @@ def test_window_totals_add_up_across_sizes(materialized):
     thirty = store.dataset("features/window=30m", [DAY.isoformat()]).to_table()
     for c in ("underlying_trades", "call_trades", "put_trades"):
         assert pc.sum(one.column(c)).as_py() == pc.sum(thirty.column(c)).as_py()
-    for c in ("calls_dadvv_total", "puts_gadvv_total", "underlying_dollar_value_total", "calls_dollar_value"):
+    for c in (
+        "calls_dadvv_total",
+        "puts_gadvv_total",
+        "underlying_dollar_value_total",
+        "calls_dollar_value",
+    ):
         a, b = pc.sum(one.column(c)).as_py(), pc.sum(thirty.column(c)).as_py()
         assert a == pytest.approx(b, rel=1e-12)

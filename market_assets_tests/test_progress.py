@@ -8,7 +8,13 @@ from market_assets.reader import ReadStats
 
 
 def test_progress_line_has_bytes_percent_rate_rows_and_eta():
-    s = ReadStats(source="f.csv.gz", bytes_total=200_000_000, bytes_read=50_000_000, rows_read=1_000_000, rows_kept=20_000)
+    s = ReadStats(
+        source="f.csv.gz",
+        bytes_total=200_000_000,
+        bytes_read=50_000_000,
+        rows_read=1_000_000,
+        rows_kept=20_000,
+    )
     s.started = time.monotonic() - 2.0
     line = format_progress(s)
     assert line.startswith("f.csv.gz: 50.0/200.0 MB (25.0%)")

@@ -39,7 +39,9 @@ def test_real_stock_trades_sample_parses_exactly():
     assert first["sip_timestamp"].value == 1679990400018381329  # exact ns, no float rounding
     assert first["participant_timestamp"].value == 1679990400018025984
     assert first["sequence_number"] == 1550 and first["exchange"] == 11 and first["tape"] == 3
-    assert first["correction"] is None and first["trf_id"] is None and first["trf_timestamp"] is None
+    assert (
+        first["correction"] is None and first["trf_id"] is None and first["trf_timestamp"] is None
+    )
     assert t.column("conditions")[12].as_py() == [14, 12, 37, 41]
     assert t.column("conditions")[1].as_py() == [12]
     assert pc.sum(t.column("size")).as_py() == 2538.0  # csv module agrees
@@ -124,7 +126,10 @@ def test_malformed_rows_are_rejected_with_line_and_reason(tmp_path):
 def test_too_many_rejects_fail_the_read(tmp_path):
     f = tmp_path / "s.csv.gz"
     write_gz(f, STOCK_HEADER + "\nSPY,,,4,1,1,abc,1,1,10,3,,0\nSPY,,,4,1,1,600,1,2,10,3,,0\n")
-    with pytest.raises(IngestError, match=r"1 of 2 rows rejected \(50.0000%\), above ingest.max_reject_fraction = 0.1; first at line 2"):
+    with pytest.raises(
+        IngestError,
+        match=r"1 of 2 rows rejected \(50.0000%\), above ingest.max_reject_fraction = 0.1; first at line 2",
+    ):
         read(f, "stock_trades", max_reject_fraction=0.1)
 
 
@@ -158,7 +163,14 @@ def test_progress_is_reported_per_block(tmp_path):
     write_gz(f, STOCK_HEADER + "\n" + "SPY,,,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 20_000)
     seen = []
     opened = LocalStore(tmp_path).open("s.csv.gz")
-    list(TradeReader(opened, "stock_trades", block_size=1 << 16, on_progress=lambda s: seen.append(s.rows_read)))
+    list(
+        TradeReader(
+            opened,
+            "stock_trades",
+            block_size=1 << 16,
+            on_progress=lambda s: seen.append(s.rows_read),
+        )
+    )
     assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 20_000
 
 
@@ -172,7 +184,9 @@ def test_fast_pass_and_careful_reread_agree_exactly(tmp_path):
     the same rows, each once, and every reject has its line number."""
     f = tmp_path / "s.csv.gz"
     good = "SPY,,,4,{i},1,600.{d},{i},{ts},10,3,,0"
-    lines = [STOCK_HEADER] + [good.format(i=i, d=i % 100, ts=1763650000000000000 + i) for i in range(60_000)]
+    lines = [STOCK_HEADER] + [
+        good.format(i=i, d=i % 100, ts=1763650000000000000 + i) for i in range(60_000)
+    ]
     lines[40_001] = "SPY,,,4,x,1,not-a-price,1,1763650000000000000,10,3,,0"  # line 40,002
     lines[50_001] = "SPY,1,2"  # line 50,002
     write_gz(f, "\n".join(lines) + "\n")
@@ -193,7 +207,9 @@ def test_fast_pass_and_careful_reread_agree_exactly(tmp_path):
 
 def test_clean_file_takes_the_fast_pass(tmp_path):
     f = tmp_path / "s.csv.gz"
-    write_gz(f, STOCK_HEADER + "\n" + "SPY,\"12,37\",,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 1000)
+    write_gz(
+        f, STOCK_HEADER + "\n" + 'SPY,"12,37",,4,1,1,600,1,1763650000000000000,10,3,,0\n' * 1000
+    )
     opened, reopen = _reopenable(f)
     r = TradeReader(opened, "stock_trades", reopen=reopen)
     t = pa.Table.from_batches(list(r), schema=r.schema)
@@ -213,7 +229,9 @@ def test_ticker_filter_fast_path_matches_careful_read_sorted_or_not(tmp_path):
         opened, reopen = _reopenable(f)
         fast = TradeReader(opened, "stock_trades", keep=["SPY"], block_size=1 << 15, reopen=reopen)
         t_fast = pa.Table.from_batches(list(fast), schema=fast.schema)
-        careful = TradeReader(LocalStore(tmp_path).open(name), "stock_trades", keep=["SPY"], block_size=1 << 15)
+        careful = TradeReader(
+            LocalStore(tmp_path).open(name), "stock_trades", keep=["SPY"], block_size=1 << 15
+        )
         t_careful = pa.Table.from_batches(list(careful), schema=careful.schema)
         assert not fast.careful_pass
         assert t_fast.num_rows == 6000 and t_fast.equals(t_careful)

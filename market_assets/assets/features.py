@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """features_<w>: one asset per configured window size (config.toml features.windows)."""
 
-
 import datetime as dt
 import time
 
@@ -15,7 +14,15 @@ from market_assets.resources import SettingsResource
 from market_assets.statistics import StatsOptions
 from market_assets.windows import features_for_day
 
-STOCK_COLUMNS = ["ticker", "sip_timestamp", "sequence_number", "price", "size", "conditions", "correction"]
+STOCK_COLUMNS = [
+    "ticker",
+    "sip_timestamp",
+    "sequence_number",
+    "price",
+    "size",
+    "conditions",
+    "correction",
+]
 OPTION_COLUMNS = [
     "underlying",
     "contract_type",
@@ -31,7 +38,9 @@ OPTION_COLUMNS = [
 ]
 
 
-def build_features_asset(window: str, partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_features_asset(
+    window: str, partitions_def: dg.PartitionsDefinition
+) -> dg.AssetsDefinition:
     """The features asset for one window size."""
 
     @dg.asset(
@@ -59,7 +68,9 @@ def build_features_asset(window: str, partitions_def: dg.PartitionsDefinition) -
         day = dt.date.fromisoformat(context.partition_key)
         # One symbol's day of trades, only the columns the features use.
         stock = stock_trades.to_table(columns=STOCK_COLUMNS, filter=pc.field("ticker") == f.symbol)
-        options = option_trades_greeks.to_table(columns=OPTION_COLUMNS, filter=pc.field("underlying") == f.symbol)
+        options = option_trades_greeks.to_table(
+            columns=OPTION_COLUMNS, filter=pc.field("underlying") == f.symbol
+        )
         rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
         stats = StatsOptions(
             kde_grid=f.kde_grid,

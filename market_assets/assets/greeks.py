@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """option_trades_greeks: implied volatility and greeks for every option trade."""
 
-
 import collections
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +18,14 @@ from market_assets.resources import SettingsResource
 from market_assets.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
 from market_assets.underlying import UnderlyingIndex
 
-UNDERLYING_COLUMNS = ["ticker", "sip_timestamp", "sequence_number", "price", "conditions", "correction"]
+UNDERLYING_COLUMNS = [
+    "ticker",
+    "sip_timestamp",
+    "sequence_number",
+    "price",
+    "conditions",
+    "correction",
+]
 
 
 def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -66,11 +72,19 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
                 out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
                 vc = pc.value_counts(out.column("greeks_status"))
                 counts.update(
-                    dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+                    dict(
+                        zip(
+                            vc.field("values").to_pylist(),
+                            vc.field("counts").to_pylist(),
+                            strict=True,
+                        )
+                    )
                 )
                 yield from out.to_batches()
 
-        def finalize(store: ParquetStore, result: WriteResult | None, error: BaseException | None) -> dict[str, Any]:
+        def finalize(
+            store: ParquetStore, result: WriteResult | None, error: BaseException | None
+        ) -> dict[str, Any]:
             if result is None:
                 return {}
             total = sum(counts.values())

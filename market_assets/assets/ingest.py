@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """stock_trades and option_trades: Massive's daily flat files streamed into Parquet."""
 
-
 import datetime as dt
 from typing import Any
 
@@ -15,7 +14,9 @@ from market_assets.resources import FlatFileSource, SettingsResource
 from market_assets.source import SourceError, flat_file_key
 
 
-def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, description: str) -> dg.AssetsDefinition:
+def build_ingest_asset(
+    name: str, partitions_def: dg.PartitionsDefinition, description: str
+) -> dg.AssetsDefinition:
     """An asset streaming one dataset's file for the partition's day into Parquet."""
 
     @dg.asset(
@@ -28,7 +29,9 @@ def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, descr
         metadata={"storage_path": name},
         pool="ingest",
     )
-    def _asset(context: dg.AssetExecutionContext, settings: SettingsResource, source: FlatFileSource) -> dg.Output:
+    def _asset(
+        context: dg.AssetExecutionContext, settings: SettingsResource, source: FlatFileSource
+    ) -> dg.Output:
         s = settings.settings
         day = dt.date.fromisoformat(context.partition_key)
         key = flat_file_key(name, day)
@@ -37,21 +40,29 @@ def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, descr
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
         keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
-        context.log.info(f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}")
+        context.log.info(
+            f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}"
+        )
         reader = TradeReader(
             opened,
             name,
             keep=keep,
             block_size=int(s.ingest.block_size_mb * 1024 * 1024),
-            on_progress=ProgressReporter(context.log.info, s.ingest.progress_interval_s, f"{name} {day}"),
+            on_progress=ProgressReporter(
+                context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
+            ),
             max_reject_fraction=s.ingest.max_reject_fraction,
             reopen=lambda: source.open(name, day),
         )
 
-        def finalize(store: ParquetStore, result: WriteResult | None, error: BaseException | None) -> dict[str, Any]:
+        def finalize(
+            store: ParquetStore, result: WriteResult | None, error: BaseException | None
+        ) -> dict[str, Any]:
             opened.close()
             rejects_path = store.write_rejects(
-                name, context.partition_key, [r.__dict__ | {"file": opened.name} for r in reader.rejects]
+                name,
+                context.partition_key,
+                [r.__dict__ | {"file": opened.name} for r in reader.rejects],
             )
             st = reader.stats
             if error is not None:
@@ -70,12 +81,21 @@ def build_ingest_asset(name: str, partitions_def: dg.PartitionsDefinition, descr
                 "careful_reread": reader.careful_pass,
             }
             if rejects_path:
-                md["rejects"] = dg.MetadataValue.path(f"{store.uri}/_rejects/{name}/dt={context.partition_key}")
-                context.log.warning(f"{st.rows_rejected} malformed rows quarantined in {rejects_path}")
+                md["rejects"] = dg.MetadataValue.path(
+                    f"{store.uri}/_rejects/{name}/dt={context.partition_key}"
+                )
+                context.log.warning(
+                    f"{st.rows_rejected} malformed rows quarantined in {rejects_path}"
+                )
             return md
 
         return dg.Output(
-            BatchStream(reader, reader.schema, {"source_key": key, "source_size": str(opened.size)}, finalize)
+            BatchStream(
+                reader,
+                reader.schema,
+                {"source_key": key, "source_size": str(opened.size)},
+                finalize,
+            )
         )
 
     return _asset
