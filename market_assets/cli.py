@@ -54,6 +54,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     import dagster as dg
     import pyarrow.dataset as ds
 
+    from market_assets.charts import PREVIEW_COLUMNS
     from market_assets.definitions import build_definitions
     from market_assets.settings import load_settings
 
@@ -113,17 +114,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
         if not root.startswith("s3://") and Path(path).exists():
             t = ds.dataset(path, format="parquet").to_table()
             print(f"\nfeatures_{w}: {t.num_rows} windows x {t.num_columns} columns; first rows:")
-            cols = [
-                "window_start",
-                "underlying_trades",
-                "call_trades",
-                "put_trades",
-                "underlying_price_open",
-                "underlying_price_close",
-                "calls_dadvv_total",
-                "puts_dadvv_total",
-            ]
-            print(t.select(cols).slice(0, 3).to_pandas().to_string(index=False))
+            print(t.select(list(PREVIEW_COLUMNS)).slice(0, 3).to_pandas().to_string(index=False))
     return 0
 
 
