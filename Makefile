@@ -24,6 +24,11 @@ sample: $(VENV)/.installed
 
 demo: sample
 	$(VENV)/bin/market-assets materialize --date $(DEMO_DATE)
+	@touch data/.demo-$(DEMO_DATE)
+
+# The UI shows the sample day materialized: run the demo once if it has not run.
+data/.demo-$(DEMO_DATE):
+	$(MAKE) demo
 
 # Test-only system packages (PostgreSQL server, Chromium) come from Debian when missing.
 system-deps:
@@ -37,7 +42,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check market_assets market_assets_tests benchmarks
 	$(VENV)/bin/ruff format --check market_assets market_assets_tests benchmarks
 
-ui: sample
+ui: data/.demo-$(DEMO_DATE)
 	@echo "Dagster UI: http://127.0.0.1:$(UI_PORT)  (DAGSTER_HOME=$(DAGSTER_HOME))"
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
