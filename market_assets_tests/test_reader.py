@@ -247,3 +247,19 @@ def test_no_kept_rows_gives_an_empty_result_not_an_error(tmp_path, body, fast):
     r = TradeReader(opened, "stock_trades", keep=["SPY"], reopen=reopen if fast else None)
     assert list(r) == []
     assert r.stats.rows_kept == 0 and r.rows_in == body.count("\n")
+
+
+def test_unparsable_option_ticker_is_rejected_with_its_line_on_the_fast_path(tmp_path):
+    f = tmp_path / "o.csv.gz"
+    good = "O:SPY261120C00600000,209,,312,1.5,{ts},3"
+    lines = ["ticker,conditions,correction,exchange,price,sip_timestamp,size"]
+    lines += [good.format(ts=1763650000000000000 + i) for i in range(5000)]
+    lines[2501] = "O:SPY261340C00600000,209,,312,1.5,1763650000000000000,3"  # month 13, line 2502
+    write_gz(f, "\n".join(lines) + "\n")
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "option_trades", keep=["SPY"], block_size=1 << 14, reopen=reopen)
+    t = pa.Table.from_batches(list(r), schema=r.schema)
+    assert r.careful_pass and t.num_rows == 4999
+    assert [(x.line, x.reason) for x in r.rejects] == [
+        (2502, "unparsable option ticker 'O:SPY261340C00600000'")
+    ]
