@@ -25,6 +25,18 @@ DAY = dt.date(2026, 11, 20)
 HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
 
 
+GOOD_ROW = "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0"
+BAD_PRICE_ROW = "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0"
+
+
+def write_stock_file(tmp_path: Path, rows: list[str]) -> Path:
+    """A stock trades file for DAY in the test mirror, with the real header."""
+    src = tmp_path / "massive" / flat_file_key("stock_trades", DAY)
+    src.parent.mkdir(parents=True)
+    src.write_bytes(gzip.compress(("\n".join([HEADER, *rows]) + "\n").encode()))
+    return src
+
+
 def materialize(
     config: Path, names=("stock_trades", "option_trades"), day: dt.date = DAY, raise_on_error=True
 ):
@@ -124,15 +136,7 @@ def test_malformed_rows_are_quarantined_and_counted(tmp_path, project_config):
     config = project_config(
         partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.9}
     )
-    src = tmp_path / "massive" / flat_file_key("stock_trades", DAY)
-    src.parent.mkdir(parents=True)
-    rows = [
-        HEADER,
-        "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0",
-        "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0",
-        "SPY,1,2",
-    ]
-    src.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    src = write_stock_file(tmp_path, [GOOD_ROW, BAD_PRICE_ROW, "SPY,1,2"])
     result = materialize(config, names=("stock_trades",))
     md = metadata(result, "stock_trades")
     assert md["rows_out"] == 1 and md["rejected_rows"] == 2
@@ -149,14 +153,7 @@ def test_reject_fraction_above_limit_fails_the_run(tmp_path, project_config):
     config = project_config(
         partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.01}
     )
-    src = tmp_path / "massive" / flat_file_key("stock_trades", DAY)
-    src.parent.mkdir(parents=True)
-    rows = [
-        HEADER,
-        "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0",
-        "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0",
-    ]
-    src.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    write_stock_file(tmp_path, [GOOD_ROW, BAD_PRICE_ROW])
     result = materialize(config, names=("stock_trades",), raise_on_error=False)
     assert not result.success
     assert not (tmp_path / "warehouse" / "stock_trades" / f"dt={DAY}").exists()
