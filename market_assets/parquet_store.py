@@ -188,20 +188,23 @@ class ParquetStore:
         return {k.decode(): v.decode() for k, v in md.items()}
 
     def write_rejects(
-        self, asset_path: str, partition: str, rows: list[dict[str, object]]
+        self, asset_path: str, partition: str, rows: Iterable[Mapping[str, object]]
     ) -> str | None:
-        """Replace the partition's reject file (JSON lines); remove it when there are none."""
+        """Replace the partition's reject file (JSON lines) with ``rows``, streamed; remove
+        it when there are none."""
         directory = f"{self.root}/_rejects/{asset_path}/dt={partition}"
         path = f"{directory}/rejects.jsonl"
-        if not rows:
-            with contextlib.suppress(Exception):
-                self.fs.delete_dir(directory)
-            return None
         self.fs.create_dir(directory, recursive=True)
         tmp = f"{directory}/_rejects-{uuid.uuid4().hex[:8]}.jsonl"
+        n = 0
         with self.fs.open_output_stream(tmp) as out:
             for r in rows:
                 out.write((json.dumps(r) + "\n").encode())
+                n += 1
+        if not n:
+            with contextlib.suppress(Exception):
+                self.fs.delete_dir(directory)
+            return None
         self.fs.move(tmp, path)
         return path
 

@@ -31,7 +31,9 @@ import pyarrow.csv as pcsv
 from market_assets.option_symbols import parse_option_tickers
 from market_assets.schemas import OPTION_TRADES, STOCK_TRADES
 
-MAX_KEPT_REJECTS = 100_000
+# Rejects kept in memory for error messages and inspection; every reject also goes to the
+# reader's ``reject_sink`` (the asset spools them to disk), so none is lost past this.
+MAX_KEPT_REJECTS = 1_000
 
 
 class IngestError(RuntimeError):
@@ -235,6 +237,7 @@ class TradeReader:
         on_progress: Callable[[ReadStats], None] | None = None,
         max_reject_fraction: float = 1.0,
         reopen: Callable[[], ByteSource] | None = None,
+        reject_sink: Callable[[Reject], None] | None = None,
     ):
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(KINDS)}")
@@ -247,7 +250,9 @@ class TradeReader:
         self.max_reject_fraction = max_reject_fraction
         self.reopen = reopen
         self.stats = ReadStats(source=source.name, bytes_total=source.size)
-        self.rejects: list[Reject] = []
+        self.rejects: list[Reject] = []  # the first MAX_KEPT_REJECTS
+        self.reject_sink = reject_sink
+        self._first_reject: Reject | None = None
         self.careful_pass = False
         self._skipped_lines: list[int] = []
         self._fast_invalid = 0
@@ -268,8 +273,8 @@ class TradeReader:
                     self.careful_pass = True
                     self._fast_invalid = 0
                     self._skipped_lines.clear()
-                    self.rejects.clear()
-                    self.stats.rows_read = self.stats.rows_kept = self.stats.rows_rejected = 0
+                    # The fast pass rejects nothing (it restarts instead): only counts reset.
+                    self.stats.rows_read = self.stats.rows_kept = 0
                     source = self.reopen()
                     self._opened_here.append(source)
                     logging.getLogger(__name__).warning(
@@ -586,9 +591,16 @@ class TradeReader:
         return lines
 
     def _reject(self, line: int, reason: str, text: str) -> None:
+        # Only the careful pass rejects rows (the fast pass restarts instead), so each
+        # malformed row reaches the sink exactly once.
+        reject = Reject(line, reason, text)
         self.stats.rows_rejected += 1
+        if self._first_reject is None or line < self._first_reject.line:
+            self._first_reject = reject
         if len(self.rejects) < MAX_KEPT_REJECTS:
-            self.rejects.append(Reject(line, reason, text))
+            self.rejects.append(reject)
+        if self.reject_sink is not None:
+            self.reject_sink(reject)
 
     def _report(self) -> None:
         self.stats.bytes_read = self.bytes_read
@@ -600,7 +612,7 @@ class TradeReader:
         self._report()
         total = self.stats.rows_read + len(self._skipped_lines)
         if total and self.stats.rows_rejected / total > self.max_reject_fraction:
-            first = min(self.rejects, key=lambda r: r.line)
+            first = self._first_reject
             raise IngestError(
                 f"{self.source.name}: {self.stats.rows_rejected} of {total} rows rejected "
                 f"({self.stats.rows_rejected / total:.4%}), above ingest.max_reject_fraction "

@@ -15,6 +15,7 @@ from market_assets.assets.ingest import build_ingest_asset
 from market_assets.io_managers import ParquetIOManager
 from market_assets.parquet_store import ParquetStore
 from market_assets.partitions import trading_day_partitions
+from market_assets.reader import MAX_KEPT_REJECTS
 from market_assets.resources import FlatFileSource, SettingsResource
 from market_assets.sample import generate_day
 from market_assets.settings import load_settings
@@ -189,3 +190,18 @@ def test_s3_source_end_to_end(tmp_path, project_config, s3_bucket, monkeypatch):
         == (tmp_path / "mirror" / flat_file_key("stock_trades", DAY)).stat().st_size
     )
     assert metadata(result, "option_trades")["rows_out"] > 0
+
+
+def test_every_malformed_row_is_quarantined_even_past_the_in_memory_sample(
+    tmp_path, project_config
+):
+    config = project_config(
+        partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.9}
+    )
+    rows = [GOOD_ROW, BAD_PRICE_ROW] * (MAX_KEPT_REJECTS + 500)
+    write_stock_file(tmp_path, rows)
+    md = metadata(materialize(config, names=("stock_trades",)), "stock_trades")
+    assert md["rejected_rows"] == MAX_KEPT_REJECTS + 500
+    rejects = tmp_path / "warehouse" / "_rejects" / "stock_trades" / f"dt={DAY}" / "rejects.jsonl"
+    lines = [json.loads(x)["line"] for x in rejects.read_text().splitlines()]
+    assert lines == list(range(3, 2 * (MAX_KEPT_REJECTS + 500) + 2, 2))

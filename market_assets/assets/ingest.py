@@ -1,7 +1,11 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """stock_trades and option_trades: Massive's daily flat files streamed into Parquet."""
 
+import dataclasses
 import datetime as dt
+import json
+import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -9,7 +13,7 @@ import dagster as dg
 from market_assets.io_managers import BatchStream
 from market_assets.parquet_store import ParquetStore, WriteResult
 from market_assets.progress import ProgressReporter
-from market_assets.reader import IngestError, TradeReader
+from market_assets.reader import IngestError, Reject, TradeReader
 from market_assets.resources import FlatFileSource, SettingsResource
 from market_assets.source import SourceError, flat_file_key
 
@@ -40,6 +44,17 @@ def build_ingest_asset(
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
         keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
+        # Every malformed row is spooled to disk as it is found, then quarantined whole.
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8")
+
+        def spool_reject(r: Reject) -> None:
+            spool.write(json.dumps(dataclasses.asdict(r) | {"file": opened.name}) + "\n")
+
+        def spooled() -> Iterator[dict[str, Any]]:
+            spool.seek(0)
+            for line in spool:
+                yield json.loads(line)
+
         context.log.info(
             f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}"
         )
@@ -53,17 +68,15 @@ def build_ingest_asset(
             ),
             max_reject_fraction=s.ingest.max_reject_fraction,
             reopen=lambda: source.open(name, day),
+            reject_sink=spool_reject,
         )
 
         def finalize(
             store: ParquetStore, result: WriteResult | None, error: BaseException | None
         ) -> dict[str, Any]:
             opened.close()
-            rejects_path = store.write_rejects(
-                name,
-                context.partition_key,
-                [r.__dict__ | {"file": opened.name} for r in reader.rejects],
-            )
+            with spool:
+                rejects_path = store.write_rejects(name, context.partition_key, spooled())
             st = reader.stats
             if error is not None:
                 if isinstance(error, IngestError | SourceError):
