@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.calendar import window_starts_ns
+from market_assets.enrich import status_counts
 from market_assets.feature_names import AGGRESSION_FEATURE_NAMES, FEATURE_NAMES, IDENTITY_COLUMNS
 from market_assets.parquet_store import ParquetStore
 from market_assets.resources import SettingsResource
@@ -132,15 +133,7 @@ def greeks_summary(dataset: ds.Dataset) -> GreeksSummary:
     for batch in dataset.to_batches(columns=["greeks_status", "iv"], batch_size=BATCH_ROWS):
         rows += batch.num_rows
         status = batch.column("greeks_status")
-        vc = pc.value_counts(status)
-        counts.update(
-            {
-                str(v): int(c)
-                for v, c in zip(
-                    vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
-                )
-            }
-        )
+        counts.update(status_counts(status))
         iv = batch.column("iv")
         good = pc.fill_null(pc.and_(pc.is_finite(iv), pc.greater(iv, 0.0)), False)
         bad_iv += int(pc.sum(pc.and_(pc.equal(status, "ok"), pc.invert(good))).as_py() or 0)

@@ -179,12 +179,17 @@ def enrich_option_trades(
     return pa.Table.from_arrays(arrays, schema=OPTION_TRADES_GREEKS)
 
 
-def status_counts(table: pa.Table) -> dict[str, int]:
-    """Rows per greeks_status, every status present (0 when absent)."""
+def status_counts(statuses: pa.Table | pa.Array | pa.ChunkedArray) -> dict[str, int]:
+    """Rows per greeks_status (of a table's ``greeks_status`` column, or of a status
+    array), every status present (0 when absent)."""
+    if isinstance(statuses, pa.Table):
+        statuses = statuses.column("greeks_status")
     counts = dict.fromkeys(GREEKS_STATUSES, 0)
-    if table.num_rows:
-        vc = pc.value_counts(table.column("greeks_status"))
-        for item in vc.to_pylist():
-            if item["values"] is not None:
-                counts[item["values"]] = int(item["counts"])
+    if len(statuses):
+        vc = pc.value_counts(statuses)
+        for value, count in zip(
+            vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+        ):
+            if value is not None:
+                counts[value] = counts.get(value, 0) + int(count)
     return counts

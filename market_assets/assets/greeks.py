@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.conditions import load_condition_rules
-from market_assets.enrich import GreeksParams, enrich_option_trades
+from market_assets.enrich import GreeksParams, enrich_option_trades, status_counts
 from market_assets.io_managers import BatchStream
 from market_assets.parquet_store import ParquetStore, WriteResult
 from market_assets.resources import SettingsResource
@@ -70,16 +70,7 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in option_trades.to_batches(batch_size=262_144):
                 out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
-                vc = pc.value_counts(out.column("greeks_status"))
-                counts.update(
-                    dict(
-                        zip(
-                            vc.field("values").to_pylist(),
-                            vc.field("counts").to_pylist(),
-                            strict=True,
-                        )
-                    )
-                )
+                counts.update(status_counts(out))
                 yield from out.to_batches()
 
         def finalize(
