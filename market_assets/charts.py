@@ -17,7 +17,8 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
+
+from market_assets.parquet_store import ParquetStore
 
 CHART_COLUMNS = ("window_start", "underlying_price_close", "calls_dadvv_total", "puts_dadvv_total")
 PREVIEW_COLUMNS = (
@@ -148,28 +149,11 @@ def preview_markdown(
     return "\n".join(lines)
 
 
-def chart_path(root: str, asset_path: str, partition: str) -> str:
-    """Where a partition's chart lives: ``{root}/_charts/{asset_path}/dt={partition}/chart.png``."""
-    return f"{root.rstrip('/')}/_charts/{asset_path}/dt={partition}/chart.png"
+def chart_relpath(asset_path: str, partition: str) -> str:
+    """Where a partition's chart lives under the warehouse root."""
+    return f"_charts/{asset_path}/dt={partition}/chart.png"
 
 
-def save_chart(
-    png: bytes, root: str, asset_path: str, partition: str, s3_endpoint_url: str = ""
-) -> str:
-    """Write ``png`` to :func:`chart_path` on the warehouse's filesystem; returns its URI."""
-    uri = chart_path(root, asset_path, partition)
-    if uri.startswith("s3://"):
-        kwargs = {}
-        if s3_endpoint_url:
-            kwargs = {
-                "endpoint_override": s3_endpoint_url,
-                "scheme": s3_endpoint_url.split("://", 1)[0],
-            }
-        fs: pafs.FileSystem = pafs.S3FileSystem(**kwargs)
-        path = uri.removeprefix("s3://")
-    else:
-        fs, path = pafs.LocalFileSystem(), uri
-    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with fs.open_output_stream(path) as out:
-        out.write(png)
-    return uri
+def save_chart(png: bytes, store: ParquetStore, asset_path: str, partition: str) -> str:
+    """Write ``png`` beside the warehouse (:func:`chart_relpath`); returns its URI."""
+    return store.write_bytes(chart_relpath(asset_path, partition), png)

@@ -38,7 +38,7 @@ import pyarrow.dataset as ds
 from market_assets.calendar import window_starts_ns
 from market_assets.enrich import status_counts
 from market_assets.feature_names import AGGRESSION_FEATURE_NAMES, FEATURE_NAMES, IDENTITY_COLUMNS
-from market_assets.parquet_store import ParquetStore
+from market_assets.parquet_store import ParquetStore, asset_path
 from market_assets.resources import SettingsResource
 from market_assets.schemas import GREEKS_STATUSES
 from market_assets.settings import CheckSettings, Settings, window_ns
@@ -57,13 +57,6 @@ OPTION_TRADE_COLUMNS = (
 PARSED_OPTION_COLUMNS = ("underlying", "expiration", "contract_type", "strike")
 MAX_OPTION_EXACT_DUPLICATE_SHARE = 0.10
 BATCH_ROWS = 262_144
-
-
-def storage_path(asset: str) -> str:
-    """The warehouse folder of an asset (features: ``features/window=<w>``)."""
-    if asset.startswith("features_"):
-        return f"features/window={asset.removeprefix('features_')}"
-    return asset
 
 
 # --- computations over a stored partition (no dagster) ------------------------------------
@@ -219,13 +212,8 @@ def features_summary(
 # --- dagster checks -----------------------------------------------------------------------
 
 
-def _store(settings: Settings) -> ParquetStore:
-    s = settings.storage
-    return ParquetStore(s.root, s.row_group_rows, s.file_target_mb, s.s3_endpoint_url)
-
-
 def _dataset(settings: Settings, asset: str, partition: str) -> ds.Dataset:
-    return _store(settings).dataset(storage_path(asset), [partition])
+    return ParquetStore.from_settings(settings.storage).dataset(asset_path(asset), [partition])
 
 
 def _non_empty_check(

@@ -52,10 +52,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_materialize(args: argparse.Namespace) -> int:
     """Materialize every asset (or a selection) for one partition in the local instance."""
     import dagster as dg
-    import pyarrow.dataset as ds
 
     from market_assets.charts import PREVIEW_COLUMNS
     from market_assets.definitions import build_definitions
+    from market_assets.parquet_store import ParquetStore, asset_path
     from market_assets.settings import load_settings
 
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
@@ -108,13 +108,14 @@ def cmd_materialize(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
         return 1
-    root = settings.storage.root
+    store = ParquetStore.from_settings(settings.storage)
     for w in settings.features.windows:
-        path = f"{root}/features/window={w}/dt={key}"
-        if not root.startswith("s3://") and Path(path).exists():
-            t = ds.dataset(path, format="parquet").to_table()
-            print(f"\nfeatures_{w}: {t.num_rows} windows x {t.num_columns} columns; first rows:")
-            print(t.select(list(PREVIEW_COLUMNS)).slice(0, 3).to_pandas().to_string(index=False))
+        try:
+            t = store.dataset(asset_path(f"features_{w}"), [key]).to_table()
+        except FileNotFoundError:
+            continue
+        print(f"\nfeatures_{w}: {t.num_rows} windows x {t.num_columns} columns; first rows:")
+        print(t.select(list(PREVIEW_COLUMNS)).slice(0, 3).to_pandas().to_string(index=False))
     return 0
 
 

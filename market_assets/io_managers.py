@@ -12,7 +12,7 @@ import dagster as dg
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from market_assets.parquet_store import ParquetStore, WriteResult
+from market_assets.parquet_store import ParquetStore, WriteResult, asset_path
 
 
 @dataclass
@@ -32,12 +32,8 @@ class BatchStream:
 
 
 def storage_path(context: dg.OutputContext | dg.InputContext) -> str:
-    """Folder of an asset under the root: its ``storage_path`` metadata, else its key."""
-    md = context.definition_metadata or {}
-    path = md.get("storage_path")
-    if isinstance(path, dg.TextMetadataValue):
-        path = path.value
-    return path or "/".join(context.asset_key.path)
+    """Folder of the context's asset under the warehouse root."""
+    return asset_path(context.asset_key.path[-1])
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -86,11 +82,5 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> ds.Dataset:
-        path = (
-            storage_path(context.upstream_output)
-            if context.upstream_output
-            else "/".join(context.asset_key.path)
-        )
         keys = context.asset_partition_keys if context.has_asset_partitions else []
-        schema = None
-        return self.store().dataset(path, keys, schema)
+        return self.store().dataset(storage_path(context), keys)

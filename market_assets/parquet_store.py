@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from market_assets.schemas import SCHEMA_VERSION
+from market_assets.settings import StorageSettings
 
 # Columns with few distinct values: dictionary-encoded. Others are plain (dictionaries of
 # timestamps or prices only cost time).
@@ -51,6 +52,14 @@ STATISTICS_COLUMNS = (
     "window_start",
 )
 _END = object()
+
+
+def asset_path(asset: str) -> str:
+    """An asset's folder under the warehouse root: its name, except that ``features_<w>``
+    lives under ``features/window=<w>`` (one hive-partitioned features table)."""
+    if asset.startswith("features_"):
+        return f"features/window={asset.removeprefix('features_')}"
+    return asset
 
 
 @dataclass
@@ -88,6 +97,13 @@ class ParquetStore:
         else:
             self.fs, self.root = pafs.LocalFileSystem(), root.rstrip("/")
         self.is_s3 = isinstance(self.fs, pafs.S3FileSystem)
+
+    @classmethod
+    def from_settings(cls, storage: StorageSettings) -> ParquetStore:
+        """The warehouse of config.toml's ``[storage]``."""
+        return cls(
+            storage.root, storage.row_group_rows, storage.file_target_mb, storage.s3_endpoint_url
+        )
 
     # -- paths ---------------------------------------------------------------------------
     def partition_dir(self, asset_path: str, partition: str) -> str:
@@ -181,6 +197,18 @@ class ParquetStore:
                 f"{where}: partition(s) {', '.join(missing)} not materialized; materialize them first"
             )
         return ds.dataset(files, schema=schema, format="parquet", filesystem=self.fs)
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """Write a small file (a chart) at ``{root}/{relative}``, replacing it whole;
+        returns its URI."""
+        path = f"{self.root}/{relative}"
+        directory = path.rsplit("/", 1)[0]
+        self.fs.create_dir(directory, recursive=True)
+        tmp = f"{directory}/_tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(data)
+        self.fs.move(tmp, path)
+        return f"s3://{path}" if self.is_s3 else path
 
     def read_metadata(self, path: str) -> dict[str, str]:
         with self.fs.open_input_file(path) as f:

@@ -9,6 +9,7 @@ import sys
 
 import dagster as dg
 
+from market_assets.parquet_store import asset_path
 from market_assets.settings import load_settings
 from market_assets_tests.config_files import REPO
 
@@ -82,7 +83,8 @@ def test_feature_windows_come_from_config(project_config):
     spec = repo.assets_defs_by_key[dg.AssetKey("features_1h")].specs_by_key[
         dg.AssetKey("features_1h")
     ]
-    assert spec.metadata["storage_path"] == "features/window=1h"
+    assert spec.metadata["window"] == "1h"
+    assert asset_path("features_1h") == "features/window=1h"
 
 
 def test_dg_check_defs_passes_from_the_repo_root():

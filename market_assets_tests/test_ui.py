@@ -30,11 +30,12 @@ import pytest
 from market_assets.calendar import window_starts_ns
 from market_assets.charts import (
     chart_markdown,
-    chart_path,
+    chart_relpath,
     features_chart_png,
     preview_markdown,
     save_chart,
 )
+from market_assets.parquet_store import ParquetStore
 from market_assets.settings import window_ns
 from market_assets_tests.config_files import REPO
 
@@ -87,8 +88,9 @@ def test_chart_is_a_png_and_embeds_as_markdown(tmp_path):
 
 def test_chart_is_saved_beside_the_partition(tmp_path):
     png = features_chart_png(_features())
-    uri = save_chart(png, str(tmp_path / "wh"), "features/window=30m", DAY.isoformat())
-    assert uri == chart_path(str(tmp_path / "wh"), "features/window=30m", DAY.isoformat())
+    store = ParquetStore(str(tmp_path / "wh"))
+    uri = save_chart(png, store, "features/window=30m", DAY.isoformat())
+    assert uri == f"{tmp_path / 'wh'}/{chart_relpath('features/window=30m', DAY.isoformat())}"
     assert uri == str(tmp_path / "wh" / "_charts/features/window=30m/dt=2026-11-20/chart.png")
     assert Path(uri).read_bytes() == png
 

@@ -10,6 +10,7 @@ import pyarrow.dataset as ds
 
 from market_assets.charts import chart_markdown, features_chart_png, preview_markdown, save_chart
 from market_assets.conditions import load_condition_rules
+from market_assets.parquet_store import ParquetStore, asset_path
 from market_assets.resources import SettingsResource
 from market_assets.statistics import StatsOptions
 from market_assets.windows import features_for_day
@@ -49,7 +50,7 @@ def build_features_asset(
         io_manager_key="parquet_io_manager",
         group_name="features",
         kinds={"parquet", "scipy"},
-        metadata={"storage_path": f"features/window={window}", "window": window},
+        metadata={"window": window},
         ins={"stock_trades": dg.AssetIn(), "option_trades_greeks": dg.AssetIn()},
         description=(
             f"One row per {window} window of the session for features.symbol: identity columns, "
@@ -85,10 +86,9 @@ def build_features_asset(
         png = features_chart_png(table, title=f"{f.symbol} {window} {context.partition_key}")
         chart_uri = save_chart(
             png,
-            s.storage.root,
-            f"features/window={window}",
+            ParquetStore.from_settings(s.storage),
+            asset_path(f"features_{window}"),
             context.partition_key,
-            s.storage.s3_endpoint_url,
         )
         return dg.Output(
             table,

@@ -35,7 +35,6 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         io_manager_key="parquet_io_manager",
         group_name="derived",
         kinds={"parquet", "numpy"},
-        metadata={"storage_path": "option_trades_greeks"},
         ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn()},
         description=(
             "option_trades + the underlying price as of each trade, time to expiry, BSM implied "

@@ -30,7 +30,6 @@ def build_ingest_asset(
         group_name="raw",
         kinds={"parquet", "s3"},
         description=description,
-        metadata={"storage_path": name},
         pool="ingest",
     )
     def _asset(
