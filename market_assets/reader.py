@@ -654,16 +654,21 @@ def _parse_number(col: pa.Array, typ: pa.DataType) -> tuple[pa.Array, pa.Array |
     try:
         return pc.cast(cleaned, typ), bad
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # Matches the pattern but still fails (e.g. int overflow): reject element-wise.
-        vals, flags = [], []
-        for v in cleaned.to_pylist():
-            try:
-                vals.append(None if v is None else pc.cast(pa.scalar(v), typ).as_py())
-                flags.append(False)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                vals.append(None)
-                flags.append(True)
-        return pa.array(vals, typ), pc.or_(bad, pa.array(flags))
+        pass
+    # Integers that match the pattern but overflow the type: find them through float64,
+    # checking one by one only the few values near the type's limits.
+    limit = float(np.iinfo(np.int32 if typ == pa.int32() else np.int64).max)
+    magnitude = np.abs(pc.cast(cleaned, pa.float64()).to_numpy(zero_copy_only=False))
+    overflow = np.nan_to_num(magnitude, nan=0.0) > limit * 0.999
+    for i in np.flatnonzero(overflow):
+        try:
+            pc.cast(cleaned[i : i + 1], typ)
+            overflow[i] = False
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    bad = pc.or_(bad, pa.array(overflow))
+    cleaned = pc.if_else(pa.array(overflow), pa.scalar(None, pa.string()), cleaned)
+    return pc.cast(cleaned, typ), bad
 
 
 def _parse_conditions(col: pa.Array) -> tuple[pa.Array, pa.Array | None]:

@@ -20,42 +20,17 @@ def test_bundled_rules_are_massives_table():
     )
 
 
+def _flags(mask) -> str:
+    return "".join("T" if v else "." for v in mask)
+
+
 def test_every_condition_must_pass_and_empty_lists_are_regular_sales():
     rules = load_condition_rules()
+    # rows:       []   None [14,41] [12,37] [5]  [2]  [16] [38] [999]
     c = _lists([], None, [14, 41], [12, 37], [5], [2], [16], [38], [999])
-    assert rules.mask(c, "open_close").tolist() == [
-        True,
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-        True,
-        False,
-    ]
-    assert rules.mask(c, "high_low").tolist() == [
-        True,
-        True,
-        True,
-        False,
-        True,
-        False,
-        False,
-        True,
-        False,
-    ]
-    assert rules.mask(c, "volume").tolist() == [
-        True,
-        True,
-        True,
-        True,
-        True,
-        True,
-        False,
-        False,
-        False,
-    ]
+    assert _flags(rules.mask(c, "open_close")) == "TTT....T."
+    assert _flags(rules.mask(c, "high_low")) == "TTT.T..T."
+    assert _flags(rules.mask(c, "volume")) == "TTTTTT..."
     # The greeks' "genuine current price" rule: open/close, or 12/37.
     assert rules.mask(c, "open_close", extra=[12, 37]).tolist()[3] is True
 

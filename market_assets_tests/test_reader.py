@@ -263,3 +263,16 @@ def test_unparsable_option_ticker_is_rejected_with_its_line_on_the_fast_path(tmp
     assert [(x.line, x.reason) for x in r.rejects] == [
         (2502, "unparsable option ticker 'O:SPY261340C00600000'")
     ]
+
+
+def test_integer_overflow_is_a_reject_not_a_failed_block(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    ok = "SPY,,,4,1,1,600,{seq},1763650000000000000,10,3,,0"
+    lines = [STOCK_HEADER, ok.format(seq=1), ok.format(seq=99999999999999999999), ok.format(seq=3)]
+    lines.append("SPY,,,4,1,1,600,9223372036854775807,1763650000000000000,10,3,,0")  # int64 max
+    write_gz(f, "\n".join(lines) + "\n")
+    t, r = read(f, "stock_trades")
+    assert t.column("sequence_number").to_pylist() == [1, 3, 9223372036854775807]
+    assert [(x.line, x.reason) for x in r.rejects] == [
+        (3, "sequence_number: cannot parse '99999999999999999999'")
+    ]
