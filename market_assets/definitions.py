@@ -29,12 +29,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "stock_trades",
             partitions,
             "Stock trades of ingest.stock_tickers, streamed from Massive's us_stocks_sip/trades_v1 file.",
+            settings.massive.source,
         ),
         build_ingest_asset(
             "option_trades",
             partitions,
             "Option trades of ingest.option_underlyings with the ticker parsed into underlying, "
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
+            settings.massive.source,
         ),
         build_greeks_asset(partitions),
         *[build_features_asset(w, partitions) for w in settings.features.windows],

@@ -19,16 +19,17 @@ from market_assets.source import SourceError, flat_file_key
 
 
 def build_ingest_asset(
-    name: str, partitions_def: dg.PartitionsDefinition, description: str
+    name: str, partitions_def: dg.PartitionsDefinition, description: str, source: str = "local"
 ) -> dg.AssetsDefinition:
-    """An asset streaming one dataset's file for the partition's day into Parquet."""
+    """An asset streaming one dataset's file for the partition's day into Parquet;
+    ``source`` (massive.source) only labels it in the UI."""
 
     @dg.asset(
         name=name,
         partitions_def=partitions_def,
         io_manager_key="parquet_io_manager",
         group_name="raw",
-        kinds={"parquet", "s3"},
+        kinds={"parquet", "s3" if source == "s3" else "csv"},
         description=description,
         pool="ingest",
     )
