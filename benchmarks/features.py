@@ -23,11 +23,11 @@ import numpy as np
 import pyarrow as pa
 import scipy.stats as st
 
-from market_assets import schemas
-from market_assets.conditions import load_condition_rules
-from market_assets.feature_names import FEATURE_NAMES
-from market_assets.settings import window_ns
-from market_assets.windows import compute_windows, window_grid
+from market_assets.core import schemas
+from market_assets.core.calendar import window_ns
+from market_assets.core.feature_names import FEATURE_NAMES
+from market_assets.core.windows import compute_windows, window_grid
+from market_assets.io.condition_rules import load_condition_rules
 
 DAY = dt.date(2026, 11, 20)
 WINDOWS = ("1m", "5m", "15m", "30m")

@@ -14,8 +14,8 @@ from vollib.black_scholes_merton import black_scholes_merton as vollib_price
 from vollib.black_scholes_merton.greeks import analytical
 from vollib.black_scholes_merton.implied_volatility import implied_volatility as vollib_iv
 
-from market_assets.bsm import bsm_price
-from market_assets.greeks import greeks, implied_volatility
+from market_assets.core.bsm import bsm_price
+from market_assets.core.greeks import greeks, implied_volatility
 
 R, Q = 0.04, 0.012
 N, SUB = 1_000_000, 20_000

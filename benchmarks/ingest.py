@@ -41,9 +41,9 @@ def _peak_rss_mb() -> float:
 def run_one(mode: str, path: Path, out: Path) -> dict:
     """Runs in a child process: one measurement (imports excluded), printed as JSON."""
     if mode in ("ours_all", "ours_spy"):
-        from market_assets.parquet_store import ParquetStore
-        from market_assets.reader import TradeReader
-        from market_assets.source import LocalStore
+        from market_assets.io.parquet_store import ParquetStore
+        from market_assets.io.reader import TradeReader
+        from market_assets.io.source import LocalStore
     elif mode == "polars":
         import polars as pl
     else:
@@ -118,7 +118,7 @@ def ensure_day(scale: str) -> Path:
     root = WORK / f"mirror-{scale}"
     path = root / KEY
     if not path.exists():
-        from market_assets.sample import generate_day
+        from market_assets.devtools.sample_day import generate_day
 
         print(f"generating a {scale} day under {root} ...", flush=True)
         started = time.perf_counter()

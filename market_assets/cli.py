@@ -35,7 +35,7 @@ def _scale(s: str) -> str | int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from market_assets.sample import generate_day
+    from market_assets.devtools.sample_day import generate_day
 
     started = time.monotonic()
     paths = generate_day(
@@ -53,9 +53,9 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     """Materialize every asset (or a selection) for one partition in the local instance."""
     import dagster as dg
 
-    from market_assets.charts import PREVIEW_COLUMNS
-    from market_assets.definitions import build_definitions
-    from market_assets.parquet_store import ParquetStore, asset_path
+    from market_assets.defs.charts import PREVIEW_COLUMNS
+    from market_assets.defs.definitions import build_definitions
+    from market_assets.io.parquet_store import ParquetStore, asset_path
     from market_assets.settings import load_settings
 
     os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))

@@ -17,23 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from market_assets.core.calendar import window_ns
+
 CONFIG_ENV = "MARKET_ASSETS_CONFIG"
 DEFAULT_CONFIG = "config.toml"
-
-_WINDOW_RE = re.compile(r"^([1-9][0-9]*)(s|m|h)$")
-_UNIT_NS = {"s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the key and the value."""
-
-
-def window_ns(window: str) -> int:
-    """Length of a window string such as ``5m`` in nanoseconds."""
-    m = _WINDOW_RE.match(window)
-    if not m:
-        raise ValueError(f"window {window!r} is not a number followed by s, m or h (e.g. '5m')")
-    return int(m.group(1)) * _UNIT_NS[m.group(2)]
 
 
 # --- validators: each returns the cleaned value or raises ValueError(reason) ---------------
@@ -114,7 +105,7 @@ def _windows(v: Any) -> list[str]:
         raise ValueError("expected a non-empty list of window strings such as '5m'")
     seen: set[int] = set()
     for w in v:
-        if not isinstance(w, str) or not _WINDOW_RE.match(w):
+        if not isinstance(w, str):
             raise ValueError(f"window {w!r} is not a number followed by s, m or h (e.g. '5m')")
         ns = window_ns(w)
         if 86_400 * 10**9 % ns:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-FIXTURES = SHARED / "fixtures" / "massive"
+# Real Massive samples, copied into the repository (a clone stands alone).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "massive"
 
 
 def _value(v: Any) -> str:

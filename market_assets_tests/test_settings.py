@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from market_assets.settings import ConfigError, load_settings, window_ns
+from market_assets.core.calendar import window_ns
+from market_assets.settings import ConfigError, load_settings
 from market_assets_tests.config_files import REPO, base_config, dump_toml, write_config
 
 

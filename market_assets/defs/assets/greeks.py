@@ -1,0 +1,93 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""option_trades_greeks: implied volatility and greeks for every option trade."""
+
+import collections
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from market_assets.core.enrich import GreeksParams, enrich_option_trades, status_counts
+from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
+from market_assets.core.underlying import UnderlyingIndex
+from market_assets.defs.io_managers import BatchStream
+from market_assets.defs.resources import SettingsResource
+from market_assets.io.condition_rules import load_condition_rules
+from market_assets.io.parquet_store import ParquetStore, WriteResult
+
+UNDERLYING_COLUMNS = [
+    "ticker",
+    "sip_timestamp",
+    "sequence_number",
+    "price",
+    "conditions",
+    "correction",
+]
+
+
+def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        name="option_trades_greeks",
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        group_name="derived",
+        kinds={"parquet", "numpy"},
+        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn()},
+        description=(
+            "option_trades + the underlying price as of each trade, time to expiry, BSM implied "
+            "volatility from the trade price, delta/gamma/vega/theta, intrinsic value, dollar "
+            "value, dadvv and gadvv, and a greeks_status per trade."
+        ),
+    )
+    def option_trades_greeks(
+        context: dg.AssetExecutionContext,
+        settings: SettingsResource,
+        option_trades: ds.Dataset,
+        stock_trades: ds.Dataset,
+    ) -> dg.Output:
+        s = settings.settings
+        params = GreeksParams(
+            rate=s.greeks.risk_free_rate,
+            dividend_yield=s.greeks.dividend_yield,
+            contract_multiplier=s.greeks.contract_multiplier,
+            gadvv_scale=s.features.gadvv_scale,
+            max_underlying_staleness_s=s.greeks.max_underlying_staleness_s,
+        )
+        rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
+        # Only the underlyings' trades, and only the columns the as-of join needs, are held:
+        # bounded by those symbols' day of trades, not by the source files.
+        underlyings = pc.unique(option_trades.to_table(columns=["underlying"]).column("underlying"))
+        stock = stock_trades.to_table(
+            columns=UNDERLYING_COLUMNS, filter=pc.field("ticker").isin(underlyings)
+        )
+        index = UnderlyingIndex(stock, rules)
+        counts: collections.Counter[str] = collections.Counter()
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for batch in option_trades.to_batches(batch_size=262_144):
+                out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
+                counts.update(status_counts(out))
+                yield from out.to_batches()
+
+        def finalize(
+            store: ParquetStore, result: WriteResult | None, error: BaseException | None
+        ) -> dict[str, Any]:
+            if result is None:
+                return {}
+            total = sum(counts.values())
+            md: dict[str, Any] = {
+                "underlying_trades_loaded": stock.num_rows,
+                "elapsed_seconds": round(result.elapsed_s, 3),
+                "rows_per_second": round(total / max(result.elapsed_s, 1e-9)),
+            }
+            for status in GREEKS_STATUSES:
+                md[f"share_{status}"] = round(counts.get(status, 0) / total, 6) if total else 0.0
+                md[f"count_{status}"] = int(counts.get(status, 0))
+            return md
+
+        return dg.Output(BatchStream(batches(), OPTION_TRADES_GREEKS, {}, finalize))
+
+    return option_trades_greeks

@@ -1,0 +1,159 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Pictures and previews of a features table for the Dagster UI (no dagster import).
+
+``features_chart_png`` draws the underlying's close per window with the window's call and
+put dadvv totals (matplotlib, Agg backend, PNG bytes); ``chart_markdown`` embeds a PNG in
+markdown as a data URI (what ``MetadataValue.md`` shows inline); ``preview_markdown`` is a
+markdown table of the first windows; ``save_chart`` writes the PNG beside the warehouse
+partition under ``{storage.root}/_charts/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_assets.io.parquet_store import ParquetStore
+
+CHART_COLUMNS = ("window_start", "underlying_price_close", "calls_dadvv_total", "puts_dadvv_total")
+PREVIEW_COLUMNS = (
+    "window_start",
+    "underlying_trades",
+    "call_trades",
+    "put_trades",
+    "underlying_price_open",
+    "underlying_price_close",
+    "calls_dadvv_total",
+    "puts_dadvv_total",
+)
+PREVIEW_ROWS = 10
+
+
+def _column(table: pa.Table, name: str) -> np.ndarray:
+    """A float column as numpy, nulls as NaN (all NaN if absent)."""
+    if name not in table.column_names:
+        return np.full(table.num_rows, np.nan)
+    col = pc.cast(table.column(name), pa.float64())
+    return col.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def _ny_wallclock(ts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Timestamps (UTC, or naive meaning UTC) as naive New York wall-clock times."""
+    if ts.type.tz is None:
+        ts = pc.assume_timezone(ts, "UTC")
+    return pc.local_timestamp(pc.cast(ts, pa.timestamp("ns", tz="America/New_York")))
+
+
+def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> bytes:
+    """PNG of the underlying close (line) and call/put dadvv totals (bars) per window."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
+    # New York wall-clock times on the x axis (naive datetimes, so matplotlib does no tz work).
+    x = _ny_wallclock(table.column("window_start")).to_numpy(zero_copy_only=False)
+    x = x.astype("datetime64[ns]")
+    close = _column(table, "underlying_price_close")
+    calls = np.nan_to_num(_column(table, "calls_dadvv_total"))
+    puts = np.nan_to_num(_column(table, "puts_dadvv_total"))
+
+    fig = Figure(figsize=(10, 4.5), dpi=dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.twinx()
+    # One filled step outline per series (far faster to draw than a bar per window).
+    edges = x
+    if len(x):
+        step = np.median(np.diff(x)) if len(x) > 1 else np.timedelta64(60, "s")
+        edges = np.append(x, x[-1] + step)
+        bars.stairs(
+            calls / 1e6,
+            edges,
+            baseline=0,
+            fill=True,
+            color="#2e7d32",
+            alpha=0.45,
+            label="calls dadvv",
+        )
+        bars.stairs(
+            -puts / 1e6,
+            edges,
+            baseline=0,
+            fill=True,
+            color="#c62828",
+            alpha=0.45,
+            label="puts dadvv",
+        )
+    bars.axhline(0, color="#555", linewidth=0.5)
+    bars.set_ylabel("dadvv total, $M (calls up, puts down)")
+    # A window's close is its last price: drawn at the window's end.
+    ax.plot(edges[1:], close, color="#1a237e", linewidth=1.4, label="underlying close")
+    ax.set_ylabel("underlying close")
+    ax.set_zorder(bars.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    ax.set_xlabel("time (America/New_York); bars span their window")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    handles = ax.get_legend_handles_labels()[0] + bars.get_legend_handles_labels()[0]
+    labels = ax.get_legend_handles_labels()[1] + bars.get_legend_handles_labels()[1]
+    ax.legend(handles, labels, loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def chart_markdown(png: bytes, alt: str = "chart") -> str:
+    """Markdown showing ``png`` inline (a base64 data URI)."""
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def _cell(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if hasattr(v, "strftime"):
+        return v.strftime("%H:%M")  # type: ignore[union-attr]
+    return str(v).replace("|", "\\|")
+
+
+def preview_markdown(
+    table: pa.Table, rows: int = PREVIEW_ROWS, columns: tuple[str, ...] = PREVIEW_COLUMNS
+) -> str:
+    """A markdown table of the first ``rows`` windows (window_start in New York time)."""
+    cols = [c for c in columns if c in table.column_names]
+    head = table.select(cols).slice(0, rows)
+    if "window_start" in cols:
+        ws = _ny_wallclock(head.column("window_start"))
+        head = head.set_column(cols.index("window_start"), "window_start", ws)
+    lines = [
+        "| " + " | ".join(cols) + " |",
+        "| " + " | ".join("---" for _ in cols) + " |",
+    ]
+    data = head.to_pydict()
+    for i in range(head.num_rows):  # at most `rows` lines: a preview, not the data
+        lines.append("| " + " | ".join(_cell(data[c][i]) for c in cols) + " |")
+    more = table.num_rows - head.num_rows
+    if more > 0:
+        lines.append(f"\n{head.num_rows} of {table.num_rows} windows shown.")
+    return "\n".join(lines)
+
+
+def chart_relpath(asset_path: str, partition: str) -> str:
+    """Where a partition's chart lives under the warehouse root."""
+    return f"_charts/{asset_path}/dt={partition}/chart.png"
+
+
+def save_chart(png: bytes, store: ParquetStore, asset_path: str, partition: str) -> str:
+    """Write ``png`` beside the warehouse (:func:`chart_relpath`); returns its URI."""
+    return store.write_bytes(chart_relpath(asset_path, partition), png)

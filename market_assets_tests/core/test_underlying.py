@@ -1,0 +1,115 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+import numpy as np
+import pyarrow as pa
+
+from market_assets.core.schemas import STOCK_TRADES
+from market_assets.core.underlying import underlying_asof
+from market_assets.io.condition_rules import load_condition_rules
+
+RULES = load_condition_rules()
+BASE = 1_700_000_000_000_000_000
+SEC = 1_000_000_000
+# 0 regular, 12 extended hours, 37 odd lot: eligible; 2 (average price) and 7 (cash) are not.
+CONDITION_CHOICES = [[], [12], [37], [12, 37], [2], [7], [37, 2], None]
+
+
+def stock_table(tickers, ts, prices, seqs, conds, corrections) -> pa.Table:
+    n = len(tickers)
+    cols = {
+        "ticker": pa.array(tickers, pa.string()),
+        "sip_timestamp": pa.array(ts, pa.int64()).cast(STOCK_TRADES.field("sip_timestamp").type),
+        "participant_timestamp": pa.nulls(n, STOCK_TRADES.field("participant_timestamp").type),
+        "price": pa.array(prices, pa.float64()),
+        "size": pa.array(np.full(n, 100.0)),
+        "exchange": pa.array(np.full(n, 4, dtype=np.int32)),
+        "conditions": pa.array(conds, pa.list_(pa.int32())),
+        "correction": pa.array(corrections, pa.int32()),
+        "sequence_number": pa.array(seqs, pa.int64()),
+        "id": pa.array([str(i) for i in range(n)]),
+        "tape": pa.array(np.full(n, 1, dtype=np.int32)),
+        "trf_id": pa.nulls(n, pa.int32()),
+        "trf_timestamp": pa.nulls(n, STOCK_TRADES.field("trf_timestamp").type),
+    }
+    return pa.Table.from_pydict(cols, schema=STOCK_TRADES)
+
+
+def eligible(conds, correction) -> bool:
+    if correction not in (None, 0):
+        return False
+    return all(c in (0, 12, 37) or RULES.table.get(c, (0, 0, 0))[1] for c in (conds or []))
+
+
+def brute_force(und, ots, rows, max_stale):
+    price = np.full(len(und), np.nan)
+    when = np.full(len(und), -1, dtype=np.int64)
+    for i, (u, t) in enumerate(zip(und, ots, strict=True)):
+        best = None
+        for tick, ts, p, seq, cond, corr in rows:
+            if tick != u or ts > t or not eligible(cond, corr):
+                continue
+            if best is None or (ts, seq) > (best[0], best[1]):
+                best = (ts, seq, p)
+        if best is not None and t - best[0] <= max_stale:
+            price[i], when[i] = best[2], best[0]
+    return price, when
+
+
+def test_asof_join_matches_brute_force_reference_with_ties_conditions_corrections_staleness():
+    rng = np.random.default_rng(7)
+    n_stock, n_opt = 600, 800
+    tickers = rng.choice(["SPY", "QQQ", "IWM"], n_stock).tolist()
+    ts = (BASE + rng.integers(0, 60, n_stock) * SEC // 2).tolist()  # many same-ns ties
+    prices = np.round(rng.uniform(100, 600, n_stock), 2).tolist()
+    seqs = rng.permutation(n_stock * 3)[:n_stock].tolist()
+    conds = [CONDITION_CHOICES[k] for k in rng.integers(0, len(CONDITION_CHOICES), n_stock)]
+    corrections = rng.choice([0, 0, 0, 1, 12], n_stock).tolist()
+    corrections = [None if rng.random() < 0.1 else c for c in corrections]
+    stock = stock_table(tickers, ts, prices, seqs, conds, corrections)
+    und = rng.choice(["SPY", "QQQ", "IWM", "DIA"], n_opt).tolist()
+    ots = BASE + rng.integers(-5 * SEC, 45 * SEC, n_opt)  # some before the first trade
+    max_stale = 3 * SEC
+    got_p, got_t = underlying_asof(np.array(und, dtype=object), ots, stock, RULES, max_stale)
+    rows = list(zip(tickers, ts, prices, seqs, conds, corrections, strict=True))
+    want_p, want_t = brute_force(und, ots.tolist(), rows, max_stale)
+    np.testing.assert_array_equal(got_p, want_p)
+    np.testing.assert_array_equal(got_t, want_t)
+    assert np.isnan(got_p).sum() > 50 and (~np.isnan(got_p)).sum() > 300
+
+
+def test_same_nanosecond_tie_takes_highest_sequence_number():
+    stock = stock_table(
+        ["SPY"] * 3, [BASE] * 3, [600.0, 601.0, 602.0], [5, 9, 7], [[]] * 3, [0] * 3
+    )
+    p, t = underlying_asof(pa.array(["SPY"]), np.array([BASE]), stock, RULES, SEC)
+    assert p[0] == 601.0 and t[0] == BASE
+
+
+def test_ineligible_conditions_and_corrections_are_skipped():
+    stock = stock_table(
+        ["SPY"] * 4,
+        [BASE, BASE + 1, BASE + 2, BASE + 3],
+        [600.0, 601.0, 602.0, 603.0],
+        [1, 2, 3, 4],
+        [[12, 37], [2], [7], []],
+        [0, 0, 0, 1],
+    )
+    p, t = underlying_asof(pa.array(["SPY"]), np.array([BASE + 10]), stock, RULES, SEC)
+    assert p[0] == 600.0 and t[0] == BASE
+
+
+def test_stale_missing_and_early_trades_have_no_price():
+    stock = stock_table(["SPY"], [BASE], [600.0], [1], [[]], [0])
+    ots = np.array([BASE - 1, BASE, BASE + 5 * SEC, BASE + 5 * SEC + 1, BASE])
+    p, t = underlying_asof(pa.array(["SPY"] * 4 + ["QQQ"]), ots, stock, RULES, 5 * SEC)
+    np.testing.assert_array_equal(np.isnan(p), [True, False, False, True, True])
+    np.testing.assert_array_equal(t, [-1, BASE, BASE, -1, -1])
+
+
+def test_empty_inputs():
+    stock = stock_table([], [], [], [], [], [])
+    p, t = underlying_asof(pa.array(["SPY"]), np.array([BASE]), stock, RULES, SEC)
+    assert np.isnan(p[0]) and t[0] == -1
+    p, t = underlying_asof(
+        pa.array([], pa.string()), np.array([], dtype=np.int64), stock, RULES, SEC
+    )
+    assert p.size == 0 and t.size == 0

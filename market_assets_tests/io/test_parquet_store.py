@@ -1,0 +1,120 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+from __future__ import annotations
+
+import boto3
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+
+from market_assets.io.parquet_store import ParquetStore
+
+SCHEMA = pa.schema([("ticker", pa.string()), ("x", pa.float64()), ("n", pa.int64())])
+
+
+def batches(rows: int, size: int = 10_000, fail_after: int | None = None):
+    for start in range(0, rows, size):
+        if fail_after is not None and start >= fail_after:
+            raise RuntimeError("source broke mid-stream")
+        n = min(size, rows - start)
+        yield pa.record_batch(
+            [
+                pa.array(["SPY"] * n),
+                pa.array(np.random.default_rng(start).random(n)),
+                pa.array(range(start, start + n)),
+            ],
+            schema=SCHEMA,
+        )
+
+
+def test_rows_rotate_into_parts_with_row_groups_and_metadata(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=16_384, file_target_mb=1)
+    res = store.write_partition(
+        "stock_trades", "2026-11-20", batches(300_000), SCHEMA, {"source_key": "k.csv.gz"}
+    )
+    part_dir = tmp_path / "stock_trades" / "dt=2026-11-20"
+    files = sorted(p.name for p in part_dir.iterdir())
+    assert files == [f"part-{i:05d}.parquet" for i in range(len(files))] and len(files) > 1
+    assert res.rows == 300_000 and len(res.files) == len(files)
+    meta = pq.ParquetFile(part_dir / files[0])
+    assert meta.metadata.row_group(0).num_rows == 16_384
+    assert meta.metadata.row_group(0).column(1).compression == "ZSTD"
+    md = store.read_metadata(str(part_dir / files[0]))
+    assert (
+        md["market_assets.schema_version"] == "1" and md["market_assets.source_key"] == "k.csv.gz"
+    )
+    t = store.dataset("stock_trades", ["2026-11-20"]).to_table()
+    assert t.num_rows == 300_000 and sorted(t.column("n").to_pylist()) == list(range(300_000))
+    # hive layout readable by any engine; staging folders are invisible
+    assert ds.dataset(tmp_path / "stock_trades", partitioning="hive").count_rows() == 300_000
+
+
+def test_failed_write_leaves_previous_partition_intact(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(50_000), SCHEMA)
+    before = sorted((tmp_path / "a" / "dt=2026-11-20").iterdir())
+    with pytest.raises(RuntimeError, match="broke mid-stream"):
+        store.write_partition("a", "2026-11-20", batches(90_000, fail_after=40_000), SCHEMA)
+    assert sorted((tmp_path / "a" / "dt=2026-11-20").iterdir()) == before
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 50_000
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["dt=2026-11-20"]  # no staging left
+
+
+def test_rerun_replaces_the_partition(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(50_000), SCHEMA)
+    store.write_partition("a", "2026-11-20", batches(7), SCHEMA)
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 7
+
+
+def test_empty_stream_writes_an_empty_partition(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    res = store.write_partition("a", "2026-11-20", iter(()), SCHEMA)
+    assert res.rows == 0 and store.dataset("a", ["2026-11-20"]).schema.names == SCHEMA.names
+
+
+def test_loading_a_missing_partition_says_so(tmp_path):
+    with pytest.raises(FileNotFoundError, match="2026-11-19 not materialized"):
+        ParquetStore(str(tmp_path)).dataset("a", ["2026-11-19"])
+
+
+def test_rejects_file_is_written_and_cleared(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    path = store.write_rejects(
+        "stock_trades", "2026-11-20", [{"line": 7, "reason": "price", "text": "x"}]
+    )
+    assert '"line": 7' in open(path).read()
+    store.write_rejects("stock_trades", "2026-11-20", [])
+    assert not (tmp_path / "_rejects" / "stock_trades" / "dt=2026-11-20").exists()
+
+
+def test_s3_warehouse_root(s3_server):
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="warehouse")
+    fs = pafs.S3FileSystem(
+        access_key="testing",
+        secret_key="testing",
+        endpoint_override=s3_server,
+        scheme="http",
+        region="us-east-1",
+    )
+    store = ParquetStore(
+        "s3://warehouse/prefix", row_group_rows=4096, file_target_mb=1, filesystem=fs
+    )
+    store.write_partition("a", "2026-11-20", batches(30_000), SCHEMA)
+    store.write_partition("a", "2026-11-20", batches(20_000), SCHEMA)
+    keys = [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket="warehouse")["Contents"]
+        if o["Key"].endswith(".parquet")
+    ]
+    assert keys == ["prefix/a/dt=2026-11-20/part-00000.parquet"]
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 20_000

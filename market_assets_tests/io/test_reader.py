@@ -1,0 +1,278 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+from __future__ import annotations
+
+import gzip
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from market_assets.core.schemas import OPTION_TRADES, STOCK_TRADES
+from market_assets.io.reader import IngestError, TradeReader
+from market_assets.io.source import LocalStore
+from market_assets_tests.config_files import FIXTURES
+
+STOCK_HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
+
+
+def read(path, kind, **kw) -> tuple[pa.Table, TradeReader]:
+    opened = LocalStore(path.parent).open(path.name)
+    reader = TradeReader(opened, kind, **kw)
+    with opened:
+        table = pa.Table.from_batches(list(reader), schema=reader.schema)
+    return table, reader
+
+
+def write_gz(path, text: str) -> None:
+    path.write_bytes(gzip.compress(text.encode()))
+
+
+def test_real_stock_trades_sample_parses_exactly():
+    t, r = read(FIXTURES / "stock_trades_sample.csv.gz", "stock_trades")
+    assert t.schema == STOCK_TRADES
+    # The file has 99 data rows (its README says 98).
+    assert t.num_rows == 99 and r.stats.rows_rejected == 0
+    first = t.slice(0, 1).to_pylist()[0]
+    assert first["ticker"] == "MSFT"
+    assert first["conditions"] == [12, 37]
+    assert first["price"] == 276.16 and first["size"] == 55.0
+    assert first["sip_timestamp"].value == 1679990400018381329  # exact ns, no float rounding
+    assert first["participant_timestamp"].value == 1679990400018025984
+    assert first["sequence_number"] == 1550 and first["exchange"] == 11 and first["tape"] == 3
+    assert (
+        first["correction"] is None and first["trf_id"] is None and first["trf_timestamp"] is None
+    )
+    assert t.column("conditions")[12].as_py() == [14, 12, 37, 41]
+    assert t.column("conditions")[1].as_py() == [12]
+    assert pc.sum(t.column("size")).as_py() == 2538.0  # csv module agrees
+
+
+def test_real_option_trades_sample_matches_massives_day_aggregate():
+    t, _ = read(FIXTURES / "options_trades_example.csv.gz", "option_trades", keep=["SPY"])
+    assert t.schema == OPTION_TRADES
+    assert t.num_rows == 62  # Massive: 62 transactions
+    assert pc.sum(t.column("size")).as_py() == 200  # volume 200
+    prices = t.column("price").to_pylist()
+    assert (prices[0], prices[-1], max(prices), min(prices)) == (11.82, 9.83, 11.82, 8.09)
+    row = t.slice(0, 1).to_pylist()[0]
+    assert (row["underlying"], str(row["expiration"]), row["contract_type"], row["strike"]) == (
+        "SPY",
+        "2023-03-27",
+        "put",
+        390.0,
+    )
+    assert row["sip_timestamp"].value == 1678715620948000000 and row["conditions"] == [232]
+
+
+def test_seven_column_option_header_and_header_case(tmp_path):
+    f = tmp_path / "o.csv.gz"
+    write_gz(
+        f,
+        "Ticker,Conditions,Correction,Exchange,Price,SIP_Timestamp,Size\n"
+        "O:SPY261120C00600000,209,,312,1.5,1763650000000000000,3\n"
+        "O:QQQ261120P00500000,,,312,2.5,1763650000000000001,1\n",
+    )
+    t, _ = read(f, "option_trades", keep=["SPY"])
+    assert t.num_rows == 1
+    assert t.column("participant_timestamp").null_count == 1
+    assert t.column("strike").to_pylist() == [600.0]
+
+
+def test_fractional_stock_sizes_and_ticker_filter(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(
+        f,
+        STOCK_HEADER + "\n"
+        "AAPL,,,4,1,1,230.1,1,1763650000000000000,0.5,3,,0\n"
+        "SPY,37,,4,2,1,600.01,2,1763650000000000001,0.25,3,201,1763650000000000000\n",
+    )
+    t, r = read(f, "stock_trades", keep=["spy"])
+    assert t.column("ticker").to_pylist() == ["SPY"]
+    assert t.column("size").to_pylist() == [0.25]
+    assert t.column("trf_id").to_pylist() == [201]
+    assert r.stats.rows_read == 2 and r.stats.rows_kept == 1
+
+
+def test_missing_required_column_lists_expected_and_found(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, "ticker,conditions,exchange,price,sip_timestamp\nSPY,,4,1,1\n")
+    with pytest.raises(IngestError) as e:
+        read(f, "stock_trades")
+    msg = str(e.value)
+    assert "s.csv.gz line 1" in msg and "missing required column(s) correction, id" in msg
+    assert "found ticker, conditions, exchange, price, sip_timestamp" in msg
+
+
+def test_malformed_rows_are_rejected_with_line_and_reason(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    good = "SPY,,,4,{i},1,600.5,{i},17636500000000000{i:02d},10,3,,0"
+    lines = [STOCK_HEADER] + [good.format(i=i) for i in range(10)]
+    lines[3] = "SPY,12,,4,2,1"  # line 4: wrong field count
+    lines[6] = "SPY,,,4,5,1,six hundred,5,1763650000000000005,10,3,,0"  # line 7
+    lines[8] = 'SPY,"12,x",,4,7,1,600,7,1763650000000000007,10,3,,0'  # line 9
+    write_gz(f, "\n".join(lines) + "\n")
+    t, r = read(f, "stock_trades")
+    assert t.num_rows == 7
+    assert r.stats.rows_rejected == 3
+    got = sorted((x.line, x.reason) for x in r.rejects)
+    assert got == [
+        (4, "expected 13 fields, found 6"),
+        (7, "price: cannot parse 'six hundred'"),
+        (9, "conditions: cannot parse '12,x'"),
+    ]
+    assert 600.5 in t.column("price").to_pylist()
+
+
+def test_too_many_rejects_fail_the_read(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\nSPY,,,4,1,1,abc,1,1,10,3,,0\nSPY,,,4,1,1,600,1,2,10,3,,0\n")
+    with pytest.raises(
+        IngestError,
+        match=r"1 of 2 rows rejected \(50.0000%\), above ingest.max_reject_fraction = 0.1; first at line 2",
+    ):
+        read(f, "stock_trades", max_reject_fraction=0.1)
+
+
+def test_truncated_gzip_names_file_and_offset(tmp_path):
+    body = STOCK_HEADER + "\n" + "SPY,,,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 50_000
+    f = tmp_path / "trunc.csv.gz"
+    f.write_bytes(gzip.compress(body.encode())[:-2000])
+    with pytest.raises(IngestError) as e:
+        read(f, "stock_trades", block_size=1 << 16)
+    msg = str(e.value)
+    assert "trunc.csv.gz" in msg and "truncated gzip" in msg and "compressed byte offset" in msg
+
+
+def test_memory_stays_bounded_by_blocks(tmp_path):
+    """Batches are block-sized: no batch holds more than a block's worth of rows."""
+    row = "SPY,,,4,1,1,600.25,1,1763650000000000000,100,3,,0\n"
+    f = tmp_path / "big.csv.gz"
+    with gzip.open(f, "wt", compresslevel=1) as out:
+        out.write(STOCK_HEADER + "\n")
+        for _ in range(20):
+            out.write(row * 10_000)
+    opened = LocalStore(tmp_path).open("big.csv.gz")
+    sizes = [b.num_rows for b in TradeReader(opened, "stock_trades", block_size=1 << 18)]
+    assert sum(sizes) == 200_000
+    assert max(sizes) <= (1 << 18) // len(row) + 1
+    assert len(sizes) > 10
+
+
+def test_progress_is_reported_per_block(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\n" + "SPY,,,4,1,1,600,1,1763650000000000000,10,3,,0\n" * 20_000)
+    seen = []
+    opened = LocalStore(tmp_path).open("s.csv.gz")
+    list(
+        TradeReader(
+            opened,
+            "stock_trades",
+            block_size=1 << 16,
+            on_progress=lambda s: seen.append(s.rows_read),
+        )
+    )
+    assert len(seen) > 3 and seen == sorted(seen) and seen[-1] == 20_000
+
+
+def _reopenable(path):
+    store = LocalStore(path.parent)
+    return store.open(path.name), (lambda: store.open(path.name))
+
+
+def test_fast_pass_and_careful_reread_agree_exactly(tmp_path):
+    """A malformed row deep in a file makes the fast pass restart carefully: the output is
+    the same rows, each once, and every reject has its line number."""
+    f = tmp_path / "s.csv.gz"
+    good = "SPY,,,4,{i},1,600.{d},{i},{ts},10,3,,0"
+    lines = [STOCK_HEADER] + [
+        good.format(i=i, d=i % 100, ts=1763650000000000000 + i) for i in range(60_000)
+    ]
+    lines[40_001] = "SPY,,,4,x,1,not-a-price,1,1763650000000000000,10,3,,0"  # line 40,002
+    lines[50_001] = "SPY,1,2"  # line 50,002
+    write_gz(f, "\n".join(lines) + "\n")
+    opened, reopen = _reopenable(f)
+    fast = TradeReader(opened, "stock_trades", block_size=1 << 16, reopen=reopen)
+    t_fast = pa.Table.from_batches(list(fast), schema=fast.schema)
+    careful = TradeReader(LocalStore(tmp_path).open("s.csv.gz"), "stock_trades", block_size=1 << 16)
+    t_careful = pa.Table.from_batches(list(careful), schema=careful.schema)
+    assert fast.careful_pass
+    assert t_fast.num_rows == 59_998
+    assert t_fast.equals(t_careful)
+    assert sorted((r.line, r.reason) for r in fast.rejects) == [
+        (40_002, "price: cannot parse 'not-a-price'"),
+        (50_002, "expected 13 fields, found 3"),
+    ]
+    assert fast.rows_in == 60_000
+
+
+def test_clean_file_takes_the_fast_pass(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    write_gz(
+        f, STOCK_HEADER + "\n" + 'SPY,"12,37",,4,1,1,600,1,1763650000000000000,10,3,,0\n' * 1000
+    )
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "stock_trades", reopen=reopen)
+    t = pa.Table.from_batches(list(r), schema=r.schema)
+    assert not r.careful_pass and t.num_rows == 1000
+    assert t.column("conditions")[0].as_py() == [12, 37]
+
+
+def test_ticker_filter_fast_path_matches_careful_read_sorted_or_not(tmp_path):
+    """The fast path hands the parser only line spans that can hold kept tickers; the
+    result must equal a full careful read whether or not the file is sorted by ticker."""
+    rows = []
+    for i, tick in enumerate(["AAPL", "SPY", "SPYG", "MSFT", "SPY", "QQQ"] * 3000):
+        rows.append(f"{tick},,,4,{i},1,{100 + i % 7}.5,{i},{1763650000000000000 + i},10,3,,0")
+    for name, body in [("sorted.csv.gz", sorted(rows)), ("unsorted.csv.gz", rows)]:
+        f = tmp_path / name
+        write_gz(f, STOCK_HEADER + "\n" + "\n".join(body))  # no final newline, as Massive's files
+        opened, reopen = _reopenable(f)
+        fast = TradeReader(opened, "stock_trades", keep=["SPY"], block_size=1 << 15, reopen=reopen)
+        t_fast = pa.Table.from_batches(list(fast), schema=fast.schema)
+        careful = TradeReader(
+            LocalStore(tmp_path).open(name), "stock_trades", keep=["SPY"], block_size=1 << 15
+        )
+        t_careful = pa.Table.from_batches(list(careful), schema=careful.schema)
+        assert not fast.careful_pass
+        assert t_fast.num_rows == 6000 and t_fast.equals(t_careful)
+        assert fast.rows_in == careful.rows_in == 18_000
+
+
+@pytest.mark.parametrize("body", ["", "AAPL,,,4,1,1,230.1,1,1763650000000000000,5,3,,0\n"])
+@pytest.mark.parametrize("fast", [True, False])
+def test_no_kept_rows_gives_an_empty_result_not_an_error(tmp_path, body, fast):
+    f = tmp_path / "s.csv.gz"
+    write_gz(f, STOCK_HEADER + "\n" + body)
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "stock_trades", keep=["SPY"], reopen=reopen if fast else None)
+    assert list(r) == []
+    assert r.stats.rows_kept == 0 and r.rows_in == body.count("\n")
+
+
+def test_unparsable_option_ticker_is_rejected_with_its_line_on_the_fast_path(tmp_path):
+    f = tmp_path / "o.csv.gz"
+    good = "O:SPY261120C00600000,209,,312,1.5,{ts},3"
+    lines = ["ticker,conditions,correction,exchange,price,sip_timestamp,size"]
+    lines += [good.format(ts=1763650000000000000 + i) for i in range(5000)]
+    lines[2501] = "O:SPY261340C00600000,209,,312,1.5,1763650000000000000,3"  # month 13, line 2502
+    write_gz(f, "\n".join(lines) + "\n")
+    opened, reopen = _reopenable(f)
+    r = TradeReader(opened, "option_trades", keep=["SPY"], block_size=1 << 14, reopen=reopen)
+    t = pa.Table.from_batches(list(r), schema=r.schema)
+    assert r.careful_pass and t.num_rows == 4999
+    assert [(x.line, x.reason) for x in r.rejects] == [
+        (2502, "unparsable option ticker 'O:SPY261340C00600000'")
+    ]
+
+
+def test_integer_overflow_is_a_reject_not_a_failed_block(tmp_path):
+    f = tmp_path / "s.csv.gz"
+    ok = "SPY,,,4,1,1,600,{seq},1763650000000000000,10,3,,0"
+    lines = [STOCK_HEADER, ok.format(seq=1), ok.format(seq=99999999999999999999), ok.format(seq=3)]
+    lines.append("SPY,,,4,1,1,600,9223372036854775807,1763650000000000000,10,3,,0")  # int64 max
+    write_gz(f, "\n".join(lines) + "\n")
+    t, r = read(f, "stock_trades")
+    assert t.column("sequence_number").to_pylist() == [1, 3, 9223372036854775807]
+    assert [(x.line, x.reason) for x in r.rejects] == [
+        (3, "sequence_number: cannot parse '99999999999999999999'")
+    ]
