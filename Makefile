@@ -36,10 +36,12 @@ system-deps:
 
 test: $(VENV)/.installed system-deps
 	$(VENV)/bin/ruff check market_assets market_assets_tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check market_assets market_assets_tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	$(VENV)/bin/ruff format --check market_assets market_assets_tests benchmarks
 
 ui: data/.demo-$(DEMO_DATE)
