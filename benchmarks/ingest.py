@@ -60,6 +60,7 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         reader = TradeReader(
             opened,
             "stock_trades",
+            day=DAY,
             keep=keep,
             block_size=4 << 20,
             reopen=lambda: store.open(path.name),

@@ -61,6 +61,7 @@ def build_ingest_asset(
         reader = TradeReader(
             opened,
             name,
+            day=day,
             keep=keep,
             block_size=int(s.ingest.block_size_mb * 1024 * 1024),
             on_progress=ProgressReporter(
