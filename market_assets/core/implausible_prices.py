@@ -10,8 +10,8 @@ still wreck a day's features. The rule (docs/data_quality.md), per ticker and da
 Prices are compared on a log scale in steps of 0.1% ("levels"), so a ticker's median is
 kept as a histogram of levels: exact for the levels, bounded memory whatever the number
 of trades, and a one-pass scan over a stored partition ordered by ticker (as Massive's
-files are). The same definition marks rows of one ticker held in memory
-(:func:`implausible_mask`), so a check and a filter always agree.
+files are). The same definition marks rows held in memory (:func:`implausible_mask` for
+one ticker, :func:`implausible_rows` for several), so a check and a filter always agree.
 """
 
 from __future__ import annotations
@@ -84,6 +84,27 @@ def implausible_mask(prices: np.ndarray, rule: PriceRule = PriceRule()) -> np.nd
         return np.ones(len(levels), dtype=bool)
     k = (len(valid) - 1) // 2  # the lower median, as the scan computes it
     return implausible_levels(levels, int(np.partition(valid, k)[k]), rule)
+
+
+def implausible_rows(
+    tickers: pa.Array | pa.ChunkedArray, prices: np.ndarray, rule: PriceRule = PriceRule()
+) -> np.ndarray:
+    """Several tickers' prints held in memory, in any order (e.g. the underlyings a greeks
+    or features step loads): True for the implausible ones, each judged against its own
+    ticker's median, by the same definition as the scan."""
+    if isinstance(tickers, pa.ChunkedArray):
+        tickers = tickers.combine_chunks()
+    codes = pc.dictionary_encode(tickers).indices.to_numpy(zero_copy_only=False)
+    levels = price_levels(prices)
+    out = levels == _INVALID
+    order = np.lexsort((levels, codes))  # by ticker, then level: invalid ones first
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    for group in np.split(order, bounds):
+        valid = group[levels[group] != _INVALID]  # already sorted by level
+        if len(valid):
+            median = int(levels[valid[(len(valid) - 1) // 2]])
+            out[group] = implausible_levels(levels[group], median, rule)
+    return out
 
 
 @dataclass(frozen=True)

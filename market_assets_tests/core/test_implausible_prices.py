@@ -12,6 +12,7 @@ import pytest
 from market_assets.core.implausible_prices import (
     PriceRule,
     implausible_mask,
+    implausible_rows,
     scan_implausible_prices,
 )
 from market_assets_tests.config_files import FIXTURES
@@ -105,6 +106,25 @@ def test_the_scan_streams_runs_across_batches_and_agrees_with_the_in_memory_mask
     for e in found.examples:
         assert table.column("ticker")[e.row].as_py() == e.ticker
         assert table.column("price")[e.row].as_py() == e.price
+
+
+def test_rows_of_several_tickers_in_any_order_are_judged_against_their_own_median():
+    rng = np.random.default_rng(3)
+    runs = [("SPY", walk(600, 3000, 0.02)), ("QQQ", walk(500, 2000, -0.03)), ("X", [1.0, 50.0])]
+    runs[0][1][10] = 6.0
+    runs[1][1][20] = 1e12
+    runs[1][1][21] = math.nan
+    table = trades(*runs)
+    shuffled = table.take(rng.permutation(table.num_rows))
+    marked = implausible_rows(shuffled.column("ticker"), shuffled.column("price").to_numpy())
+    flagged = shuffled.filter(marked)
+    assert sorted((r["ticker"], str(r["price"])) for r in flagged.to_pylist()) == [
+        ("QQQ", "1000000000000.0"),
+        ("QQQ", "nan"),
+        ("SPY", "6.0"),
+        ("X", "50.0"),  # two prints: the lower median is 1.0
+    ]
+    assert int(marked.sum()) == scan_implausible_prices([table]).implausible
 
 
 def test_a_ticker_seen_again_after_another_is_an_error():
