@@ -49,7 +49,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "Backfills run one partition per run (at most two at once: dagster_home/dagster.yaml)."
         ),
     )
-    cfg = str(settings.path)
+    settings_resource = SettingsResource(config_path=str(settings.path))
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
@@ -57,8 +57,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
         sensors=[build_new_trading_day_sensor(settings, job_name=all_days.name)],
         resources={
-            "settings": SettingsResource(config_path=cfg),
-            "source": FlatFileSource(config_path=cfg),
+            "settings": settings_resource,
+            "source": FlatFileSource(settings=settings_resource),
             "parquet_io_manager": ParquetIOManager(
                 root=settings.storage.root,
                 s3_endpoint_url=settings.storage.s3_endpoint_url,
