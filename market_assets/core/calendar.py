@@ -50,11 +50,6 @@ def previous_trading_day(day: dt.date) -> dt.date:
     )
 
 
-def is_early_close(day: dt.date) -> bool:
-    cal = xnys()
-    return pd.Timestamp(day) in cal.early_closes
-
-
 def _ns(ts: pd.Timestamp) -> int:
     return int(ts.tz_convert("UTC").value)
 

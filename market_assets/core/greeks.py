@@ -149,11 +149,6 @@ def black_and_vega(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.maximum(b, 0.0), bp
 
 
-def normalised_black_otm(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Jaeckel's normalised Black call ``b(x, s)`` for ``x <= 0`` (see black_and_vega)."""
-    return black_and_vega(x, s)[0]
-
-
 # --- the normalised solver ----------------------------------------------------------------
 
 
@@ -418,8 +413,3 @@ def greeks(S, K, t, r, q, sigma, is_call) -> dict[str, np.ndarray]:
         theta_put = (-first + (-q * S * eqt * n_md1) + r * K * ert * n_md2) / 365.0
         theta = np.where(is_call, theta_call, theta_put)
     return {"delta": delta, "gamma": gamma, "vega": vega, "theta": theta}
-
-
-def status_names(codes: np.ndarray) -> np.ndarray:
-    """Status strings for status codes."""
-    return np.asarray(GREEKS_STATUSES, dtype=object)[np.asarray(codes, dtype=np.intp)]
