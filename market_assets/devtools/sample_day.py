@@ -22,6 +22,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import isal.igzip as igzip
 import numpy as np
@@ -524,6 +525,39 @@ def _smile_iv(root: str, k: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.clip(base - 0.40 * k / np.sqrt(tc) + 0.60 * k * k / tc, 0.06, 1.2)
 
 
+@dataclass(frozen=True)
+class _Expiries:
+    """The day's option expirations: dates, expiry instants (ns) and shares of the trades."""
+
+    dates: list[dt.date]
+    ns: np.ndarray
+    share: np.ndarray
+
+    @classmethod
+    def of(cls, day: dt.date) -> _Expiries:
+        expiries = option_expiries(day)
+        return cls(
+            [d for d, _ in expiries],
+            np.array([calendar.expiry_ns(d) for d, _ in expiries], dtype=np.int64),
+            np.array([wgt for _, wgt in expiries]),
+        )
+
+
+class _Prices(NamedTuple):
+    iv: np.ndarray  # the volatility each trade was priced at
+    model: np.ndarray  # the BSM price at that volatility
+    cents: np.ndarray  # the printed price in cents
+    below: np.ndarray  # deep trades printed below intrinsic
+    off_model: np.ndarray  # printed away from the model (below intrinsic or floored to 0.01)
+
+
+class _Quotes(NamedTuple):
+    bid: np.ndarray  # cents
+    ask: np.ndarray  # cents
+    outside: np.ndarray  # the trade printed outside its prevailing quote
+    sip: np.ndarray  # the quote's sip_timestamp
+
+
 def generate_option_trades(
     day: dt.date,
     n: int,
@@ -541,15 +575,61 @@ def generate_option_trades(
     ``outside_quote`` marks trades whose prevailing quote (bid/ask) does not contain them.
     """
     roots = [r for r in OPTION_ROOT_SHARES if r in underlyings] or sorted(underlyings)
+    expiries = _Expiries.of(day)
+    d = _draw_option_trades(day, n, roots, underlyings, expiries, seed)
+    tickers, contract = _contracts(d, roots, expiries.dates)
+    contract, first = _sort_into_file_order(d, tickers, contract)
+    # Strictly rising times within a contract (prevailing quotes are then unambiguous).
+    sip = _strictly_within_groups(d["sip"], first)
+    und_price, und_time = _underlying_at(sip, d["root"], roots, underlyings)
+    t = (expiries.ns[d["e"]] - sip) / _NS_PER_YEAR
+    p = _price_trades(d, roots, und_price, t)
+    q = _prevailing_quotes(p.cents, p.off_model, d["u"], sip, first, d["quote_gap"])
+    return {
+        "tickers": tickers,
+        "contract": contract,
+        "underlying": np.array(roots)[d["root"]],
+        "expiration": np.array(expiries.dates, dtype="datetime64[D]")[d["e"]],
+        "is_call": d["is_call"],
+        "strike": d["strike"],
+        "sip_timestamp": sip,
+        "price": p.cents / 100.0,
+        "size": d["size"],
+        "exchange": d["exchange"],
+        "condition": d["condition"],
+        "underlying_price": und_price,
+        "underlying_time": und_time,
+        "time_to_expiry": t,
+        "iv": p.iv,
+        "model_price": p.model,
+        "off_model": p.off_model,
+        "below_intrinsic": p.below,
+        "outside_quote": q.outside,
+        "bid": q.bid / 100.0,
+        "ask": q.ask / 100.0,
+        "quote_timestamp": q.sip,
+        "bid_exchange": d["quote_ex"][0],
+        "ask_exchange": d["quote_ex"][1],
+        "bid_size": d["quote_size"][0],
+        "ask_size": d["quote_size"][1],
+    }
+
+
+def _draw_option_trades(
+    day: dt.date,
+    n: int,
+    roots: list[str],
+    underlyings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    expiries: _Expiries,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Split ``n`` trades over the roots and draw each root's trades (one random stream per
+    root); the per-trade arrays of all roots concatenated, in draw order."""
     shares = np.array([OPTION_ROOT_SHARES.get(r, 1.0) for r in roots])
     counts = np.random.default_rng([seed, _STREAM_OPTIONS, 99]).multinomial(
         n, shares / shares.sum()
     )
     open_, close = calendar.session_bounds_ns(day, "regular")
-    expiries = option_expiries(day)
-    exp_dates = np.array([d for d, _ in expiries], dtype="datetime64[D]")
-    exp_ns = np.array([calendar.expiry_ns(d) for d, _ in expiries], dtype=np.int64)
-    exp_p = np.array([wgt for _, wgt in expiries])
     parts: list[dict[str, np.ndarray]] = []
     for ri, (root, m) in enumerate(zip(roots, counts, strict=True)):
         times, prices = (np.asarray(a) for a in underlyings[root])
@@ -557,51 +637,74 @@ def generate_option_trades(
         if m == 0 or len(anchors) == 0:
             continue
         rng = _rng(seed, _STREAM_OPTIONS, ri)
-        spot0 = float(prices[anchors[0]])
-        a = rng.choice(anchors, size=m)
-        sip = np.minimum(times[a] + rng.integers(0, 800_000_000, m), close - 1_000)
-        e = rng.choice(len(expiries), size=m, p=exp_p)
-        is_call = rng.random(m) < 0.52
-        t_anchor = (exp_ns[e] - sip) / _NS_PER_YEAR
-        width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
-        x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
-        # A few deep in-the-money trades on short expiries, printed below intrinsic.
-        deep = (rng.random(m) < 0.003) & (t_anchor < 8 / 365)
-        depth = rng.uniform(0.03, 0.10, m)
-        x = np.where(deep, np.where(is_call, -depth, depth), x)
-        k_raw = prices[a] * np.exp(x)
-        k1 = np.rint(k_raw)
-        k5 = 5 * np.rint(k_raw / 5)
-        strike = np.where(deep | (np.abs(k1 / spot0 - 1) > 0.05), k5, k1)
-        strike = np.clip(strike, 5 * np.ceil(spot0 * 0.85 / 5), 5 * np.floor(spot0 * 1.15 / 5))
-        parts.append(
-            dict(
-                root=np.full(m, ri),
-                e=e,
-                is_call=is_call,
-                strike=strike,
-                sip=sip,
-                deep=deep,
-                u=rng.random((4, m)),
-                size=np.select(
-                    [rng.random(m) < 0.005, rng.random(m) < 0.15],
-                    [rng.integers(100, 1000, m), rng.integers(1, 51, m)],
-                    rng.geometric(0.4, m),
-                ),
-                exchange=rng.choice(_OPTION_EXCHANGES, size=m),
-                condition=rng.choice(_OPTION_CONDITIONS, size=m, p=_OPTION_CONDITION_P),
-                quote_ex=rng.choice(_OPTION_EXCHANGES, size=(2, m)),
-                quote_size=rng.geometric(0.05, (2, m)),
-                iv_noise=rng.normal(0.0, 0.004, m),
-                quote_gap=rng.integers(1_000, 500_000_000, m),
-            )
-        )
+        parts.append(_draw_root_trades(rng, ri, m, times, prices, anchors, close, expiries))
     if not parts:
         raise ValueError("no underlying trades in the regular session to anchor option trades")
     d = {k: np.concatenate([p.pop(k) for p in parts], axis=-1) for k in list(parts[0])}
     del parts
+    return d
 
-    # Contracts, sorted by ticker text so the file order is ticker, then sip_timestamp.
+
+def _draw_root_trades(
+    rng: np.random.Generator,
+    ri: int,
+    m: int,
+    times: np.ndarray,
+    prices: np.ndarray,
+    anchors: np.ndarray,
+    close: int,
+    expiries: _Expiries,
+) -> dict[str, np.ndarray]:
+    """m trades on root number ``ri``, each anchored shortly after a regular-session genuine
+    underlying trade (rows of ``times``/``prices`` listed in ``anchors``)."""
+    spot0 = float(prices[anchors[0]])
+    a = rng.choice(anchors, size=m)
+    sip = np.minimum(times[a] + rng.integers(0, 800_000_000, m), close - 1_000)
+    e = rng.choice(len(expiries.dates), size=m, p=expiries.share)
+    is_call = rng.random(m) < 0.52
+    t_anchor = (expiries.ns[e] - sip) / _NS_PER_YEAR
+    width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
+    x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
+    # A few deep in-the-money trades on short expiries, printed below intrinsic.
+    deep = (rng.random(m) < 0.003) & (t_anchor < 8 / 365)
+    depth = rng.uniform(0.03, 0.10, m)
+    x = np.where(deep, np.where(is_call, -depth, depth), x)
+    # The draws below keep their order: each consumes the root's stream.
+    return dict(
+        root=np.full(m, ri),
+        e=e,
+        is_call=is_call,
+        strike=_listed_strike(prices[a] * np.exp(x), spot0, deep),
+        sip=sip,
+        deep=deep,
+        u=rng.random((4, m)),
+        size=np.select(
+            [rng.random(m) < 0.005, rng.random(m) < 0.15],
+            [rng.integers(100, 1000, m), rng.integers(1, 51, m)],
+            rng.geometric(0.4, m),
+        ),
+        exchange=rng.choice(_OPTION_EXCHANGES, size=m),
+        condition=rng.choice(_OPTION_CONDITIONS, size=m, p=_OPTION_CONDITION_P),
+        quote_ex=rng.choice(_OPTION_EXCHANGES, size=(2, m)),
+        quote_size=rng.geometric(0.05, (2, m)),
+        iv_noise=rng.normal(0.0, 0.004, m),
+        quote_gap=rng.integers(1_000, 500_000_000, m),
+    )
+
+
+def _listed_strike(k_raw: np.ndarray, spot0: float, deep: np.ndarray) -> np.ndarray:
+    """Round wanted strikes to listed ones: $1 near the money, $5 beyond 5% of the opening
+    spot and for the deep trades, all within +-15% of it."""
+    k1 = np.rint(k_raw)
+    k5 = 5 * np.rint(k_raw / 5)
+    strike = np.where(deep | (np.abs(k1 / spot0 - 1) > 0.05), k5, k1)
+    return np.clip(strike, 5 * np.ceil(spot0 * 0.85 / 5), 5 * np.floor(spot0 * 1.15 / 5))
+
+
+def _contracts(
+    d: Mapping[str, np.ndarray], roots: list[str], dates: list[dt.date]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct contracts' tickers and each trade's contract number (an index into them)."""
     strike_milli = np.rint(d["strike"] * 1000).astype(np.int64)
     key = (
         (d["root"].astype(np.int64) << 42) | (d["e"] << 33) | (d["is_call"].astype(np.int64) << 32)
@@ -610,53 +713,82 @@ def generate_option_trades(
     tickers = np.array(
         [
             option_ticker(
-                roots[k >> 42],
-                expiries[(k >> 33) & 511][0],
-                bool((k >> 32) & 1),
-                (k & 0xFFFFFFFF) / 1000,
+                roots[k >> 42], dates[(k >> 33) & 511], bool((k >> 32) & 1), (k & 0xFFFFFFFF) / 1000
             )
             for k in uniq.tolist()
         ]
     )
+    return tickers, contract
+
+
+def _sort_into_file_order(
+    d: dict[str, np.ndarray], tickers: np.ndarray, contract: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder the trades in place by ticker text, then sip_timestamp (the file order).
+
+    Returns the reordered contract numbers and a mask of each contract's first trade.
+    """
     rank = np.argsort(np.argsort(tickers, kind="stable"), kind="stable")
     order = np.lexsort((d["sip"], rank[contract]))
     for k in d:  # reorder one array at a time (bounded memory)
         d[k] = d[k][..., order]
     contract = contract[order]
     first = np.r_[True, contract[1:] != contract[:-1]]
-    # Strictly rising times within a contract (prevailing quotes are then unambiguous).
-    sip = _strictly_within_groups(d["sip"], first)
+    return contract, first
 
-    s_idx = np.zeros(len(sip), dtype=np.int64)
+
+def _underlying_at(
+    sip: np.ndarray,
+    root: np.ndarray,
+    roots: list[str],
+    underlyings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Price and time of the latest genuine underlying trade at or before each trade."""
     und_price = np.empty(len(sip))
     und_time = np.empty(len(sip), dtype=np.int64)
-    for ri, root in enumerate(roots):
-        sel = d["root"] == ri
+    for ri, name in enumerate(roots):
+        sel = root == ri
         if not sel.any():
             continue
-        times, prices = (np.asarray(a) for a in underlyings[root])
+        times, prices = (np.asarray(a) for a in underlyings[name])
         s_idx = np.searchsorted(times, sip[sel], side="right") - 1
         und_price[sel] = prices[s_idx]
         und_time[sel] = times[s_idx]
-    t = (exp_ns[d["e"]] - sip) / _NS_PER_YEAR
-    strike = d["strike"]
+    return und_price, und_time
+
+
+def _price_trades(
+    d: Mapping[str, np.ndarray], roots: list[str], und_price: np.ndarray, t: np.ndarray
+) -> _Prices:
+    """BSM prices at the smile's volatility (plus noise), rounded to the cent; the deep
+    trades printed a little below intrinsic instead."""
+    strike, is_call = d["strike"], d["is_call"]
     fwd = und_price * np.exp((RATE - DIVIDEND_YIELD) * t)
-    iv = np.empty(len(sip))
+    iv = np.empty(len(t))
     for ri, root in enumerate(roots):
         sel = d["root"] == ri
         iv[sel] = _smile_iv(root, np.log(strike[sel] / fwd[sel]), t[sel])
     iv = np.clip(iv + d["iv_noise"], 0.05, None)
-    model = bsm_price(d["is_call"], und_price, strike, t, RATE, iv, DIVIDEND_YIELD)
+    model = bsm_price(is_call, und_price, strike, t, RATE, iv, DIVIDEND_YIELD)
     cents = np.rint(model * 100).astype(np.int64)
     floored = cents < 1
-    intrinsic = np.where(d["is_call"], und_price - strike, strike - und_price)
-    u = d["u"]
+    intrinsic = np.where(is_call, und_price - strike, strike - und_price)
     below = d["deep"] & (intrinsic >= 0.5)
-    below_cents = np.floor((intrinsic - 0.02 - 0.28 * u[0]) * 100).astype(np.int64)
+    below_cents = np.floor((intrinsic - 0.02 - 0.28 * d["u"][0]) * 100).astype(np.int64)
     cents = np.where(below, below_cents, np.maximum(cents, 1))
-    off_model = floored | below
+    return _Prices(iv, model, cents, below, floored | below)
 
-    # Prevailing quote: placed after the contract's previous trade, at or before this one.
+
+def _prevailing_quotes(
+    cents: np.ndarray,
+    off_model: np.ndarray,
+    u: np.ndarray,
+    sip: np.ndarray,
+    first: np.ndarray,
+    quote_gap: np.ndarray,
+) -> _Quotes:
+    """The quote prevailing at each trade, placed after the contract's previous trade and at
+    or before this one; a few normal trades print through the bid or the ask."""
     spread = np.maximum(1, np.rint(cents * 0.008)).astype(np.int64) + (u[1] * 3).astype(np.int64)
     bid = cents - (u[2] * (spread + 1)).astype(np.int64).clip(0, spread)
     bid = np.maximum(bid, 0)
@@ -669,35 +801,8 @@ def generate_option_trades(
     bid = np.where(outside & ~through_ask, cents + shift, bid)
     ask = np.where(outside & ~through_ask, bid + spread, ask)
     prev_gap = np.where(first, 10**12, np.diff(sip, prepend=sip[0]))
-    quote_sip = sip - np.minimum(d["quote_gap"], (prev_gap - 1) // 2)
-    return {
-        "tickers": tickers,
-        "contract": contract,
-        "underlying": np.array(roots)[d["root"]],
-        "expiration": exp_dates[d["e"]],
-        "is_call": d["is_call"],
-        "strike": strike,
-        "sip_timestamp": sip,
-        "price": cents / 100.0,
-        "size": d["size"],
-        "exchange": d["exchange"],
-        "condition": d["condition"],
-        "underlying_price": und_price,
-        "underlying_time": und_time,
-        "time_to_expiry": t,
-        "iv": iv,
-        "model_price": model,
-        "off_model": off_model,
-        "below_intrinsic": below,
-        "outside_quote": outside,
-        "bid": bid / 100.0,
-        "ask": ask / 100.0,
-        "quote_timestamp": quote_sip,
-        "bid_exchange": d["quote_ex"][0],
-        "ask_exchange": d["quote_ex"][1],
-        "bid_size": d["quote_size"][0],
-        "ask_size": d["quote_size"][1],
-    }
+    quote_sip = sip - np.minimum(quote_gap, (prev_gap - 1) // 2)
+    return _Quotes(bid, ask, outside, quote_sip)
 
 
 def _strictly_within_groups(t: np.ndarray, first: np.ndarray) -> np.ndarray:
