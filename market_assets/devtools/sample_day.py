@@ -318,54 +318,18 @@ def _stock_trades(
     participant = part_c[cluster]
     del ex_c, part_c, first_of_cluster
 
-    # Sizes in 1e-4 shares: odd lots, round lots, mixed lots, rare blocks, fractional shares.
-    u = rng.random(n)
-    odd = np.exp(rng.uniform(0, np.log(99.5), n)).astype(np.int64).clip(1, 99)
-    rnd = 100 * rng.geometric(0.55, n)
-    mixed = 100 + rng.integers(1, 900, n)
-    block = 100 * rng.integers(50, 500, n)
-    shares = np.select([u < 0.42, u < 0.90, u < 0.998], [odd, rnd, mixed], block)
-    size_e4 = shares * 10_000
-    if day >= FRACTIONAL_SIZES_FROM:
-        frac = rng.random(n) < 0.01
-        fsize = np.exp(rng.uniform(np.log(0.001), np.log(60.0), n)) * 10_000
-        fsize = fsize.astype(np.int64).clip(1)
-        fsize += (fsize % 10_000 == 0) * 5_000  # never a whole number
-        size_e4 = np.where(frac, fsize, size_e4)
-    src = np.arange(n) - corr  # a correction duplicates the row before it
-    size_e4 = size_e4[src]
-
-    # Geometric Brownian walk sampled at the price-setting trades.
-    setter = ~corr & (size_e4 >= 100 * 10_000)
+    # The draws keep their order (sizes, then the walk, then correction codes): each
+    # consumes the ticker's stream.
+    size_e4 = _sizes_e4(rng, n, day, corr)
     open_, close = calendar.session_bounds_ns(day, "regular")
     extended = (sip < open_) | (sip >= close)
-    prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
-    # Extended hours move prices far less per unit of clock time than the regular session.
-    dt_ns = np.diff(sip, prepend=prev) * np.where(extended, 0.15, 1.0)
-    sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
-    w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
-    del dt_ns
-    last = np.maximum.accumulate(np.where(setter, np.arange(n), -1))
-    log_px = np.where(last >= 0, w[np.maximum(last, 0)], state.log_px)
-    del last
-    state.w, state.log_px, state.prev_sip = float(w[-1]), float(log_px[-1]), int(sip[-1])
-    price_cents = np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
-    del w, log_px
+    setter = ~corr & (size_e4 >= 100 * 10_000)
+    price_cents = _walk_price_cents(rng, spec, sip, extended, setter, state)
 
     is_odd = size_e4 < 100 * 10_000
     condition_code = 4 * iso_c[cluster] + 2 * extended + is_odd
     correction_code = np.where(corr, np.where(rng.random(n) < 0.7, 1, 2), 0)
-
-    # id: a rising counter per exchange (a correction keeps the id of the trade it corrects).
-    ids = np.zeros(n, dtype=np.int64)
-    orig = np.flatnonzero(~corr)
-    order = orig[np.argsort(exchange[orig], kind="stable")]
-    ex_sorted = exchange[order]
-    starts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    ids[order] = np.arange(len(order)) - group_start + 1 + state.ids[ex_sorted]
-    ids[corr] = ids[src[corr]]
-    state.ids += np.bincount(ex_sorted, minlength=len(state.ids))
+    ids = _exchange_ids(exchange, corr, state)
 
     is_trf = exchange == _TRF_EXCHANGE
     trf_code = np.where(is_trf, trf_c[cluster], 0)
@@ -383,6 +347,67 @@ def _stock_trades(
         trf_code,
         trf_timestamp,
     )
+
+
+def _sizes_e4(rng: np.random.Generator, n: int, day: dt.date, corr: np.ndarray) -> np.ndarray:
+    """Sizes in 1e-4 shares: odd lots, round lots, mixed lots, rare blocks, fractional shares
+    (from FRACTIONAL_SIZES_FROM); a correction repeats the size of the row it corrects."""
+    u = rng.random(n)
+    odd = np.exp(rng.uniform(0, np.log(99.5), n)).astype(np.int64).clip(1, 99)
+    rnd = 100 * rng.geometric(0.55, n)
+    mixed = 100 + rng.integers(1, 900, n)
+    block = 100 * rng.integers(50, 500, n)
+    shares = np.select([u < 0.42, u < 0.90, u < 0.998], [odd, rnd, mixed], block)
+    size_e4 = shares * 10_000
+    if day >= FRACTIONAL_SIZES_FROM:
+        frac = rng.random(n) < 0.01
+        fsize = np.exp(rng.uniform(np.log(0.001), np.log(60.0), n)) * 10_000
+        fsize = fsize.astype(np.int64).clip(1)
+        fsize += (fsize % 10_000 == 0) * 5_000  # never a whole number
+        size_e4 = np.where(frac, fsize, size_e4)
+    src = np.arange(n) - corr  # a correction duplicates the row before it
+    return size_e4[src]
+
+
+def _walk_price_cents(
+    rng: np.random.Generator,
+    spec: TickerSpec,
+    sip: np.ndarray,
+    extended: np.ndarray,
+    setter: np.ndarray,
+    state: _WalkState,
+) -> np.ndarray:
+    """Prices in cents: a geometric Brownian walk sampled at the price-setting trades; every
+    other row prints the latest price-setting trade's price. Advances ``state``."""
+    n = len(sip)
+    prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
+    # Extended hours move prices far less per unit of clock time than the regular session.
+    dt_ns = np.diff(sip, prepend=prev) * np.where(extended, 0.15, 1.0)
+    sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
+    w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
+    del dt_ns
+    last = np.maximum.accumulate(np.where(setter, np.arange(n), -1))
+    log_px = np.where(last >= 0, w[np.maximum(last, 0)], state.log_px)
+    del last
+    state.w, state.log_px, state.prev_sip = float(w[-1]), float(log_px[-1]), int(sip[-1])
+    return np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
+
+
+def _exchange_ids(exchange: np.ndarray, corr: np.ndarray, state: _WalkState) -> np.ndarray:
+    """Trade ids: a rising counter per exchange, continuing ``state.ids`` (a correction keeps
+    the id of the trade it corrects)."""
+    n = len(exchange)
+    src = np.arange(n) - corr
+    ids = np.zeros(n, dtype=np.int64)
+    orig = np.flatnonzero(~corr)
+    order = orig[np.argsort(exchange[orig], kind="stable")]
+    ex_sorted = exchange[order]
+    starts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    ids[order] = np.arange(len(order)) - group_start + 1 + state.ids[ex_sorted]
+    ids[corr] = ids[src[corr]]
+    state.ids += np.bincount(ex_sorted, minlength=len(state.ids))
+    return ids
 
 
 def _segments(cluster: np.ndarray) -> np.ndarray:
@@ -888,6 +913,21 @@ def generate_day(
         "option_trades": out / _key("us_options_opra/trades_v1", day),
         "option_quotes": out / _key("us_options_opra/quotes_v1", day),
     }
+    underlyings = _write_stock_files(day, n, seed, paths, say)
+    n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
+    o = generate_option_trades(day, n_opt, underlyings, seed)
+    _write_option_files(o, paths, option_header, seed)
+    say(f"{day}: {len(o['contract']):,} option trades on {len(o['tickers']):,} contracts")
+    return paths
+
+
+def _write_stock_files(
+    day: dt.date, n: int, seed: int, paths: Mapping[str, Path], say: Callable[[str], None]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write the stock trades and quotes of every ticker, one ticker after the other.
+
+    Returns (sip_timestamps, prices) of the genuine trades of each option root.
+    """
     names = sorted(TICKERS)
     share = np.array([TICKERS[t].share for t in names])
     share /= share.sum()
@@ -909,40 +949,12 @@ def generate_day(
     quotes_w = _CsvGz(paths["stock_quotes"], STOCK_QUOTES_HEADER)
     try:
         for i, ticker in enumerate(names):
-            spec, lay = TICKERS[ticker], layouts[i]
-            rng = _rng(seed, _STREAM_TRADES, i)
-            qrng = _rng(seed, _STREAM_QUOTES, i)
-            state = _WalkState(s0=spec.level * float(np.exp(rng.normal(0.0, 0.04))))
-            genuine: list[tuple[np.ndarray, np.ndarray]] = []
-            bounds = _segments(lay.cluster)
-            q_bounds = np.searchsorted(lay.quote_sip, lay.sip[bounds[1:-1]])
-            q_bounds = np.r_[0, q_bounds, len(lay.quote_sip)]
-            for a, b, qa, qb in zip(
-                bounds[:-1], bounds[1:], q_bounds[:-1], q_bounds[1:], strict=True
-            ):
-                tr = _stock_trades(
-                    day,
-                    spec,
-                    lay.sip[a:b],
-                    lay.correction[a:b],
-                    lay.cluster[a:b],
-                    trade_seq[i][a:b],
-                    rng,
-                    state,
-                )
-                _write_stock_trades(trades_w, ticker, spec, tr)
-                _write_stock_quotes(
-                    quotes_w, day, ticker, spec, tr, lay.quote_sip[qa:qb], quote_seq[i][qa:qb], qrng
-                )
-                if ticker in OPTION_ROOT_SHARES:
-                    g = tr.genuine
-                    genuine.append((tr.sip[g], tr.price_cents[g] / 100.0))
-                del tr
-            if genuine:
-                underlyings[ticker] = (
-                    np.concatenate([g[0] for g in genuine]),
-                    np.concatenate([g[1] for g in genuine]),
-                )
+            lay = layouts[i]
+            genuine = _write_ticker(
+                (trades_w, quotes_w), day, ticker, lay, trade_seq[i], quote_seq[i], seed, i
+            )
+            if genuine is not None:
+                underlyings[ticker] = genuine
             say(f"{day}: {ticker}: {len(lay.sip):,} trades, {len(lay.quote_sip):,} quotes")
             layouts[i] = trade_seq[i] = quote_seq[i] = None  # type: ignore[call-overload]  # free as we go
     except BaseException:
@@ -951,9 +963,60 @@ def generate_day(
         raise
     trades_w.close()
     quotes_w.close()
+    return underlyings
 
-    n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
-    o = generate_option_trades(day, n_opt, underlyings, seed)
+
+def _write_ticker(
+    writers: tuple[_CsvGz, _CsvGz],
+    day: dt.date,
+    ticker: str,
+    lay: _Layout,
+    trade_seq: np.ndarray,
+    quote_seq: np.ndarray,
+    seed: int,
+    i: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Write ticker number ``i``'s trades and quotes segment by segment (bounded memory).
+
+    Returns (sip_timestamps, prices) of its genuine trades if it is an option root.
+    """
+    trades_w, quotes_w = writers
+    spec = TICKERS[ticker]
+    rng = _rng(seed, _STREAM_TRADES, i)
+    qrng = _rng(seed, _STREAM_QUOTES, i)
+    state = _WalkState(s0=spec.level * float(np.exp(rng.normal(0.0, 0.04))))
+    genuine: list[tuple[np.ndarray, np.ndarray]] = []
+    bounds = _segments(lay.cluster)
+    q_bounds = np.searchsorted(lay.quote_sip, lay.sip[bounds[1:-1]])
+    q_bounds = np.r_[0, q_bounds, len(lay.quote_sip)]
+    for a, b, qa, qb in zip(bounds[:-1], bounds[1:], q_bounds[:-1], q_bounds[1:], strict=True):
+        tr = _stock_trades(
+            day,
+            spec,
+            lay.sip[a:b],
+            lay.correction[a:b],
+            lay.cluster[a:b],
+            trade_seq[a:b],
+            rng,
+            state,
+        )
+        _write_stock_trades(trades_w, ticker, spec, tr)
+        _write_stock_quotes(
+            quotes_w, day, ticker, spec, tr, lay.quote_sip[qa:qb], quote_seq[qa:qb], qrng
+        )
+        if ticker in OPTION_ROOT_SHARES:
+            g = tr.genuine
+            genuine.append((tr.sip[g], tr.price_cents[g] / 100.0))
+        del tr
+    if not genuine:
+        return None
+    return np.concatenate([g[0] for g in genuine]), np.concatenate([g[1] for g in genuine])
+
+
+def _write_option_files(
+    o: Mapping[str, np.ndarray], paths: Mapping[str, Path], option_header: str, seed: int
+) -> None:
+    """Write the option trades and the quotes prevailing at them."""
     otw = _CsvGz(paths["option_trades"], OPTION_TRADES_HEADERS[option_header])
     oqw = _CsvGz(paths["option_quotes"], OPTION_QUOTES_HEADER)
     try:
@@ -965,5 +1028,3 @@ def generate_day(
         raise
     otw.close()
     oqw.close()
-    say(f"{day}: {len(o['contract']):,} option trades on {len(o['tickers']):,} contracts")
-    return paths
