@@ -31,7 +31,11 @@ import pyarrow.compute as pc
 
 from market_assets.core import calendar
 from market_assets.core.bsm import bsm_price
+from market_assets.core.enrich import NS_PER_YEAR
+from market_assets.io.source import flat_file_key
 
+# The files of a day, in the order they are written (keys of generate_day's result).
+DATASETS = ("stock_trades", "stock_quotes", "option_trades", "option_quotes")
 SCALES: dict[str, int] = {"tiny": 3_000, "demo": 300_000, "large": 5_600_000}
 OPTION_TRADES_PER_STOCK_TRADE = 0.22
 STOCK_QUOTES_PER_STOCK_TRADE = 1 / 3
@@ -101,7 +105,6 @@ _OPTION_EXCHANGES = np.array(
 _OPTION_CONDITIONS = np.array([209, 227, 232, 219, 229, 233])
 _OPTION_CONDITION_P = np.array([0.60, 0.20, 0.08, 0.05, 0.04, 0.03])
 
-_NS_PER_YEAR = 365.0 * 86400e9
 _NS_PER_TRADING_YEAR = 252 * 6.5 * 3600e9
 _CHUNK_ROWS = 262_144  # rows formatted to CSV at a time
 _SEGMENT_ROWS = 1_048_576  # stock trades generated at a time
@@ -124,10 +127,6 @@ def scale_trades(scale: str | int) -> int:
     if int(scale) < 100:
         raise ValueError(f"scale must be at least 100 stock trades, got {scale}")
     return int(scale)
-
-
-def _key(dataset: str, day: dt.date) -> str:
-    return f"{dataset}/{day:%Y}/{day:%m}/{day:%Y-%m-%d}.csv.gz"
 
 
 # --------------------------------------------------------------------------- CSV writing
@@ -607,7 +606,7 @@ def generate_option_trades(
     # Strictly rising times within a contract (prevailing quotes are then unambiguous).
     sip = _strictly_within_groups(d["sip"], first)
     und_price, und_time = _underlying_at(sip, d["root"], roots, underlyings)
-    t = (expiries.ns[d["e"]] - sip) / _NS_PER_YEAR
+    t = (expiries.ns[d["e"]] - sip) / NS_PER_YEAR
     p = _price_trades(d, roots, und_price, t)
     q = _prevailing_quotes(p.cents, p.off_model, d["u"], sip, first, d["quote_gap"])
     return {
@@ -687,7 +686,7 @@ def _draw_root_trades(
     sip = np.minimum(times[a] + rng.integers(0, 800_000_000, m), close - 1_000)
     e = rng.choice(len(expiries.dates), size=m, p=expiries.share)
     is_call = rng.random(m) < 0.52
-    t_anchor = (expiries.ns[e] - sip) / _NS_PER_YEAR
+    t_anchor = (expiries.ns[e] - sip) / NS_PER_YEAR
     width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
     x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
     # A few deep in-the-money trades on short expiries, printed below intrinsic.
@@ -907,12 +906,7 @@ def generate_day(
     n = scale_trades(scale)
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
-    paths = {
-        "stock_trades": out / _key("us_stocks_sip/trades_v1", day),
-        "stock_quotes": out / _key("us_stocks_sip/quotes_v1", day),
-        "option_trades": out / _key("us_options_opra/trades_v1", day),
-        "option_quotes": out / _key("us_options_opra/quotes_v1", day),
-    }
+    paths = {name: out / flat_file_key(name, day) for name in DATASETS}
     underlyings = _write_stock_files(day, n, seed, paths, say)
     n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
     o = generate_option_trades(day, n_opt, underlyings, seed)
