@@ -11,7 +11,8 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
-NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TZ = "America/New_York"  # the exchange time zone (XNYS)
+NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 EXTENDED_OPEN = dt.time(4, 0)
 EXTENDED_CLOSE = dt.time(20, 0)
 
