@@ -55,6 +55,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
     from market_assets.defs.charts import PREVIEW_COLUMNS
     from market_assets.defs.definitions import build_definitions
+    from market_assets.defs.jobs import DAILY_FEATURES_JOB
     from market_assets.io.parquet_store import ParquetStore, asset_path
     from market_assets.settings import load_settings
 
@@ -62,7 +63,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
     settings = load_settings()
     defs = build_definitions(settings)
     key = args.date.isoformat()
-    job = defs.resolve_job_def("daily_features_job")
+    job = defs.resolve_job_def(DAILY_FEATURES_JOB)
     instance = dg.DagsterInstance.get()
     selection = [dg.AssetKey(a) for a in args.assets] if args.assets else None
     result = job.execute_in_process(

@@ -11,7 +11,8 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
-NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TZ = "America/New_York"  # the exchange time zone (XNYS)
+NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 EXTENDED_OPEN = dt.time(4, 0)
 EXTENDED_CLOSE = dt.time(20, 0)
 
@@ -48,11 +49,6 @@ def previous_trading_day(day: dt.date) -> dt.date:
         .date_to_session(pd.Timestamp(day - dt.timedelta(days=1)), direction="previous")
         .date()
     )
-
-
-def is_early_close(day: dt.date) -> bool:
-    cal = xnys()
-    return pd.Timestamp(day) in cal.early_closes
 
 
 def _ns(ts: pd.Timestamp) -> int:

@@ -14,6 +14,7 @@ from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.io_managers import ParquetIOManager
+from market_assets.defs.jobs import DAILY_FEATURES_JOB
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.defs.schedules import build_daily_schedule
@@ -42,7 +43,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *[build_features_asset(w, partitions) for w in settings.features.windows],
     ]
     all_days = dg.define_asset_job(
-        "daily_features_job",
+        DAILY_FEATURES_JOB,
         selection=dg.AssetSelection.all(),
         description=(
             "Every asset and its checks for one trading day: ingest, greeks, all feature windows. "

@@ -7,7 +7,6 @@ import pandas as pd
 
 from market_assets.core.calendar import (
     expiry_ns,
-    is_early_close,
     is_trading_day,
     previous_trading_day,
     session_bounds_ns,
@@ -28,7 +27,7 @@ def test_partitions_skip_weekends_and_holidays():
 
 def test_early_close_day_session_ends_at_13_et():
     day = dt.date(2026, 11, 27)
-    assert is_trading_day(day) and is_early_close(day)
+    assert is_trading_day(day)
     start, end = session_bounds_ns(day)
     assert pd.Timestamp(start, tz="UTC").tz_convert("America/New_York").strftime("%H:%M") == "09:30"
     assert pd.Timestamp(end, tz="UTC").tz_convert("America/New_York").strftime("%H:%M") == "13:00"
@@ -37,7 +36,6 @@ def test_early_close_day_session_ends_at_13_et():
 
 def test_regular_and_extended_grids():
     day = dt.date(2026, 11, 20)
-    assert not is_early_close(day)
     for minutes, rows in [(1, 390), (5, 78), (15, 26), (30, 13)]:
         assert len(window_starts_ns(day, minutes * 60 * 10**9)) == rows
     assert len(window_starts_ns(day, 60 * 10**9, "extended")) == 960
