@@ -14,7 +14,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from market_assets.defs.run_report import RunProgress
+    from market_assets.settings import Settings
 
 DEMO_DATE = "2026-11-20"
 JOB = "daily_features_job"
@@ -28,8 +34,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES = """\
 exit codes:
   0    success (failed non-blocking WARN checks are listed but do not fail the command)
-  1    the run failed: each failed step is printed with its root cause (bad data, a
-       source that cannot be read, a write error, a failed blocking check, ...)
+  1    failed: each failed step of the run is printed with its root cause (bad data,
+       a source that cannot be read, a write error, a failed blocking check, ...)
   2    usage or configuration error, nothing was run: a bad argument or config.toml, a
        date that is not an NYSE trading day or is before partitions.start_date, an
        unknown asset name, missing or rejected S3 credentials
@@ -93,7 +99,9 @@ def check_trading_day(day: dt.date) -> None:
         )
 
 
-def check_partition(day: dt.date, settings: Any, partitions_def: Any) -> str:
+def check_partition(
+    day: dt.date, settings: Settings, partitions_def: dg.PartitionsDefinition
+) -> str:
     """The partition key of ``day``; fails for a day before ``partitions.start_date`` or one
     whose partition does not exist yet."""
     from market_assets.core.calendar import NEW_YORK, next_trading_day
@@ -123,7 +131,7 @@ def check_partition(day: dt.date, settings: Any, partitions_def: Any) -> str:
     raise CliError(f"{day} has no partition in {JOB}")
 
 
-def asset_order(settings: Any, names: list[str]) -> list[str]:
+def asset_order(settings: Settings, names: list[str]) -> list[str]:
     """``names`` in graph order: ingest, greeks, then features in ``features.windows`` order."""
     order = ["stock_trades", "option_trades", "option_trades_greeks"] + [
         f"features_{w}" for w in settings.features.windows
@@ -150,7 +158,7 @@ def check_assets(requested: list[str] | None, known: list[str]) -> list[str]:
     return [n for n in known if n in requested]
 
 
-def check_sources(settings: Any, assets: list[str], day: dt.date) -> None:
+def check_sources(settings: Settings, assets: list[str], day: dt.date) -> None:
     """Fail before any run when a selected ingest asset's flat file does not exist."""
     from market_assets.io.source import (
         DATASETS,
@@ -273,7 +281,7 @@ def cmd_materialize(args: argparse.Namespace) -> int:
 
 
 class _ProgressHandler(logging.Handler):
-    def __init__(self, progress: Any) -> None:
+    def __init__(self, progress: RunProgress) -> None:
         super().__init__(logging.INFO)
         self.progress = progress
 
@@ -282,7 +290,7 @@ class _ProgressHandler(logging.Handler):
 
 
 @contextlib.contextmanager
-def _library_logs_to(progress: Any) -> Iterator[None]:
+def _library_logs_to(progress: RunProgress) -> Iterator[None]:
     """Show the project's own Python log lines (e.g. S3 retries) as progress lines."""
     handler, logger = _ProgressHandler(progress), logging.getLogger("market_assets")
     level = logger.level
@@ -296,7 +304,7 @@ def _library_logs_to(progress: Any) -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _print_outputs(events: list[Any], settings: Any, key: str) -> None:
+def _print_outputs(events: list[Any], settings: Settings, key: str) -> None:
     """One line per materialized asset, then the asset checks' verdicts."""
     mats, checks = {}, []
     for node in events:
@@ -322,7 +330,7 @@ def _print_outputs(events: list[Any], settings: Any, key: str) -> None:
         )
 
 
-def _print_preview(settings: Any, key: str) -> None:
+def _print_preview(settings: Settings, key: str) -> None:
     from market_assets.defs.charts import PREVIEW_COLUMNS
     from market_assets.io.parquet_store import ParquetStore, asset_path
 

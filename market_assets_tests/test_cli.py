@@ -156,3 +156,29 @@ def test_a_tiny_day_prints_start_and_finish_lines_for_every_step(cli, capsys, tm
     assert "stock_trades: stock_trades 2026-11-19: streaming" in err  # the assets' own lines
     assert re.search(r"^  features_30m +dt=2026-11-19", out, flags=re.M)
     assert "error:" not in err
+
+
+def test_missing_s3_credentials_are_a_configuration_error(cli, capsys, monkeypatch):
+    monkeypatch.delenv("MASSIVE_ACCESS_KEY_ID", raising=False)
+    monkeypatch.delenv("MASSIVE_SECRET_ACCESS_KEY", raising=False)
+    cli(massive={"source": "s3"}, features={"windows": ["30m"]})
+    code, _, err = _run(capsys, "materialize", "--date", DAY.isoformat())
+    assert code == EXIT_USAGE
+    [line] = _error_lines(err)
+    assert "MASSIVE_ACCESS_KEY_ID and MASSIVE_SECRET_ACCESS_KEY are not set" in line
+
+
+def test_a_day_missing_from_the_bucket_names_its_s3_key(cli, capsys, s3_bucket, monkeypatch):
+    client, bucket, endpoint = s3_bucket
+    monkeypatch.setenv("MASSIVE_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("MASSIVE_SECRET_ACCESS_KEY", "testing")
+    cli(
+        massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
+        features={"windows": ["30m"]},
+    )
+    client.put_object(Bucket=bucket, Key=flat_file_key("stock_trades", DAY), Body=b"x")
+    code, _, err = _run(capsys, "materialize", "--date", DAY.isoformat())
+    assert code == EXIT_NOT_YET
+    [line] = _error_lines(err)
+    assert f"s3://{bucket}/{flat_file_key('option_trades', DAY)} does not exist" in line
+    assert err.count("\n") == 1 and "started" not in err

@@ -10,7 +10,7 @@ import dagster as dg
 from market_assets.defs.run_report import RunProgress, run_failures
 
 
-class _FailingWrites(dg.ConfigurableIOManager):
+class _FailingWrites(dg.IOManager):
     def handle_output(self, context: dg.OutputContext, obj: object) -> None:
         try:
             raise OSError("disk full at /data/part-0.parquet")
@@ -21,9 +21,9 @@ class _FailingWrites(dg.ConfigurableIOManager):
         return None
 
 
-class _BrokenResource(dg.ConfigurableResource):
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        raise ValueError("warehouse root s3://nowhere is unreachable")
+@dg.resource
+def _broken_resource(_init_context: dg.InitResourceContext) -> None:
+    raise ValueError("warehouse root s3://nowhere is unreachable")
 
 
 def _run(*assets, resources=None, checks=(), progress: RunProgress | None = None):
@@ -82,11 +82,11 @@ def test_a_blocking_check_is_reported_with_its_description():
 
 
 def test_a_resource_that_cannot_start_is_reported_with_its_message():
-    @dg.asset
-    def bars(store: _BrokenResource) -> int:
+    @dg.asset(required_resource_keys={"store"})
+    def bars() -> int:
         return 1
 
-    failures = run_failures(list(_run(bars, resources={"store": _BrokenResource()}).all_events))
+    failures = run_failures(list(_run(bars, resources={"store": _broken_resource}).all_events))
     assert failures
     assert any(
         "ValueError: warehouse root s3://nowhere is unreachable" in f.text() for f in failures
