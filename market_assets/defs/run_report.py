@@ -70,7 +70,8 @@ def error_lines(err: SerializableErrorInfo) -> list[str]:
         links = [("", err)]
     out: list[str] = []
     for i, (how, e) in enumerate(links):
-        if out and any(_body(e) in prev for prev in out):
+        body = _body(e)
+        if out and body and any(body in prev for prev in out):
             continue
         text = _describe(e)
         out.append(text if i == 0 or not how else f"{how} {text}")
