@@ -11,7 +11,8 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
-NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TZ = "America/New_York"  # the exchange time zone (XNYS)
+NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 EXTENDED_OPEN = dt.time(4, 0)
 EXTENDED_CLOSE = dt.time(20, 0)
 
@@ -50,13 +51,16 @@ def previous_trading_day(day: dt.date) -> dt.date:
     )
 
 
-def is_early_close(day: dt.date) -> bool:
-    cal = xnys()
-    return pd.Timestamp(day) in cal.early_closes
-
-
 def _ns(ts: pd.Timestamp) -> int:
     return int(ts.tz_convert("UTC").value)
+
+
+def day_bounds_ns(day: dt.date) -> tuple[int, int]:
+    """[00:00, 24:00) of ``day`` in New York time, in ns since the epoch (UTC): 23 or 25
+    hours on the days the clocks change."""
+    start = dt.datetime.combine(day, dt.time(0), NEW_YORK)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), NEW_YORK)
+    return _ns(pd.Timestamp(start)), _ns(pd.Timestamp(end))
 
 
 def session_bounds_ns(day: dt.date, session: str = "regular") -> tuple[int, int]:
@@ -85,7 +89,7 @@ def window_starts_ns(day: dt.date, window_ns: int, session: str = "regular") -> 
     window that straddles the session start or end is kept, clipped by the caller if needed.
     """
     start, end = session_bounds_ns(day, session)
-    midnight = _ns(pd.Timestamp(dt.datetime.combine(day, dt.time(0), NEW_YORK)))
+    midnight = day_bounds_ns(day)[0]
     first = midnight + ((start - midnight) // window_ns) * window_ns
     return np.arange(first, end, window_ns, dtype=np.int64)
 
@@ -93,3 +97,20 @@ def window_starts_ns(day: dt.date, window_ns: int, session: str = "regular") -> 
 def expiry_ns(expiration: dt.date) -> int:
     """16:00 America/New_York on the expiration date, in ns since the epoch."""
     return _ns(pd.Timestamp(dt.datetime.combine(expiration, dt.time(16), NEW_YORK)))
+
+
+def next_trading_day(day: dt.date) -> dt.date:
+    """The first session strictly after ``day``."""
+    return xnys().date_to_session(pd.Timestamp(day + dt.timedelta(days=1)), direction="next").date()
+
+
+def closed_reason(day: dt.date) -> str | None:
+    """Why NYSE does not trade on ``day`` ("Saturday", "holiday: Thanksgiving", "market
+    closure"), or None on a trading day."""
+    if day.weekday() >= 5:
+        return f"{day:%A}"
+    if is_trading_day(day):
+        return None
+    ts = pd.Timestamp(day)
+    names = xnys().regular_holidays.holidays(ts, ts, return_name=True)
+    return f"holiday: {names.iloc[0]}" if len(names) else "market closure"

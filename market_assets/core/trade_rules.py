@@ -25,17 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_assets.core.calendar import NEW_YORK
+from market_assets.core.calendar import NEW_YORK_TZ, day_bounds_ns
 
 _TS = pa.timestamp("ns", tz="UTC")
-_NY_TS = pa.timestamp("ns", tz="America/New_York")
-
-
-def day_bounds_ns(day: dt.date) -> tuple[int, int]:
-    """[00:00, 24:00) of ``day`` in New York time, as ns since the epoch (UTC)."""
-    start = dt.datetime.combine(day, dt.time(0), NEW_YORK)
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), NEW_YORK)
-    return int(start.timestamp()) * 1_000_000_000, int(end.timestamp()) * 1_000_000_000
+_NY_TS = pa.timestamp("ns", tz=NEW_YORK_TZ)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ import pyarrow.csv as pcsv
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.core.schemas import OPTION_TRADES, STOCK_TRADES
 from market_assets.core.trade_rules import find_violations
+from market_assets.io.sizes import DEFAULT_BLOCK_SIZE, MIB
 
 # Rejects kept in memory for error messages and inspection; every reject also goes to the
 # reader's ``reject_sink`` (the asset spools them to disk), so none is lost past this.
@@ -131,8 +132,8 @@ class _GzipDecoder(io.RawIOBase):
     Concatenated gzip members are read one after another, as gzip does.
     """
 
-    _IN = 1 << 18  # compressed bytes per read
-    _OUT = 1 << 20  # at most this many decompressed bytes per chunk
+    _IN = MIB // 4  # compressed bytes per read
+    _OUT = MIB  # at most this many decompressed bytes per chunk
 
     def __init__(self, compressed: BinaryIO, queue_size: int = 4):
         self._src = compressed
@@ -375,7 +376,7 @@ class TradeReader:
         kind: str,
         day: dt.date,
         keep: Sequence[str] = ("*",),
-        block_size: int = 4 << 20,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         on_progress: Callable[[ReadStats], None] | None = None,
         max_reject_fraction: float = 1.0,
         reopen: Callable[[], ByteSource] | None = None,
@@ -453,7 +454,7 @@ class TradeReader:
         """One read of the file. The careful pass drops the first ``drop_rows`` output rows
         (already delivered by the fast pass: both passes keep the same rows in order)."""
         raw = _RecordingStream(_GzipDecoder(source.stream), count_lines=careful)
-        text = io.BufferedReader(raw, buffer_size=1 << 20)
+        text = io.BufferedReader(raw, buffer_size=MIB)
         try:
             header_line = self._read_header(text, raw)
             names = [n.strip().strip('"').lower() for n in header_line.split(",")]
@@ -508,7 +509,7 @@ class TradeReader:
         # Blocks are read from the decompressor itself (after what the header read left
         # buffered), so a failing read loses no byte and the error can count every row.
         try:
-            head = text.read1(1 << 30)
+            head = text.read1()
         except Exception as e:
             raise self._io_error(raw, e) from e
         blocks = _LineBlocks(raw, prefixes, self.block_size, head)

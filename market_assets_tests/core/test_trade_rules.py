@@ -6,8 +6,9 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from market_assets.core.calendar import day_bounds_ns
 from market_assets.core.schemas import OPTION_TRADES, STOCK_TRADES
-from market_assets.core.trade_rules import day_bounds_ns, find_violations
+from market_assets.core.trade_rules import find_violations
 
 DAY = dt.date(2026, 11, 20)
 OPEN_NS = 1795185000000000000  # 2026-11-20 09:30 ET

@@ -15,8 +15,8 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.compute as pc
 
+from market_assets.core.calendar import day_bounds_ns
 from market_assets.core.implausible_prices import scan_implausible_prices
-from market_assets.core.trade_rules import day_bounds_ns
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.partitions import trading_day_partitions
@@ -83,12 +83,13 @@ def materialize(config: Path, raise_on_error: bool = True):
     settings = load_settings(config)
     parts = trading_day_partitions(dt.date(2023, 1, 3))
     assets = [build_ingest_asset(n, parts, n) for n in ("stock_trades", "option_trades")]
+    settings_resource = SettingsResource(config_path=str(config))
     return dg.materialize(
         assets,
         partition_key=DAY.isoformat(),
         resources={
-            "settings": SettingsResource(config_path=str(config)),
-            "source": FlatFileSource(config_path=str(config)),
+            "settings": settings_resource,
+            "source": FlatFileSource(settings=settings_resource),
             "parquet_io_manager": ParquetIOManager(root=settings.storage.root, row_group_rows=4096),
         },
         raise_on_error=raise_on_error,
