@@ -133,7 +133,7 @@ class _GzipDecoder(io.RawIOBase):
     """
 
     _IN = MIB // 4  # compressed bytes per read
-    _OUT = MIB  # at most this many decompressed bytes per chunk
+    _OUT = 2 * MIB  # at most this many decompressed bytes per chunk (CSV: about 1 MiB)
 
     def __init__(self, compressed: BinaryIO, queue_size: int = 4):
         self._src = compressed
