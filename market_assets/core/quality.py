@@ -2,16 +2,18 @@
 """Data-quality accumulators, fed the record batches of a partition as it is written.
 
 Each accumulator takes ``update(batch)`` once per batch, in file order, and answers from
-what it kept; nothing re-reads the partition. Memory never grows with the day:
+what it kept: a file as Massive writes it is never read twice. Memory never grows with
+the day:
 
 - :class:`RunDuplicateCounter` counts duplicate keys one ticker run at a time. Massive's
-  flat files are ordered by ticker, so rows sharing a key (which includes the ticker) sit
-  in one run; only the open run's key columns are held, so memory is bounded by the
-  largest single ticker. A ticker that comes back after its run ended (a file not in
-  ticker order, or two files concatenated) is detected as a run out of order: the
-  counter then reports :attr:`RunDuplicateCounter.ordered` False and the caller counts
-  over the written rows with hash-partitioned counting instead (see
-  ``market_assets.io.spill``), which :func:`count_duplicates` serves partition by
+  flat files are ordered by ticker, then time, so rows sharing a key (which includes the
+  ticker and a time or sequence number) sit next to each other: only ties are grouped and
+  only the open run's last tie is held, so memory is bounded by a batch, not by the day
+  nor by the largest ticker. A run whose time goes back across batches is named for a
+  recount over the written rows; a ticker that comes back after its run ended (a file not
+  in ticker order, two files concatenated) turns :attr:`RunDuplicateCounter.ordered`
+  False: the caller then counts over the written rows with hash-partitioned counting
+  (``market_assets.io.spill``), which :func:`count_duplicates` serves partition by
   partition.
 - The other accumulators (row counts, unparsed option tickers, greeks statuses, the
   configured tickers present) keep counters only.
@@ -138,13 +140,16 @@ def _int64(values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
 
 class RunDuplicateCounter:
     """Duplicates of ``columns`` (which include ``run_column``) over input ordered by
-    ``run_column``, counted one run at a time.
+    ``run_column``, counted one run at a time, holding only a handful of rows.
 
     ``order`` is a column of ``columns`` that duplicates share (the sequence number, the
-    SIP time): a run whose ``order`` values strictly increase has no duplicate and costs one
-    vectorized comparison; otherwise only the rows sharing an ``order`` value with a
-    neighbour are grouped. When a run starts that does not sort after the previous one,
-    the input is not ordered by ``run_column``, :attr:`ordered` turns False and counting
+    SIP time) and that rises within a run in a file sorted by ticker then time. Rows can
+    only duplicate rows with the same ``order`` value, so only ties are grouped, and across
+    batches only the open run's last tie is held. A run whose ``order`` goes down is
+    counted whole where it lies inside one batch; one spanning batches is left to be
+    counted again over the written rows (its name in :attr:`recount`, its rows in
+    :attr:`recount_rows`). When a run starts that does not sort after the previous one,
+    the input is not ordered by ``run_column``: :attr:`ordered` turns False and counting
     stops (a key could repeat across runs already let go).
     """
 
@@ -154,11 +159,15 @@ class RunDuplicateCounter:
         self.columns = list(columns)
         self.order = order
         self.run_column = run_column
-        self.rest = [c for c in self.columns if c != run_column]
         self.ordered = True
         self.count = DuplicateCount()
+        self.recount: set[str] = set()
+        self.recount_rows = 0
         self._open: str | None = None
-        self._open_parts: list[pa.RecordBatch] = []
+        self._open_rows = 0  # rows of the open run so far
+        self._open_found = 0  # duplicates counted in it so far
+        self._open_recount = False
+        self._tail: pa.Table | None = None  # its last tie, which the next batch may extend
 
     def update(self, batch: pa.RecordBatch) -> None:
         n = batch.num_rows
@@ -172,27 +181,28 @@ class RunDuplicateCounter:
         if not _strictly_increasing(names) or (self._open is not None and first < self._open):
             self._lose_order()
             return
-        body = 0
-        if first == self._open:  # the open run goes on
-            body = int(starts[1]) if len(starts) > 1 else n
-            self._open_parts.append(batch.select(self.rest).slice(0, body))
-            if body == n:
+        rows = pa.Table.from_batches([batch.select(self.columns)])
+        ends = np.append(starts[1:], n)
+        if first != self._open:
+            self._close_open()
+        elif self._open_recount:  # the open run goes on, to be counted again later
+            self._open_rows += int(ends[0])
+            if len(starts) == 1:
                 return
-        self._close_open()
-        last = int(starts[-1])
-        if last > body:  # runs wholly inside this batch
-            k = 1 if body else 0
-            inner = starts[k:-1] - body
-            self._count_runs(
-                batch.select(self.rest).slice(body, last - body),
-                inner,
-                names.slice(k, len(starts) - 1 - k),
-            )
-        self._open = names[-1].as_py()
-        self._open_parts = [batch.select(self.rest).slice(last)]
+            self._close_open()
+            cut = int(ends[0])
+            rows, starts, ends, names = rows.slice(cut), starts[1:] - cut, ends[1:] - cut, names[1:]
+        else:  # the open run goes on from its last tie
+            self._open_rows += int(ends[0])
+            held = self._tail.num_rows if self._tail is not None else 0
+            rows = pa.concat_tables([self._tail, rows]) if held else rows
+            starts = np.concatenate([[0], starts[1:] + held])
+            ends = ends + held
+        self._scan(rows, starts, ends, names, first == self._open)
 
     def result(self) -> DuplicateCount:
-        """The count so far, the open run included (call after the last batch)."""
+        """The count so far, the open run included (call after the last batch); runs in
+        :attr:`recount` are not in it."""
         if not self.ordered:
             raise RuntimeError("input not ordered by ticker: count over the written rows")
         self._close_open()
@@ -200,46 +210,89 @@ class RunDuplicateCounter:
 
     def _lose_order(self) -> None:
         self.ordered = False
-        self._open, self._open_parts = None, []
+        self._open, self._tail = None, None
 
-    def _close_open(self) -> None:
-        if self._open is None:
-            return
-        rows = pa.Table.from_batches(self._open_parts)
-        self._count_runs(rows, np.zeros(1, dtype=np.int64), pa.array([self._open]))
-        self._open, self._open_parts = None, []
-
-    def _count_runs(self, rows: pa.Table | pa.RecordBatch, starts: np.ndarray, names) -> None:
-        """Count duplicates in ``rows`` (``rest`` columns) made of whole runs starting at
-        ``starts``; ``names`` holds each run's ``run_column`` value, in order."""
-        n = rows.num_rows
-        if n < 2:
-            return
-        run_id = np.zeros(n, dtype=np.int64)
-        run_id[starts[1:]] = 1
-        run_id = np.cumsum(run_id)
+    def _scan(
+        self,
+        rows: pa.Table,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        names: pa.Array,
+        first_began_before: bool,
+    ) -> None:
+        """Count the duplicates of whole runs (ties) in ``rows``; open the last run."""
+        n, last = rows.num_rows, len(starts) - 1
+        run_id = np.repeat(np.arange(len(starts)), ends - starts)
         order = _int64(rows.column(self.order))
-        if order is None:
-            candidates = None  # nulls: group every row
-        else:
+        falling = np.ones(len(starts), dtype=bool)  # nulls: no order to rely on
+        counted = np.zeros(n, dtype=bool)
+        if order is not None:
             same = run_id[1:] == run_id[:-1]
             step = np.diff(order)
-            if not np.any(same & (step <= 0)):
-                return  # strictly increasing in every run
-            if np.any(same & (step < 0)):
-                candidates = None  # a run out of order: group every row
-            else:
-                tie = same & (step == 0)
-                candidates = np.zeros(n, dtype=bool)
-                candidates[1:] |= tie
-                candidates[:-1] |= tie
-        table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-        if candidates is not None:
-            picked = np.flatnonzero(candidates)
-            table, run_id = table.take(pa.array(picked)), run_id[picked]
-        table = table.append_column(self.run_column, names.take(pa.array(run_id)))
-        found = count_duplicates(table, self.columns)
+            falling[:] = False
+            falling[run_id[1:][same & (step < 0)]] = True
+            tie = same & (step == 0)
+            counted[1:] |= tie
+            counted[:-1] |= tie
+        # A falling run not wholly here cannot be counted from the rows held: recount it.
+        whole = np.ones(len(starts), dtype=bool)
+        whole[last] = False
+        if first_began_before:
+            whole[0] = False
+        counted |= (falling & whole)[run_id]
+        counted &= ~(falling & ~whole)[run_id]
+        tail_from = n
+        if not falling[last] and order is not None:
+            # The open run's last tie waits for the next batch (it may go on there).
+            s = int(starts[last])
+            tail_from = s + int(np.searchsorted(order[s:], order[-1], side="left"))
+            counted[tail_from:] = False
+        in_last = run_id == last
+        if first_began_before:  # the run open before this batch
+            if falling[0]:
+                self._start_recount()
+            if last > 0:
+                self._end_open()
+        self._add(rows, counted & ~in_last)
+        if self._open is None:  # a run opens
+            self._open = names[last].as_py()
+            self._open_rows = int(ends[last] - starts[last])
+            if falling[last]:
+                self._start_recount()
+        self._add(rows, counted & in_last, open_run=True)
+        self._tail = None if self._open_recount else rows.slice(tail_from)
+
+    def _add(self, rows: pa.Table, mask: np.ndarray, open_run: bool = False) -> None:
+        if not mask.any():
+            return
+        found = count_duplicates(rows.filter(pa.array(mask)), self.columns)
         self.count.add(found.duplicates, found.examples)
+        if open_run:
+            self._open_found += found.duplicates
+
+    def _start_recount(self) -> None:
+        """Leave the open run to be counted again over the written rows, taking back what
+        was counted of it."""
+        assert self._open is not None
+        self.recount.add(self._open)
+        self.count.duplicates -= self._open_found
+        self._open_found = 0
+        self._open_recount = True
+
+    def _end_open(self) -> None:
+        if self._open_recount:
+            self.recount_rows += self._open_rows
+        self._open, self._tail, self._open_recount = None, None, False
+        self._open_rows = self._open_found = 0
+
+    def _close_open(self) -> None:
+        """The open run ends at a batch's edge: count its held tie."""
+        if self._open is None:
+            return
+        if not self._open_recount and self._tail is not None and self._tail.num_rows > 1:
+            found = count_duplicates(self._tail, self.columns)
+            self.count.add(found.duplicates, found.examples)
+        self._end_open()
 
 
 # --- counters ----------------------------------------------------------------------------

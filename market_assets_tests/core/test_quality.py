@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from market_assets.core.quality import (
@@ -51,18 +52,44 @@ def counted(counter: RunDuplicateCounter, table: pa.Table, rng) -> RunDuplicateC
     return counter
 
 
-@pytest.mark.parametrize("seed", range(6))
+def counted_with_recount(counter: RunDuplicateCounter, table: pa.Table, rng) -> tuple[int, int]:
+    """Feed ``table`` in random batches; the duplicates found, plus the runs the counter
+    left to recount counted over their rows (as the check does over the written rows)."""
+    counted(counter, table, rng)
+    got = counter.result()
+    again = table.filter(pc.is_in(table.column("ticker"), pa.array(sorted(counter.recount))))
+    assert counter.recount_rows == again.num_rows
+    return got.rows, got.duplicates + count_duplicates(again, counter.columns).duplicates
+
+
+@pytest.mark.parametrize("seed", range(8))
 def test_stock_duplicates_counted_per_run_match_a_whole_table_group_by(seed):
     rng = np.random.default_rng(seed)
     tickers = [f"T{i:03d}" for i in range(int(rng.integers(1, 40)))] + ["SPY"]
     table = stock_rows(rng, tickers, per_ticker=3000, dup_share=[0.0, 0.001, 0.05][seed % 3])
-    counter = counted(RunDuplicateCounter(STOCK_TRADE_KEY, "sequence_number"), table, rng)
+    counter = RunDuplicateCounter(STOCK_TRADE_KEY, "sequence_number")
+    rows, dups = counted_with_recount(counter, table, rng)
     assert counter.ordered
-    got, want = counter.result(), count_duplicates(table, STOCK_TRADE_KEY)
-    assert (got.rows, got.duplicates) == (want.rows, want.duplicates)
-    assert got.rows == table.num_rows
-    assert set(got.examples) <= set(table.column("ticker").to_pylist())
-    assert bool(got.examples) == bool(want.duplicates)
+    want = count_duplicates(table, STOCK_TRADE_KEY)
+    assert (rows, dups) == (want.rows, want.duplicates)
+    assert rows == table.num_rows
+    assert set(counter.count.examples) <= set(table.column("ticker").to_pylist())
+
+
+def test_a_run_going_back_in_time_across_batches_is_left_to_recount():
+    ticks = ["A"] * 6 + ["B"] * 3
+    seq = [1, 2, 3, 4, 2, 5, 1, 1, 2]  # A goes back to 2 (a repeat), B has a tie
+    table = pa.table({"ticker": ticks, "sequence_number": pa.array(seq, pa.int64())})
+    counter = RunDuplicateCounter(STOCK_TRADE_KEY, "sequence_number")
+    for batch in table.to_batches(max_chunksize=3):
+        counter.update(batch)
+    got = counter.result()
+    assert counter.recount == {"A"} and counter.recount_rows == 6
+    assert (got.rows, got.duplicates, got.examples) == (9, 1, ["B"])
+    # Inside one batch, the same run is counted where it lies.
+    counter = RunDuplicateCounter(STOCK_TRADE_KEY, "sequence_number")
+    counter.update(table.to_batches()[0])
+    assert counter.result().duplicates == 2 and not counter.recount
 
 
 def option_table(rows: list[tuple]) -> pa.Table:
@@ -101,9 +128,15 @@ def test_option_exact_duplicates_need_every_column_equal_and_tell_lists_from_nul
 def test_option_duplicates_found_when_a_contract_is_not_in_time_order():
     c = "O:SPY261120C00600000"
     rows = [(c, t, None, 300, 1.0, 1.0, [209], 0) for t in (5, 3, 9, 3, 5, 1)]
+    table = option_table(rows + [("O:SPY261120P00600000", 1, None, 300, 1.0, 1.0, [209], 0)])
     counter = RunDuplicateCounter(OPTION_TRADE_COLUMNS, "sip_timestamp")
-    counter.update(option_table(rows).to_batches()[0])
-    assert counter.result().duplicates == 2
+    counter.update(table.to_batches()[0])
+    assert counter.result().duplicates == 2 and not counter.recount  # counted where it lies
+    # The last run may go on in the next batch: it is left to recount over its rows.
+    counter = RunDuplicateCounter(OPTION_TRADE_COLUMNS, "sip_timestamp")
+    counter.update(table.slice(0, 6).to_batches()[0])
+    assert counter.result().duplicates == 0
+    assert counter.recount == {c} and counter.recount_rows == 6
 
 
 def test_a_ticker_coming_back_after_its_run_is_detected():
@@ -122,24 +155,23 @@ def test_a_ticker_coming_back_after_its_run_is_detected():
     assert not counter.ordered
 
 
-def test_memory_is_bounded_by_the_open_run_not_by_the_day():
-    """Feeding 4M rows of 200 tickers, the counter keeps at most the open ticker's keys."""
-    rng = np.random.default_rng(1)
+def test_memory_is_bounded_by_a_batch_not_by_the_day_nor_the_largest_ticker():
+    """4M rows, one ticker 3M of them: the counter holds a few rows, not 24 MB of keys."""
     counter = RunDuplicateCounter(STOCK_TRADE_KEY, "sequence_number")
-    per_ticker, batch_rows = 20_000, 65_536
+    names = np.array([f"T{i:04d}" for i in range(100)] + ["ZZZ"])
+    tickers = np.repeat(names, [10_000] * 100 + [3_000_000])
+    seq = np.concatenate([np.arange(10_000)] * 100 + [np.arange(3_000_000)]) * 3
+    seq[-2] = seq[-3]  # one repeat, at the very end of the big run
+    batch_rows = 65_536
+    base = pa.total_allocated_bytes()
     peak = 0
-    total = 0
-    tickers = np.repeat(np.array([f"T{i:04d}" for i in range(200)]), per_ticker)
     for start in range(0, len(tickers), batch_rows):
-        t = tickers[start : start + batch_rows]
-        seq = np.cumsum(rng.integers(1, 9, len(t)))
-        counter.update(pa.record_batch({"ticker": t, "sequence_number": seq}))
-        held = sum(b.nbytes for b in counter._open_parts)
-        peak = max(peak, held)
-        total += len(t)
-    assert total == 4_000_000 and counter.result().duplicates == 0
-    # One ticker's sequence numbers (plus the batch slice it was cut from), not 32 MB.
-    assert peak <= 8 * (per_ticker + batch_rows)
+        t, s = tickers[start : start + batch_rows], seq[start : start + batch_rows]
+        counter.update(pa.record_batch({"ticker": t, "sequence_number": s}))
+        peak = max(peak, pa.total_allocated_bytes() - base)
+    assert counter.count.rows == 4_000_000
+    assert counter.result().duplicates == 1 and not counter.recount
+    assert peak < 6_000_000  # a batch or two in flight
 
 
 def test_unparsed_option_tickers_are_counted_with_examples():

@@ -27,6 +27,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import dagster as dg
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.core.quality import (
@@ -148,14 +149,31 @@ def non_empty_check(asset: str, why_empty: Callable[[], str]) -> StreamCheck:
 
 
 def _duplicates(counter: RunDuplicateCounter, staged: Staged) -> tuple[DuplicateCount, str]:
-    """The counter's result, or an exact hash-partitioned count over the staged rows when
-    they were not in ticker order; and how it was counted."""
-    if counter.ordered:
-        return counter.result(), "per ticker run"
-    rows = staged().to_batches(columns=counter.columns, batch_size=REPLAY_BATCH_ROWS)
-    parts = partition_count(counter.count.rows)
-    found = count_duplicates_spilled(rows, counter.columns, counter.order, parts)
-    return found, f"hash-partitioned over {parts} spill file(s): rows not in ticker order"
+    """The counter's result, completed over the staged rows where it could not count in one
+    pass (runs out of time order, or rows not in ticker order: exact hash-partitioned
+    counting spilled to disk); and how it was counted."""
+    if not counter.ordered:
+        parts = partition_count(counter.count.rows)
+        rows = staged().to_batches(columns=counter.columns, batch_size=REPLAY_BATCH_ROWS)
+        found = count_duplicates_spilled(rows, counter.columns, counter.order, parts)
+        return found, f"hash-partitioned over {parts} spill file(s): rows not in ticker order"
+    found = counter.result()
+    if not counter.recount:
+        return found, "per ticker run"
+    names = sorted(counter.recount)
+    rows = staged().to_batches(
+        columns=counter.columns,
+        filter=pc.field(counter.run_column).isin(names),
+        batch_size=REPLAY_BATCH_ROWS,
+    )
+    parts = partition_count(counter.recount_rows)
+    again = count_duplicates_spilled(rows, counter.columns, counter.order, parts)
+    found.add(again.duplicates, again.examples)
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return found, (
+        f"per ticker run; {len(names)} run(s) out of time order counted again from the "
+        f"written rows ({shown})"
+    )
 
 
 def stock_duplicates_check() -> StreamCheck:
