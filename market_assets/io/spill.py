@@ -44,9 +44,10 @@ def partition_of(batch: pa.RecordBatch, ticker: str, order: str, partitions: int
     """Partition of each row, from its ``ticker`` text and its ``order`` number (a column
     every duplicate shares, e.g. the sequence number)."""
     encoded = pc.dictionary_encode(batch.column(ticker))
-    crc = [zlib.crc32((v or "").encode()) for v in encoded.dictionary.to_pylist()]
-    codes = pc.fill_null(encoded.indices, 0).to_numpy(zero_copy_only=False)
-    h = np.asarray(crc, dtype=np.uint64)[codes] if crc else np.zeros(len(codes), np.uint64)
+    # One hash per distinct ticker, the same in every batch; a null ticker hashes to 0.
+    crc = [zlib.crc32(v.encode()) for v in encoded.dictionary.to_pylist()] + [0]
+    codes = pc.fill_null(encoded.indices, len(crc) - 1).to_numpy(zero_copy_only=False)
+    h = np.asarray(crc, dtype=np.uint64)[codes]
     col = batch.column(order)
     if not pa.types.is_integer(col.type):
         col = col.view(pa.int64())

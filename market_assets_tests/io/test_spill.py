@@ -70,3 +70,16 @@ def test_partitions_grow_with_the_rows():
     assert partition_count(0) == 1
     assert partition_count(1_000_000) == 1
     assert partition_count(12_000_001) == 13
+
+
+def test_rows_with_a_null_ticker_meet_whatever_batch_they_come_in(tmp_path):
+    table = pa.table(
+        {
+            "ticker": pa.array(["B", None, "A", None, "C", None], pa.string()),
+            "sequence_number": pa.array([1, 7, 1, 7, 1, 8], pa.int64()),
+        }
+    )
+    got = count_duplicates_spilled(
+        table.to_batches(max_chunksize=2), STOCK_TRADE_KEY, "sequence_number", 16, tmp_path
+    )
+    assert (got.rows, got.duplicates) == (6, 1)
