@@ -143,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assets", nargs="*", help="asset names (default: all)")
     p.set_defaults(func=cmd_materialize)
 
+    from market_assets.live.replay import add_replay_parser
+
+    add_replay_parser(sub, _date)
+
     args = parser.parse_args(argv)
     try:
         return args.func(args)
