@@ -162,7 +162,9 @@ class ReplayDay:
         """The day's events, one minute of SIP time per table, each sorted by time."""
         if not self.index:
             return
-        with pa.memory_map(str(self.path)) as source:
+        # A plain file, not a memory map: lz4 batches are decompressed into new buffers
+        # anyway, and mapped pages would count as the process's memory.
+        with pa.OSFile(str(self.path)) as source:
             reader = pa.ipc.open_file(source)
             for bucket in sorted(self.index):
                 batches = [reader.get_batch(i) for i in self.index[bucket]]

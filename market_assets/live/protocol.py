@@ -155,9 +155,11 @@ def frame(messages: Iterable[str]) -> str:
 
 
 def _json_string(values: pa.Array) -> pa.Array:
-    escaped = pc.replace_substring(pc.cast(values, pa.string()), "\\", "\\\\")
-    escaped = pc.replace_substring(escaped, '"', '\\"')
-    return pc.binary_join_element_wise('"', escaped, '"', "")
+    text = pc.cast(values, pa.string())
+    if pc.any(pc.match_substring_regex(text, r'["\\]')).as_py():
+        text = pc.replace_substring(text, "\\", "\\\\")
+        text = pc.replace_substring(text, '"', '\\"')
+    return pc.binary_join_element_wise('"', text, '"', "")
 
 
 def _finite_text(values: pa.Array) -> pa.Array:
@@ -192,8 +194,13 @@ def _first_int_text(values: pa.Array) -> pa.Array:
     return pc.if_else(non_empty, pc.cast(first, pa.string()), pa.scalar(None, pa.string()))
 
 
+def _piece(key: str, text: pa.Array) -> pa.Array:
+    """``,"key":text``, or an empty string where ``text`` is null (the value is absent)."""
+    return pc.fill_null(pc.binary_replace_slice(text, 0, 0, f',"{key}":'), "")
+
+
 def _pieces(f: WireField, values: pa.Array) -> list[pa.Array]:
-    """``"key":value`` texts of one field (null where the value is absent)."""
+    """The field's ``,"key":value`` texts (empty where the value is absent)."""
     if f.codec == "str":
         text = _json_string(values)
     elif f.codec == "int":
@@ -209,16 +216,12 @@ def _pieces(f: WireField, values: pa.Array) -> list[pa.Array]:
     elif f.codec == "size":
         size = pc.cast(values, pa.float64())
         size = pc.if_else(pc.is_finite(size), size, pa.scalar(None, pa.float64()))
-        whole = pc.floor(size)
-        fractional = pc.fill_null(pc.not_equal(size, whole), False)
+        fractional = pc.fill_null(pc.not_equal(size, pc.floor(size)), False)
         decimal = pc.if_else(fractional, _json_string(pc.cast(size, pa.string())), None)
-        return [
-            pc.binary_join_element_wise(f'"{f.key}":', _int_text(size), ""),
-            pc.binary_join_element_wise('"ds":', decimal, ""),
-        ]
+        return [_piece(f.key, _int_text(size)), _piece("ds", decimal)]
     else:  # pragma: no cover - the tables above use only the codecs handled here
         raise ValueError(f"unknown codec {f.codec!r}")
-    return [pc.binary_join_element_wise(f'"{f.key}":', text, "")]
+    return [_piece(f.key, text)]
 
 
 def encode_events(batch: pa.RecordBatch | pa.Table, market: str, channel: str) -> pa.Array:
@@ -226,8 +229,10 @@ def encode_events(batch: pa.RecordBatch | pa.Table, market: str, channel: str) -
     a missing optional column is sent as absent), as a string array."""
     fields = FIELDS[(market, channel)]
     n = batch.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
     names = set(batch.schema.names)
-    pieces: list[pa.Array | pa.Scalar] = [pa.scalar(f'"ev":"{channel}"')]
+    pieces: list[pa.Array] = [pa.repeat(pa.scalar(f'{{"ev":"{channel}"'), n)]
     for f in fields:
         if f.column not in names:
             if f.required:
@@ -237,11 +242,8 @@ def encode_events(batch: pa.RecordBatch | pa.Table, market: str, channel: str) -
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
         pieces += _pieces(f, col)
-    if n == 0:
-        return pa.array([], pa.string())
-    body = pc.binary_join_element_wise(*pieces, ",", null_handling="skip")
-    out = pc.binary_join_element_wise("{", body, "}", "")
-    return out if isinstance(out, pa.Array) else pa.array([out.as_py()] * n, pa.string())
+    pieces.append(pa.repeat(pa.scalar("}"), n))
+    return pc.binary_join_element_wise(*pieces, "")
 
 
 # --- wire -> rows -------------------------------------------------------------------------

@@ -39,7 +39,8 @@ Replay semantics:
   reconnects misses what was sent meanwhile, as on the real feed. After the day's last
   event the server stays up, idle, until stopped (SIGINT/SIGTERM: clean shutdown).
 - ``--drop-every N``: every connection is closed with code 1012 (abnormal: the official
-  client reconnects at once, re-authenticates and resubscribes) right after its N-th event.
+  client reconnects at once, re-authenticates and resubscribes) right after its N-th
+  message.
 
 Test hooks (every count is over the day's trades in replay order, both markets together;
 each injection is recorded in ``ReplayServer.stats.injected``):
@@ -73,6 +74,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -383,7 +385,7 @@ class ReplayServer:
                 return
             await asyncio.sleep(wait)
 
-    async def _replay_segment(self, segment: Any) -> None:
+    async def _replay_segment(self, segment: pa.Table) -> None:
         t = segment.column("t_ns").to_numpy()
         streams = segment.column("stream").to_numpy()
         topics = segment.column("topic")
@@ -391,6 +393,8 @@ class ReplayServer:
         loop = asyncio.get_running_loop()
         chunk = self.options.max_frame_messages
         i, n = 0, len(t)
+        if self.options.start_ns is not None:  # the replay starts at --start
+            i = int(np.searchsorted(t, self.options.start_ns, side="left"))
         while i < n:
             nxt = min(t[i], self._late[0][0]) if self._late else t[i]
             await self._wait_until(nxt)
