@@ -222,8 +222,10 @@ class ReplayServer:
         self._conns: list[_Connection] = []
         self._server: Server | None = None
         self._producer: asyncio.Task | None = None
+        self._clock: _Clock | None = None
         self._trades = 0  # trades seen by the injection hooks
         self._late: list[tuple[float, int, Item]] = []
+        self._closing: set[asyncio.Task] = set()  # drop-every closes under way
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -361,6 +363,7 @@ class ReplayServer:
         self._producer = asyncio.create_task(self._produce())
 
     async def _produce(self) -> None:
+        assert self._clock is not None
         try:
             for segment in self.day.segments():
                 await self._replay_segment(segment)
@@ -378,6 +381,7 @@ class ReplayServer:
             raise
 
     async def _wait_until(self, t_ns: float) -> None:
+        assert self._clock is not None
         loop = asyncio.get_running_loop()
         while self._clock.speed is not None:
             wait = self._clock.seconds_until(t_ns, loop.time())
@@ -386,6 +390,7 @@ class ReplayServer:
             await asyncio.sleep(wait)
 
     async def _replay_segment(self, segment: pa.Table) -> None:
+        assert self._clock is not None
         t = segment.column("t_ns").to_numpy()
         streams = segment.column("stream").to_numpy()
         topics = segment.column("topic")
@@ -509,7 +514,9 @@ class ReplayServer:
             conn.closing = True
             conn.stats.dropped = True
             log.info("connection %d: dropped after %d messages", conn.stats.id, sent)
-            asyncio.create_task(conn.ws.close(DROP_CLOSE_CODE, "replay --drop-every"))
+            task = asyncio.create_task(conn.ws.close(DROP_CLOSE_CODE, "replay --drop-every"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         return sent
 
 
@@ -667,8 +674,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    from market_assets.io.reader import IngestError
+    from market_assets.io.source import SourceError
+
     settings = load_settings()
-    store = store_from_settings(settings.massive, os.environ)
     symbols = (args.symbols or settings.realtime.symbol).split(",")
     origin = start_ns(args.date, args.start) if args.start else None
     options = ReplayOptions(
@@ -686,17 +695,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
             bad=args.inject_bad,
         ),
     )
-    day = prepare_day(
-        store,
-        args.date,
-        symbols,
-        quotes=not args.no_quotes,
-        start_ns=origin,
-        block_size=int(settings.ingest.block_size_mb * (1 << 20)),
-        max_reject_fraction=settings.ingest.max_reject_fraction,
-    )
+    try:
+        day = prepare_day(
+            store_from_settings(settings.massive, os.environ),
+            args.date,
+            symbols,
+            quotes=not args.no_quotes,
+            start_ns=origin,
+            block_size=int(settings.ingest.block_size_mb * (1 << 20)),
+            max_reject_fraction=settings.ingest.max_reject_fraction,
+        )
+    except (SourceError, IngestError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_serve(day, options))
+    except OSError as e:  # e.g. the port is taken
+        print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
+        return 2
     finally:
         day.close()
 

@@ -25,6 +25,7 @@ import websockets
 from massive import WebSocketClient
 from massive.exceptions import AuthError
 
+from market_assets.cli import main
 from market_assets.devtools.sample_day import generate_day
 from market_assets.io.source import LocalStore, flat_file_key
 from market_assets.live import day as day_module
@@ -452,3 +453,10 @@ def test_the_day_is_replayed_in_order_across_many_spill_buffers(mirror, monkeypa
     assert day.stats.events["stock_trades"] == len(
         flat(mirror, "stock_trades", lambda t: pc.is_valid(t["ticker"]))
     )
+
+
+def test_a_day_without_files_is_a_one_line_error(project_config, capsys):
+    project_config()
+    assert main(["replay", "--date", "2026-11-19", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: flat file ") and "2026-11-19.csv.gz does not exist" in err
