@@ -15,6 +15,7 @@ from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 from market_assets.io.progress import ProgressReporter
 from market_assets.io.reader import IngestError, Reject, TradeReader
+from market_assets.io.sizes import MIB
 from market_assets.io.source import SourceError, flat_file_key
 
 
@@ -62,7 +63,7 @@ def build_ingest_asset(
             opened,
             name,
             keep=keep,
-            block_size=int(s.ingest.block_size_mb * 1024 * 1024),
+            block_size=int(s.ingest.block_size_mb * MIB),
             on_progress=ProgressReporter(
                 context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
             ),
