@@ -25,7 +25,9 @@ Protocol subset served (messages in :mod:`market_assets.live.protocol`):
   Massive's short field names; ``t`` is the SIP time in Unix milliseconds (see the protocol
   module for every field and for the choices where flat files and the feed differ).
 - Not emulated: ``max_connections`` (one connection per cluster), ``slow_consumer``
-  disconnects (the replay waits for a slow client instead), aggregates and other channels.
+  disconnects (the replay waits for a slow client instead), aggregates and other channels,
+  the limit of 1,000 option contracts per connection for quotes (the replay also accepts
+  ``Q.*`` on ``/options``, which the service documents only per contract).
 
 Replay semantics:
 
