@@ -5,7 +5,9 @@
 returns an :class:`OpenedFile` whose stream yields the compressed bytes of one day's file.
 The S3 stream resumes a dropped connection with a ranged GET from the byte offset reached,
 so a consumer sees exactly the bytes of an uninterrupted read, without the object being
-buffered in memory.
+buffered in memory. Every S3 request has explicit connect/read timeouts; failures are
+retried under a :class:`RetryPolicy` (each retry logged, the total bounded in time) and
+every error names the endpoint, bucket and key.
 """
 
 from __future__ import annotations
