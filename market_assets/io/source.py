@@ -104,7 +104,7 @@ class FileNotPublished(SourceError):
         self.name = name
         self.key = key
         self.day = day_for_key(key)
-        msg = f"flat file {name}{' ' + where if where else ''} does not exist: {PUBLISH_NOTE}"
+        msg = f"flat file {name} does not exist{' ' + where if where else ''}: {PUBLISH_NOTE}"
         trading, publish_day = _trading_status(self.day) if self.day else (None, None)
         if self.day is not None and trading is False:
             msg += (
