@@ -14,7 +14,6 @@ day. The reference's results on those windows are also compared with ours.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 import warnings
 
@@ -27,9 +26,9 @@ from market_assets.core import schemas
 from market_assets.core.calendar import window_ns
 from market_assets.core.feature_names import FEATURE_NAMES
 from market_assets.core.windows import compute_windows, window_grid
+from market_assets.devtools.bench import DAY
 from market_assets.io.condition_rules import load_condition_rules
 
-DAY = dt.date(2026, 11, 20)
 WINDOWS = ("1m", "5m", "15m", "30m")
 
 

@@ -17,8 +17,8 @@ in a subprocess with its own DAGSTER_HOME and config.toml, and measures:
     without Dagster's start-up, as a ratio to `gzip -dc FILE > /dev/null` timed in the same
     run.
 
-Days are generated once with `market-assets sample --scale N --seed 1` and cached in
-benchmarks/_work/mirror-N (the same cache as ingest.py).
+Days are generated once (`market-assets sample --scale N --seed 1`, through
+``devtools.bench.sample_day``) and cached in benchmarks/_work/mirror-N, as for ingest.py.
 
     .venv/bin/python benchmarks/memory.py [--scales 3000000 12000000] [--repeat 2]
 """
@@ -26,27 +26,21 @@ benchmarks/_work/mirror-N (the same cache as ingest.py).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-WORK = HERE / "_work"
+from market_assets.devtools import bench
+from market_assets.io.source import flat_file_key
+
+REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DAY = dt.date(2026, 11, 20)
-KEYS = {
-    "stock_trades": f"us_stocks_sip/trades_v1/{DAY:%Y/%m}/{DAY}.csv.gz",
-    "option_trades": f"us_options_opra/trades_v1/{DAY:%Y/%m}/{DAY}.csv.gz",
-}
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+DAY = bench.DAY
 
 
 # --- the process tree ----------------------------------------------------------------------
@@ -141,16 +135,6 @@ class Measurement:
         return self.step_s / self.gzip_s
 
 
-def ensure_day(scale: str) -> Path:
-    """The generated day's mirror (cached)."""
-    root = WORK / f"mirror-{scale}"
-    if not (root / KEYS["stock_trades"]).exists():
-        print(f"generating a {scale}-row day under {root} ...", flush=True)
-        cmd = [str(BIN / "market-assets"), "sample", "--date", str(DAY), "--out", str(root)]
-        subprocess.run([*cmd, "--scale", scale, "--seed", "1"], check=True)
-    return root
-
-
 def write_config(run_dir: Path, mirror: Path) -> Path:
     """The project's config.toml with this run's mirror, warehouse and every ticker kept."""
     text = (REPO / "config.toml").read_text()
@@ -170,9 +154,9 @@ def write_config(run_dir: Path, mirror: Path) -> Path:
 
 
 def gzip_seconds(path: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(["bash", "-c", f"gzip -dc '{path}' > /dev/null"], check=True)
-    return time.perf_counter() - started
+    with bench.Stopwatch() as sw:
+        subprocess.run(["bash", "-c", f"gzip -dc '{path}' > /dev/null"], check=True)
+    return sw.seconds
 
 
 def step_events(home: Path, asset: str) -> tuple[float, dict, list[tuple[str, bool]]]:
@@ -204,8 +188,9 @@ def step_events(home: Path, asset: str) -> tuple[float, dict, list[tuple[str, bo
         return end - start, metadata, checks
 
 
-def measure(asset: str, scale: str, mirror: Path) -> Measurement:
-    run_dir = WORK / "memory" / f"{asset}-{scale}"
+def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
+    """One `dagster asset materialize` run, in its own DAGSTER_HOME and config."""
+    run_dir = work / "memory" / f"{asset}-{scale}"
     shutil.rmtree(run_dir, ignore_errors=True)
     home = run_dir / "dagster_home"
     home.mkdir(parents=True)
@@ -214,20 +199,19 @@ def measure(asset: str, scale: str, mirror: Path) -> Measurement:
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
     cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", asset]
     cmd += ["--partition", str(DAY), "-m", "market_assets.defs.definitions"]
-    log = (run_dir / "run.log").open("w")
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    sampler = TreeSampler(proc.pid)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    total = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    sampler.stop()
-    log.close()
+    with (run_dir / "run.log").open("w") as log, bench.Stopwatch() as sw:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        sampler = TreeSampler(proc.pid)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        sampler.stop()
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {run_dir / 'run.log'}")
     step_s, md, checks = step_events(home, asset)
-    source = mirror / KEYS[asset]
+    source = mirror / flat_file_key(asset, DAY)
+    # ru_maxrss can only err high (a forked child starts with its parent's RSS); VmHWM is
+    # each process's own, read while it ran.
     peak_kb = max(usage.ru_maxrss, sampler.peak_process_kb)
     shutil.rmtree(run_dir / "warehouse", ignore_errors=True)
     return Measurement(
@@ -236,7 +220,7 @@ def measure(asset: str, scale: str, mirror: Path) -> Measurement:
         rows=int(md.get("rows", 0)),
         source_mb=source.stat().st_size / 1e6,
         step_s=step_s,
-        total_s=total,
+        total_s=sw.seconds,
         gzip_s=gzip_seconds(source),
         peak_process_mb=peak_kb / 1024,
         peak_tree_mb=sampler.peak_sum_kb / 1024,
@@ -255,37 +239,38 @@ def best(runs: list[Measurement]) -> Measurement:
 
 
 def report(results: list[Measurement]) -> None:
-    print(
-        f"\n{'asset':<15}{'rows':>12}{'gzip MB':>9}{'step s':>8}{'gzip -dc s':>11}"
-        f"{'x gzip':>8}{'total s':>9}{'peak RSS MB':>13}{'tree MB':>9}"
-    )
-    for m in results:
-        print(
-            f"{m.asset:<15}{m.rows:>12,}{m.source_mb:>9.0f}{m.step_s:>8.2f}{m.gzip_s:>11.2f}"
-            f"{m.ratio:>8.2f}{m.total_s:>9.1f}{m.peak_process_mb:>13.0f}{m.peak_tree_mb:>9.0f}"
-        )
+    header = ["asset", "rows", "gzip MB", "step s", "gzip -dc s", "x gzip", "total s"]
+    header += ["peak RSS MB", "tree MB"]
+    rows = [
+        [
+            m.asset,
+            f"{m.rows:,}",
+            f"{m.source_mb:.0f}",
+            f"{m.step_s:.2f}",
+            f"{m.gzip_s:.2f}",
+            f"{m.ratio:.2f}",
+            f"{m.total_s:.1f}",
+            f"{m.peak_process_mb:.0f}",
+            f"{m.peak_tree_mb:.0f}",
+        ]
+        for m in results
+    ]
+    print("\n" + bench.format_table(header, rows))
     for m in results:
         print(f"  {m.asset} {m.scale}: {m.processes} processes; checks: {m.checks}")
-    print()
+    targets: dict[str, bool] = {}
     for asset in dict.fromkeys(m.asset for m in results):
         runs = [m for m in results if m.asset == asset]
-        small, large = runs[0], runs[-1]
         for m in runs:
-            ok = m.peak_process_mb < 600
-            print(f"  [{'PASS' if ok else 'FAIL'}] {asset} {m.rows:,} rows: peak RSS < 600 MB")
+            targets[f"{asset} {m.rows:,} rows: peak RSS < 600 MB"] = m.peak_process_mb < 600
         if len(runs) > 1:
-            grow = large.peak_process_mb / small.peak_process_mb - 1
-            ok = grow <= 0.15
-            print(
-                f"  [{'PASS' if ok else 'FAIL'}] {asset}: {large.rows:,} rows within +15% of "
-                f"{small.rows:,} ({grow:+.1%})"
-            )
+            grow = runs[-1].peak_process_mb / runs[0].peak_process_mb - 1
+            name = f"{asset}: {runs[-1].rows:,} rows within +15% of {runs[0].rows:,} ({grow:+.1%})"
+            targets[name] = grow <= 0.15
         for m in runs:
-            ok = m.ratio <= 1.2
-            print(
-                f"  [{'PASS' if ok else 'FAIL'}] {asset} {m.rows:,} rows: step <= 1.2 x gzip -dc "
-                f"({m.ratio:.2f})"
-            )
+            name = f"{asset} {m.rows:,} rows: step <= 1.2 x gzip -dc ({m.ratio:.2f})"
+            targets[name] = m.ratio <= 1.2
+    print(bench.format_checks(targets))
 
 
 def main() -> None:
@@ -294,14 +279,13 @@ def main() -> None:
     parser.add_argument("--assets", nargs="+", default=["stock_trades", "option_trades"])
     parser.add_argument("--repeat", type=int, default=2, help="runs per measurement")
     args = parser.parse_args()
-    WORK.mkdir(exist_ok=True)
-    mirrors = {s: ensure_day(s) for s in args.scales}
-    load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} cores, load average {load:.2f}, {dt.date.today()}")
+    work = bench.work_dir(__file__)
+    mirrors = {s: bench.sample_day(work, s) for s in args.scales}
+    print(bench.machine())
     results = []
     for asset in args.assets:
         for scale in args.scales:
-            runs = [measure(asset, scale, mirrors[scale]) for _ in range(args.repeat)]
+            runs = [measure(work, asset, scale, mirrors[scale]) for _ in range(args.repeat)]
             results.append(best(runs))
             m = results[-1]
             print(

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,18 +49,6 @@ class GreeksParams:
     contract_multiplier: float
     gadvv_scale: float
     max_underlying_staleness_s: float
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> GreeksParams:
-        """From a loaded ``settings.Settings`` ([greeks] and features.gadvv_scale)."""
-        g = settings.greeks
-        return cls(
-            rate=g.risk_free_rate,
-            dividend_yield=g.dividend_yield,
-            contract_multiplier=g.contract_multiplier,
-            gadvv_scale=settings.features.gadvv_scale,
-            max_underlying_staleness_s=g.max_underlying_staleness_s,
-        )
 
 
 def _f64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -45,15 +45,6 @@ _SAMPLES = (
 AGGRESSOR_COLUMN = "aggressor_side"
 
 
-@dataclass(frozen=True)
-class WindowSpec:
-    """One features asset: a symbol, a window size such as ``5m`` and a session."""
-
-    symbol: str
-    window: str
-    session: str = "regular"
-
-
 def _sample_suffixes(names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
     """Map sample prefix -> [(suffix, column name)] for the statistic columns in ``names``."""
     out: dict[str, list[tuple[str, str]]] = {}

@@ -167,10 +167,12 @@ def test_an_empty_result_never_replaces_the_previous_partition(
         src.write_bytes(gzip.compress(header + b"\n"))
     else:
         setting = "stock_tickers" if asset == "stock_trades" else "option_underlyings"
-        config = project_config(
+        other = "option_underlyings" if asset == "stock_trades" else "stock_tickers"
+        config = project_config(  # the features symbol must be ingested: ZZZZ
             partitions={"start_date": "2026-11-02"},
-            features={"windows": ["30m"]},
-            ingest={setting: ["ZZZZ", "QQQQ"]},
+            features={"windows": ["30m"], "symbol": "ZZZZ"},
+            realtime={"symbol": "ZZZZ"},
+            ingest={setting: ["ZZZZ", "QQQQ"], other: ["*"]},
         )
     result = run(config, [asset])
     assert not result.success
