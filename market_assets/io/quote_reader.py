@@ -431,14 +431,17 @@ class QuoteReader:
         """Everything as text, one line at a time numbered: rows with the wrong number of
         fields and values that do not parse are rejected with their file line."""
         skipped: list[int] = []  # 0-based line offsets in the span
+        found: list[Reject] = []  # emitted in line order with the rest of the span's
 
         def on_invalid(row: pcsv.InvalidRow) -> str:
             offset = (row.number or 1) - 1  # pyarrow numbers the span's lines from 1
             skipped.append(offset)
-            self._reject(
-                first_line + offset,
-                f"expected {row.expected_columns} fields, found {row.actual_columns}",
-                row.text,
+            found.append(
+                Reject(
+                    first_line + offset,
+                    f"expected {row.expected_columns} fields, found {row.actual_columns}",
+                    row.text,
+                )
             )
             return "skip"
 
@@ -462,12 +465,12 @@ class QuoteReader:
                     reasons[int(i)] = f"{name}: invalid value {col[int(i)].as_py()!r}"
                 bad |= wrong_np
             cols[name] = conv
-        self._reject_rows(reasons, lines, span, first_line)
+        found += self._rejects_of(reasons, lines, span, first_line)
         if bad.any():
             keep = pa.array(~bad)
             cols = {k: v.filter(keep) for k, v in cols.items()}
             lines = lines[~bad]
-        return self._build(cols, lines, span, first_line)
+        return self._build(cols, lines, span, first_line, found)
 
     def _build(
         self,
@@ -475,8 +478,10 @@ class QuoteReader:
         lines: np.ndarray,
         span: memoryview | bytes,
         first_line: int,
+        found: list[Reject] | None = None,
     ) -> pa.RecordBatch:
-        """Filter to wanted tickers, reject incomplete rows, shape to the output schema."""
+        """Filter to wanted tickers, reject incomplete rows (with ``found``, the span's
+        earlier rejects, in line order), shape to the output schema."""
         ticker = cols["ticker"]
         n = len(ticker)
         reasons: dict[int, str] = {}
@@ -508,7 +513,9 @@ class QuoteReader:
             lists[name] = conv
         if reasons:
             good[list(reasons)] = False
-            self._reject_rows(reasons, lines, span, first_line)
+        found = (found or []) + self._rejects_of(reasons, lines, span, first_line)
+        for reject in sorted(found, key=lambda r: r.line):
+            self._reject(reject)
         final = keep_np & good
         sel = None if final.all() else pa.array(final)
         m = int(final.sum())
@@ -542,20 +549,22 @@ class QuoteReader:
             zero_copy_only=False
         )
 
-    def _reject_rows(
-        self, reasons: dict[int, str], lines: np.ndarray, span: memoryview | bytes, first: int
-    ) -> None:
+    @staticmethod
+    def _rejects_of(
+        reasons: dict[int, str], lines: np.ndarray, span: memoryview | bytes, first: int
+    ) -> list[Reject]:
+        """Rejects of rows ``reasons`` (row -> why), with their file lines and raw text."""
         if not reasons:
-            return
+            return []
         texts = bytes(span).split(b"\n")
-        for i in sorted(reasons, key=lambda i: lines[i]):
-            line = int(lines[i])
-            self._reject(line, reasons[i], texts[line - first].decode("utf-8", "replace"))
+        return [
+            Reject(int(lines[i]), why, texts[int(lines[i]) - first].decode("utf-8", "replace"))
+            for i, why in reasons.items()
+        ]
 
-    def _reject(self, line: int, reason: str, text: str) -> None:
-        reject = Reject(line, reason, text)
+    def _reject(self, reject: Reject) -> None:
         self.stats.rows_rejected += 1
-        if self._first_reject is None or line < self._first_reject.line:
+        if self._first_reject is None or reject.line < self._first_reject.line:
             self._first_reject = reject
         if len(self.rejects) < MAX_KEPT_REJECTS:
             self.rejects.append(reject)
