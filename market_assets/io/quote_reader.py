@@ -119,23 +119,15 @@ QUOTE_KINDS: dict[str, tuple[dict[str, tuple[pa.DataType, bool]], pa.Schema]] = 
 }
 _LISTS = {"conditions", "indicators"}
 _TIMES = {"sip_timestamp", "participant_timestamp", "trf_timestamp"}
-DECODERS = ("auto", "isal", "rapidgzip")
 
 
-def open_gzip(stream: BinaryIO, decoder: str = "auto", threads: int = 2) -> BinaryIO:
-    """Decompressed view of a gzip ``stream``.
+def open_gzip(stream: BinaryIO) -> BinaryIO:
+    """Decompressed view of a gzip ``stream``: ISA-L inflate on one background thread.
 
-    ``isal``: ISA-L inflate on one background thread (any stream). ``rapidgzip``: parallel
-    decompression on ``threads`` threads; it seeks, so it needs a seekable stream.
-    ``auto`` takes ISA-L, which measured faster on 2 shared cores (benchmarks/README.md).
+    rapidgzip (parallel decompression) measured 3-6x slower on this workload on 2 shared
+    cores and needs a seekable file (benchmarks/README.md), so ISA-L it is, for any stream.
+    A small compressed read-ahead (8 x 256 KiB) keeps an early stop's download short.
     """
-    if decoder not in DECODERS:
-        raise ValueError(f"unknown gzip decoder {decoder!r}; expected one of {DECODERS}")
-    if decoder == "rapidgzip":
-        import rapidgzip  # optional: benchmarks and explicit choice only
-
-        return rapidgzip.open(stream, parallelization=threads)
-    # A small compressed read-ahead (8 x block_size) so an early stop downloads little.
     return isal.igzip_threaded.open(stream, "rb", threads=1, block_size=256 * 1024)
 
 
@@ -278,7 +270,6 @@ class QuoteReader:
         on_progress: Callable[[ReadStats], None] | None = None,
         max_reject_fraction: float = 1.0,
         reject_sink: Callable[[Reject], None] | None = None,
-        decoder: str = "auto",
         sorted_by_ticker: bool = True,
     ) -> None:
         if kind not in QUOTE_KINDS:
@@ -292,7 +283,6 @@ class QuoteReader:
         self.on_progress = on_progress
         self.max_reject_fraction = max_reject_fraction
         self.reject_sink = reject_sink
-        self.decoder = decoder
         self.sorted_by_ticker = sorted_by_ticker
         self.stats = ReadStats(source=source.name, bytes_total=source.size)
         self.rejects: list[Reject] = []
@@ -307,7 +297,7 @@ class QuoteReader:
 
     # -- public -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        raw = open_gzip(self.source.stream, self.decoder)
+        raw = open_gzip(self.source.stream)
         text = io.BufferedReader(_Readinto(raw), buffer_size=MIB)
         spans: _SortedSpans | None = None
         try:
@@ -602,7 +592,7 @@ class QuoteReader:
 
 
 class _Readinto(io.RawIOBase):
-    """A raw stream over any decoder with ``read`` (rapidgzip has no ``readinto``)."""
+    """A raw stream over a decoder, so closing the text stream closes the decoder."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
