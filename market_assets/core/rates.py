@@ -144,4 +144,9 @@ def rate_at(rate: float | TreasuryCurve, t: np.ndarray) -> np.ndarray:
     """Per-trade continuous rates: a constant rate repeated, or the curve at each ``t``."""
     if isinstance(rate, TreasuryCurve):
         return rate.rates(t)
+    if isinstance(rate, str):  # the setting "curve" handed on without fetching the curve
+        raise TypeError(
+            f'risk-free rate {rate!r}: greeks.risk_free_rate = "curve" needs the day\'s '
+            "TreasuryCurve (market_assets.io.treasury.fetch_curve), not the setting itself"
+        )
     return np.full(np.shape(t), float(rate))

@@ -117,6 +117,11 @@ def test_rate_at_repeats_a_constant_or_reads_the_curve():
     np.testing.assert_array_equal(rate_at(curve, t), curve.rates(t))
 
 
+def test_the_curve_setting_without_a_curve_is_a_clear_error():
+    with pytest.raises(TypeError, match="needs the day's TreasuryCurve"):
+        rate_at("curve", np.array([0.1]))  # type: ignore[arg-type]
+
+
 # --- which published curve prices a day ---------------------------------------------------
 
 
