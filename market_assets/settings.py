@@ -171,6 +171,9 @@ class MassiveSettings(_Section):
     region: NonEmptyStr
     max_retries: Annotated[int, Field(ge=0, le=100)]
     retry_backoff_s: NonNegative
+    connect_timeout_s: Positive
+    read_timeout_s: Positive
+    max_total_retry_s: Positive
 
 
 class PartitionSettings(_Section):

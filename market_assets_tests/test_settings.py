@@ -142,7 +142,8 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
             "greeks, rates, features, conditions, checks, realtime",
             "missing section [checks]",
             "unknown key massive.colour = 'red'; known keys in [massive]: source, local_root, "
-            "endpoint_url, bucket, region, max_retries, retry_backoff_s",
+            "endpoint_url, bucket, region, max_retries, retry_backoff_s, connect_timeout_s, "
+            "read_timeout_s, max_total_retry_s",
             "missing key storage.file_target_mb",
             "ingest.block_size_mb = '4': expected a number",
             "greeks.risk_free_rate = 2.5: must be <= 1",
@@ -159,6 +160,7 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
         ("storage", "root", "s3://", "storage.root = 's3://': an s3:// URI needs a bucket"),
         ("massive", "retry_backoff_s", float("inf"), "massive.retry_backoff_s = inf: must be a finite number"),
         ("massive", "bucket", " ", "massive.bucket = ' ': must not be empty"),
+        ("massive", "read_timeout_s", 0, "massive.read_timeout_s = 0: must be > 0"),
         ("ingest", "option_underlyings", ["SPY", ""], "ingest.option_underlyings[1] = '': must not be empty"),
         ("features", "windows", ["5m", 5], "features.windows[1] = 5: expected a string"),
         ("features", "windows", ["1m", "60s"], "window '60s' is listed twice"),

@@ -41,7 +41,7 @@ def build_ingest_asset(
         day = dt.date.fromisoformat(context.partition_key)
         key = flat_file_key(name, day)
         try:
-            opened = source.open(name, day)
+            opened = source.open(name, day, log=context.log)
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
         keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
@@ -68,7 +68,7 @@ def build_ingest_asset(
                 context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
             ),
             max_reject_fraction=s.ingest.max_reject_fraction,
-            reopen=lambda: source.open(name, day),
+            reopen=lambda: source.open(name, day, log=context.log),
             reject_sink=spool_reject,
         )
 
