@@ -58,26 +58,40 @@ def option_root(tickers: pa.Array) -> pa.Array:
 
 def tick_sizes(tickers: pa.Array, prices: np.ndarray, rules: TickRules) -> np.ndarray:
     """Tick size per row (float64): by instrument kind, class and price; NaN price -> NaN."""
-    tickers = tickers.cast(pa.string())
+    encoded = pc.dictionary_encode(tickers.cast(pa.string()))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    return tick_sizes_coded(encoded.dictionary, np.asarray(codes, np.int64), prices, rules)
+
+
+def tick_sizes_coded(
+    dictionary: pa.Array, codes: np.ndarray, prices: np.ndarray, rules: TickRules
+) -> np.ndarray:
+    """:func:`tick_sizes` for dictionary-coded tickers (row ticker = ``dictionary[code]``; a
+    code of -1 is taken as an equity): the class rules are looked up once per ticker."""
+    dictionary = dictionary.cast(pa.string())
+    # Per ticker: 0 equity, 1 option, 2 penny-class option, 3 all-penny option.
     is_option = np.asarray(
-        pc.fill_null(pc.starts_with(tickers, "O:"), False).to_numpy(zero_copy_only=False),
+        pc.fill_null(pc.starts_with(dictionary, "O:"), False).to_numpy(zero_copy_only=False),
         dtype=bool,
     )
-    prices = np.asarray(prices, dtype=np.float64)
-    out = np.where(
-        prices >= rules.equity_threshold, rules.equity_tick_at_above, rules.equity_tick_below
-    )
+    kind = is_option.astype(np.int8)
     if is_option.any():
-        root = option_root(tickers)
-        all_penny = _member(root, rules.penny_all_prices)
-        penny = _member(root, rules.penny_classes)
-        high = prices >= rules.option_threshold
-        opt = np.where(high, rules.option_tick_at_above, rules.option_tick_below)
-        opt = np.where(
-            penny, np.where(high, rules.penny_tick_at_above, rules.penny_tick_below), opt
-        )
-        opt = np.where(all_penny, rules.penny_tick_below, opt)
-        out = np.where(is_option, opt, out)
+        root = option_root(dictionary)
+        kind[is_option & _member(root, rules.penny_classes)] = 2
+        kind[is_option & _member(root, rules.penny_all_prices)] = 3
+    row_kind = np.append(kind, 0)[np.asarray(codes)]  # code -1 -> the appended 0
+    prices = np.asarray(prices, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        below_table = np.array(
+            [rules.equity_tick_below, rules.option_tick_below, rules.penny_tick_below,
+             rules.penny_tick_below]
+        )  # fmt: skip
+        above_table = np.array(
+            [rules.equity_tick_at_above, rules.option_tick_at_above, rules.penny_tick_at_above,
+             rules.penny_tick_below]
+        )  # fmt: skip
+        threshold = np.where(row_kind == 0, rules.equity_threshold, rules.option_threshold)
+        out = np.where(prices >= threshold, above_table[row_kind], below_table[row_kind])
     return np.where(np.isnan(prices), np.nan, out)
 
 

@@ -1,0 +1,457 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Aggressor classification of trades against the NBBO in force at their SIP time.
+
+For each trade: the latest NBBO of its ticker with SIP time <= the trade's (ties at one
+nanosecond: the highest sequence number, then the last row), usable when its age is within
+the staleness limit and its state is Normal. Buyer when price >= ask - epsilon, Seller when
+price <= bid + epsilon, method ``touch`` (within epsilon of the touch) or ``beyond``; else
+Unknown with a reason. With the tick-rule fallback on, a trade without a usable NBBO (no
+quote, stale, Invalid, Locked, Crossed; not one inside the spread) is Buyer on an uptick and
+Seller on a downtick from the previous trade of the same ticker (method ``tick_rule``).
+docs/classification.md states the rules. Batch and live use :func:`classify`; the live side
+keeps its NBBO in a :class:`NbboBook`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_assets.core.nbbo import CROSSED, INVALID, LOCKED, NORMAL, nbbo_states, state_names
+from market_assets.core.schemas import (
+    AGGRESSOR_SIDES,
+    CLASS_METHODS,
+    CLASSIFICATION_COLUMNS,
+    TS,
+    UNKNOWN_REASONS,
+)
+from market_assets.core.ticks import TickRules, tick_sizes_coded
+
+BUY, SELL, UNKNOWN = range(3)
+TOUCH, BEYOND, TICK_RULE, NO_METHOD = range(4)
+BAD_TRADE, NO_QUOTE, STALE, R_INVALID, R_LOCKED, R_CROSSED, INSIDE = range(7)
+_STATE_REASON = {INVALID: R_INVALID, LOCKED: R_LOCKED, CROSSED: R_CROSSED}
+_SIDES = pa.array(AGGRESSOR_SIDES, pa.string())
+_METHODS = pa.array(CLASS_METHODS, pa.string())
+_REASONS = pa.array(UNKNOWN_REASONS, pa.string())
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Maximum NBBO age: ``fixed_ms``, or adaptive: the ``quantile`` of observed ages
+    clamped to [``min_ms``, ``max_ms``] (a ticker with fewer than ``min_samples`` ages uses
+    the pooled ages of its kind; none at all gives ``max_ms``)."""
+
+    adaptive: bool = True
+    fixed_ms: float = 150.0
+    quantile: float = 0.99
+    min_ms: float = 10.0
+    max_ms: float = 150.0
+    min_samples: int = 20
+
+    @classmethod
+    def options(cls, adaptive: bool = True) -> Staleness:
+        """SPEC default for options: p99 clamped to 10-150 ms (fixed: 150 ms)."""
+        return cls(adaptive=adaptive, fixed_ms=150.0, min_ms=10.0, max_ms=150.0)
+
+    @classmethod
+    def equities(cls, adaptive: bool = True) -> Staleness:
+        """SPEC default for equities: p99 clamped to 5-50 ms (fixed: 50 ms)."""
+        return cls(adaptive=adaptive, fixed_ms=50.0, min_ms=5.0, max_ms=50.0)
+
+    def limit_us(self, quantile_age_ns: float | None) -> int:
+        """The limit (us) for an observed age quantile (ns; None when nothing observed)."""
+        if not self.adaptive:
+            return round(self.fixed_ms * 1000)
+        if quantile_age_ns is None:
+            return round(self.max_ms * 1000)
+        us = math.ceil(quantile_age_ns / 1000)
+        return int(min(max(us, round(self.min_ms * 1000)), round(self.max_ms * 1000)))
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    """Classifier settings: staleness per kind, tick rules, the tick-rule fallback."""
+
+    option_staleness: Staleness = field(default_factory=Staleness.options)
+    equity_staleness: Staleness = field(default_factory=Staleness.equities)
+    tick_rules: TickRules = field(default_factory=TickRules)
+    tick_rule_fallback: bool = False
+
+
+def _array(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ns and validity of a timestamp or integer array."""
+    ints = arr.cast(pa.int64()) if pa.types.is_timestamp(arr.type) else arr.cast(pa.int64())
+    valid = ~np.asarray(ints.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(ints.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64), valid
+
+
+def _floats(arr: pa.Array) -> np.ndarray:
+    return np.asarray(
+        arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+
+
+def _codes(arr: pa.Array, value_set: pa.Array) -> np.ndarray:
+    return np.asarray(
+        pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
+
+
+class QuoteIndex:
+    """Quote rows (NBBO deltas, or raw quotes) of one or many tickers sorted once by
+    (ticker, SIP time, sequence number, row) for repeated as-of lookups.
+
+    The sort key is one int64 per row: ticker code x (distinct times + 1) + the rank of the
+    row's time among the distinct times, so an as-of lookup for many tickers is a single
+    ``searchsorted`` (no loop over tickers).
+    """
+
+    def __init__(self, quotes: pa.Table | pa.RecordBatch):
+        tickers = _array(quotes, "ticker").cast(pa.string())
+        encoded = pc.dictionary_encode(tickers)
+        self.tickers = encoded.dictionary
+        code = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
+        if "sequence_number" in quotes.column_names:
+            seq = np.asarray(
+                _array(quotes, "sequence_number")
+                .cast(pa.int64())
+                .fill_null(-1)
+                .to_numpy(zero_copy_only=False),
+                np.int64,
+            )
+        else:
+            seq = np.full(len(code), -1, np.int64)
+        rows = np.flatnonzero((code >= 0) & ts_ok)
+        order = rows[np.lexsort((rows, seq[rows], ts[rows], code[rows]))]
+        self.code = code[order]
+        self.ts = ts[order]
+        values = {
+            name: _floats(_array(quotes, name))[order]
+            for name in ("bid_price", "bid_size", "ask_price", "ask_size")
+        }
+        self.bid, self.bid_size = values["bid_price"], values["bid_size"]
+        self.ask, self.ask_size = values["ask_price"], values["ask_size"]
+        self.state = nbbo_states(self.bid, self.bid_size, self.ask, self.ask_size)
+        self.times = np.unique(self.ts)
+        self._span = len(self.times) + 1
+        if (len(self.tickers) + 1) * self._span >= 2**62:
+            raise ValueError("too many tickers x distinct quote times for one QuoteIndex")
+        self.key = self.code * self._span + np.searchsorted(self.times, self.ts)
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def asof(self, tickers: pa.Array, ts_ns: np.ndarray) -> np.ndarray:
+        """Position (into the sorted quotes) of the latest quote of each ticker with SIP
+        time <= ``ts_ns``; -1 where there is none."""
+        code = _codes(tickers.cast(pa.string()), self.tickers)
+        if len(self.code) == 0:
+            return np.full(len(code), -1, np.int64)
+        rank = np.searchsorted(self.times, ts_ns, side="right") - 1
+        pos = np.searchsorted(self.key, code * self._span + rank, side="right") - 1
+        found = (code >= 0) & (pos >= 0)
+        found[found] = self.code[pos[found]] == code[found]
+        return np.where(found, pos, -1)
+
+
+def _group_quantile(
+    group: np.ndarray, values: np.ndarray, q: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (ascending ids): the ``q`` quantile (method 'higher': an observed value)
+    and the count. Returns (group ids, quantiles, counts)."""
+    if len(group) == 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
+    order = np.lexsort((values, group))
+    g, v = group[order], values[order]
+    ids, start, count = np.unique(g, return_index=True, return_counts=True)
+    k = np.ceil(q * (count - 1)).astype(np.int64)
+    return ids, v[start + k].astype(np.float64), count
+
+
+def adaptive_limits_us(
+    ticker_codes: np.ndarray,
+    is_option: np.ndarray,
+    ages_ns: np.ndarray,
+    has_age: np.ndarray,
+    params: ClassifyParams,
+) -> np.ndarray:
+    """Staleness limit (us) per row from the ages observed on these rows (the batch side
+    of SPEC's adaptive staleness): per ticker, pooled by kind below ``min_samples``."""
+    out = np.zeros(len(ticker_codes), np.int64)
+    for kind_mask, policy in (
+        (is_option, params.option_staleness),
+        (~is_option, params.equity_staleness),
+    ):
+        if not kind_mask.any():
+            continue
+        if not policy.adaptive:
+            out[kind_mask] = policy.limit_us(None)
+            continue
+        m = kind_mask & has_age
+        pooled = (
+            float(
+                _group_quantile(np.zeros(int(m.sum()), np.int64), ages_ns[m], policy.quantile)[1][0]
+            )
+            if m.any()
+            else None
+        )
+        pooled_us = policy.limit_us(pooled)
+        limits = np.full(len(ticker_codes), pooled_us, np.int64)
+        ids, qs, counts = _group_quantile(ticker_codes[m], ages_ns[m], policy.quantile)
+        own = counts >= policy.min_samples
+        if own.any():
+            lut_ids = ids[own]
+            lut = np.array([policy.limit_us(float(v)) for v in qs[own]], np.int64)
+            at = np.searchsorted(lut_ids, ticker_codes)
+            at_c = np.minimum(at, len(lut_ids) - 1)
+            hit = lut_ids[at_c] == ticker_codes
+            limits = np.where(hit, lut[at_c], limits)
+        out[kind_mask] = limits[kind_mask]
+    return out
+
+
+def classify(
+    trades: pa.Table | pa.RecordBatch,
+    quotes: QuoteIndex,
+    params: ClassifyParams | None = None,
+    *,
+    limits_us: np.ndarray | None = None,
+    prev_price: np.ndarray | None = None,
+) -> pa.Table:
+    """The classification columns (``CLASSIFICATION_COLUMNS``) for ``trades``, row for row.
+
+    ``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``; it may hold many tickers
+    in any order. ``limits_us`` overrides the staleness limit per row (the live book passes
+    its rolling adaptive limits); otherwise fixed or adaptive over these trades' ages.
+    ``prev_price`` is, per row, the ticker's last trade price before this batch (NaN: none)
+    for the tick rule; within the batch the previous trade is found by (SIP time, row).
+    """
+    params = params or ClassifyParams()
+    n = trades.num_rows
+    tickers = _array(trades, "ticker").cast(pa.string())
+    ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+    price = _floats(_array(trades, "price"))
+    encoded = pc.dictionary_encode(tickers)
+    tcode = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    tick = tick_sizes_coded(encoded.dictionary, tcode, price, params.tick_rules)
+    eps = tick * params.tick_rules.epsilon_ticks
+    is_option = np.append(
+        np.asarray(
+            pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False).to_numpy(
+                zero_copy_only=False
+            ),
+            bool,
+        ),
+        False,
+    )[tcode]
+    with np.errstate(invalid="ignore"):
+        bad = ~ts_ok | ~(price > 0) | (tcode < 0)
+
+    pos = quotes.asof(tickers, ts)
+    pos[bad] = -1
+    has = pos >= 0
+    p = np.where(has, pos, 0)
+    take = (
+        (lambda a: np.where(has, a[p], np.nan)) if len(quotes) else (lambda a: np.full(n, np.nan))
+    )
+    bid, ask = take(quotes.bid), take(quotes.ask)
+    bid_size, ask_size = take(quotes.bid_size), take(quotes.ask_size)
+    q_ts = np.where(has, quotes.ts[p], 0) if len(quotes) else np.zeros(n, np.int64)
+    state = np.where(has, quotes.state[p], -1) if len(quotes) else np.full(n, -1)
+    age_ns = np.where(has, ts - q_ts, 0)
+    if limits_us is None:
+        limits_us = adaptive_limits_us(tcode, is_option, age_ns, has, params)
+    fresh = has & (age_ns <= limits_us * 1000)
+
+    reason = np.full(n, -1, np.int8)
+    reason[~fresh] = STALE
+    reason[~has] = NO_QUOTE
+    reason[bad] = BAD_TRADE
+    for st, r in _STATE_REASON.items():
+        reason[fresh & (state == st)] = r
+    ok = fresh & (state == NORMAL)
+    with np.errstate(invalid="ignore"):
+        buy = ok & (price >= ask - eps)
+        sell = ok & ~buy & (price <= bid + eps)
+        side = np.where(buy, BUY, np.where(sell, SELL, UNKNOWN)).astype(np.int8)
+        beyond = (buy & (price > ask + eps)) | (sell & (price < bid - eps))
+        method = np.where(buy | sell, np.where(beyond, BEYOND, TOUCH), NO_METHOD).astype(np.int8)
+        reason[ok & ~buy & ~sell] = INSIDE
+        touch_ticks = np.where(
+            buy, (price - ask) / tick, np.where(sell, (bid - price) / tick, np.nan)
+        )
+        mid = (bid + ask) / 2
+        with_mid = fresh & (state >= 0) & (state != INVALID)
+        mid_bp = np.where(with_mid, (price - mid) / mid * 1e4, np.nan)
+
+    if params.tick_rule_fallback:
+        fallback = (reason >= NO_QUOTE) & (reason <= R_CROSSED)
+        prev = _previous_prices(tcode, ts, price, ~bad, prev_price)
+        with np.errstate(invalid="ignore"):
+            up = fallback & (price > prev + eps)
+            down = fallback & (price < prev - eps)
+        side[up], side[down] = BUY, SELL
+        method[up | down] = TICK_RULE
+        reason[up | down] = -1
+
+    cols = {
+        "aggressor_side": _SIDES.take(pa.array(side.astype(np.int32))),
+        "class_method": _METHODS.take(pa.array(method.astype(np.int32))),
+        "unknown_reason": _REASONS.take(pa.array(reason.astype(np.int32), mask=reason < 0)),
+        "nbbo_bid": pa.array(bid, pa.float64(), from_pandas=True),
+        "nbbo_ask": pa.array(ask, pa.float64(), from_pandas=True),
+        "nbbo_bid_size": pa.array(bid_size, pa.float64(), from_pandas=True),
+        "nbbo_ask_size": pa.array(ask_size, pa.float64(), from_pandas=True),
+        "nbbo_ts": pa.array(q_ts, pa.int64(), mask=~has).cast(TS),
+        "nbbo_age_us": pa.array(age_ns // 1000, pa.int64(), mask=~has),
+        "nbbo_state": state_names(state),
+        "tick_size_used": pa.array(tick, pa.float64(), from_pandas=True),
+        "mid_offset_bp": pa.array(mid_bp, pa.float64(), from_pandas=True),
+        "touch_offset_ticks": pa.array(touch_ticks, pa.float64(), from_pandas=True),
+        "staleness_limit_us": pa.array(limits_us, pa.int64()),
+    }
+    return pa.table(cols, schema=CLASSIFICATION_COLUMNS)
+
+
+def _previous_prices(
+    code: np.ndarray,
+    ts: np.ndarray,
+    price: np.ndarray,
+    valid: np.ndarray,
+    carried: np.ndarray | None,
+) -> np.ndarray:
+    """Per row: the price of the previous valid trade of the same ticker by (SIP time, row);
+    for a ticker's first trade the carried price (NaN without one)."""
+    n = len(code)
+    prev = np.full(n, np.nan) if carried is None else np.asarray(carried, np.float64).copy()
+    rows = np.flatnonzero(valid)
+    order = rows[np.lexsort((rows, ts[rows], code[rows]))]
+    if len(order) > 1:
+        same = code[order[1:]] == code[order[:-1]]
+        prev[order[1:][same]] = price[order[:-1][same]]
+    return prev
+
+
+def classify_table(
+    trades: pa.Table, quotes: pa.Table | QuoteIndex, params: ClassifyParams | None = None
+) -> pa.Table:
+    """``trades`` with the classification columns appended (a day's trades of many contracts
+    against that day's NBBO deltas); the raw columns are returned unchanged."""
+    index = quotes if isinstance(quotes, QuoteIndex) else QuoteIndex(quotes)
+    cols = classify(trades, index, params)
+    out = trades
+    for name in cols.column_names:
+        out = out.append_column(cols.schema.field(name), cols.column(name))
+    return out
+
+
+class NbboBook:
+    """Live NBBO per ticker, updated by quotes and classifying trades with :func:`classify`.
+
+    Keeps the last ``history`` NBBO deltas per ticker (a trade may arrive after a quote
+    stamped later than it), the last trade price per ticker (tick rule), and the last
+    ``window`` observed ages per ticker and per kind for the adaptive staleness limit, which
+    is computed from the ages seen before each batch (causal, unlike the batch path's
+    whole-day quantile: the two agree exactly with fixed staleness).
+    """
+
+    def __init__(self, params: ClassifyParams | None = None, history: int = 64, window: int = 2000):
+        self.params = params or ClassifyParams()
+        self.history, self.window = history, window
+        self._quotes: dict[str, deque[tuple[int, int, float, float, float, float]]] = {}
+        self._last_price: dict[str, float] = {}
+        self._ages: dict[str, deque[int]] = {}
+        self._pooled: dict[bool, deque[int]] = {
+            True: deque(maxlen=window),
+            False: deque(maxlen=window),
+        }
+
+    def update(self, quotes: pa.Table | pa.RecordBatch) -> None:
+        """Apply quote rows (ticker, sip_timestamp, bid/ask price and size, optional
+        sequence_number) in arrival order."""
+        cols = quotes.to_pydict()
+        seqs = cols.get("sequence_number") or [None] * quotes.num_rows
+        for i, ticker in enumerate(cols["ticker"]):
+            ts = cols["sip_timestamp"][i]
+            ts = ts if isinstance(ts, int) else pa.scalar(ts, TS).cast(pa.int64()).as_py()
+            row = (
+                ts,
+                -1 if seqs[i] is None else int(seqs[i]),
+                *(
+                    np.nan if cols[c][i] is None else float(cols[c][i])
+                    for c in ("bid_price", "bid_size", "ask_price", "ask_size")
+                ),
+            )
+            book = self._quotes.get(ticker)
+            if book is None:
+                book = self._quotes[ticker] = deque(maxlen=self.history)
+            if book and _same_nbbo(book[-1], row):
+                continue
+            book.append(row)
+
+    def classify(self, trades: pa.Table | pa.RecordBatch) -> pa.Table:
+        """Classification columns for ``trades`` (one or many), as :func:`classify` gives."""
+        names = _array(trades, "ticker").cast(pa.string()).to_pylist()
+        wanted = [t for t in dict.fromkeys(names) if t in self._quotes]
+        rows = [(t, *q) for t in wanted for q in self._quotes[t]]
+        quotes = pa.table(
+            {
+                "ticker": pa.array([r[0] for r in rows], pa.string()),
+                "sip_timestamp": pa.array([r[1] for r in rows], pa.int64()),
+                "sequence_number": pa.array([r[2] for r in rows], pa.int64()),
+                "bid_price": pa.array([r[3] for r in rows], pa.float64()),
+                "bid_size": pa.array([r[4] for r in rows], pa.float64()),
+                "ask_price": pa.array([r[5] for r in rows], pa.float64()),
+                "ask_size": pa.array([r[6] for r in rows], pa.float64()),
+            }
+        )
+        prev = np.array([self._last_price.get(t, np.nan) for t in names], np.float64)
+        limits = np.array([self._limit_us(t) for t in names], np.int64)
+        out = classify(trades, QuoteIndex(quotes), self.params, limits_us=limits, prev_price=prev)
+        self._remember(trades, names, out)
+        return out
+
+    def _limit_us(self, ticker: str) -> int:
+        is_option = ticker.startswith("O:")
+        policy = self.params.option_staleness if is_option else self.params.equity_staleness
+        if not policy.adaptive:
+            return policy.limit_us(None)
+        ages = self._ages.get(ticker)
+        if ages is None or len(ages) < policy.min_samples:
+            ages = self._pooled[is_option]
+        if not ages:
+            return policy.limit_us(None)
+        a = np.sort(np.fromiter(ages, np.int64, len(ages)))
+        return policy.limit_us(float(a[math.ceil(policy.quantile * (len(a) - 1))]))
+
+    def _remember(self, trades: pa.Table | pa.RecordBatch, names: list[str], out: pa.Table) -> None:
+        ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+        price = _floats(_array(trades, "price"))
+        ages = out.column("nbbo_ts").cast(pa.int64()).to_pylist()
+        order = np.lexsort((np.arange(len(names)), ts))
+        for i in order:
+            if ages[i] is not None:
+                age = int(ts[i] - ages[i])
+                self._ages.setdefault(names[i], deque(maxlen=self.window)).append(age)
+                self._pooled[names[i].startswith("O:")].append(age)
+            if ts_ok[i] and price[i] > 0:
+                self._last_price[names[i]] = float(price[i])
+
+
+def _same_nbbo(a: tuple, b: tuple) -> bool:
+    return all(x == y or (x != x and y != y) for x, y in zip(a[2:], b[2:], strict=True))
