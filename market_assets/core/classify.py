@@ -115,9 +115,11 @@ class QuoteIndex:
     """Quote rows (NBBO deltas, or raw quotes) of one or many tickers sorted once by
     (ticker, SIP time, sequence number, row) for repeated as-of lookups.
 
-    The sort key is one int64 per row: ticker code x (distinct times + 1) + the rank of the
-    row's time among the distinct times, so an as-of lookup for many tickers is a single
-    ``searchsorted`` (no loop over tickers).
+    The sort key is one int64 per row: ticker code x span + the row's time relative to the
+    earliest (span: the time range; over a day this fits 100,000+ tickers, beyond that the
+    rank of the time among the distinct times), so an as-of lookup for many tickers is a
+    single ``searchsorted`` (no loop over tickers). Rows already in that order (a flat
+    file's, or deltas written from one) are not sorted again.
     """
 
     def __init__(self, quotes: pa.Table | pa.RecordBatch):
@@ -136,51 +138,91 @@ class QuoteIndex:
             )
         else:
             seq = np.full(len(code), -1, np.int64)
-        rows = np.flatnonzero((code >= 0) & ts_ok)
-        order = rows[np.lexsort((rows, seq[rows], ts[rows], code[rows]))]
-        self.code = code[order]
-        self.ts = ts[order]
-        values = {
-            name: _floats(_array(quotes, name))[order]
-            for name in ("bid_price", "bid_size", "ask_price", "ask_size")
-        }
-        self.bid, self.bid_size = values["bid_price"], values["bid_size"]
-        self.ask, self.ask_size = values["ask_price"], values["ask_size"]
+        usable = (code >= 0) & ts_ok
+        rows = None if usable.all() else np.flatnonzero(usable)
+        if rows is not None:
+            code, ts, seq = code[rows], ts[rows], seq[rows]
+        self._tmin = int(ts.min()) if len(ts) else 0
+        span = (int(ts.max()) - self._tmin + 2) if len(ts) else 2
+        if (len(self.tickers) + 1) * span < 2**62:
+            self.times = None
+            self._span = span
+            key = code * span + (ts - self._tmin)
+        else:
+            self.times = np.unique(ts)
+            self._span = len(self.times) + 1
+            key = code * self._span + np.searchsorted(self.times, ts)
+        if len(key) > 1 and not _in_order(key, seq):
+            order = np.lexsort((seq, key))  # stable: full ties keep row order
+            key, code, ts = key[order], code[order], ts[order]
+            rows = order if rows is None else rows[order]
+        self.key, self.code, self.ts = key, code, ts
+        values = [
+            _floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")
+        ]
+        if rows is not None:
+            values = [v[rows] for v in values]
+        self.bid, self.bid_size, self.ask, self.ask_size = values
         self.state = nbbo_states(self.bid, self.bid_size, self.ask, self.ask_size)
-        self.times = np.unique(self.ts)
-        self._span = len(self.times) + 1
-        if (len(self.tickers) + 1) * self._span >= 2**62:
-            raise ValueError("too many tickers x distinct quote times for one QuoteIndex")
-        self.key = self.code * self._span + np.searchsorted(self.times, self.ts)
 
     def __len__(self) -> int:
         return len(self.code)
 
+    def codes(self, tickers: pa.Array) -> np.ndarray:
+        """This index's ticker code per ticker (-1 where it has no quotes)."""
+        return _codes(tickers.cast(pa.string()), self.tickers)
+
     def asof(self, tickers: pa.Array, ts_ns: np.ndarray) -> np.ndarray:
         """Position (into the sorted quotes) of the latest quote of each ticker with SIP
         time <= ``ts_ns``; -1 where there is none."""
-        code = _codes(tickers.cast(pa.string()), self.tickers)
+        return self.asof_codes(self.codes(tickers), ts_ns)
+
+    def asof_codes(self, code: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
+        """:meth:`asof` for tickers given as this index's codes (see :meth:`codes`)."""
         if len(self.code) == 0:
             return np.full(len(code), -1, np.int64)
-        rank = np.searchsorted(self.times, ts_ns, side="right") - 1
-        pos = np.searchsorted(self.key, code * self._span + rank, side="right") - 1
+        if self.times is None:
+            rel = np.clip(ts_ns - self._tmin, -1, self._span - 2)
+        else:
+            rel = np.searchsorted(self.times, ts_ns, side="right") - 1
+        pos = np.searchsorted(self.key, code * self._span + rel, side="right") - 1
         found = (code >= 0) & (pos >= 0)
         found[found] = self.code[pos[found]] == code[found]
         return np.where(found, pos, -1)
 
 
-def _group_quantile(
-    group: np.ndarray, values: np.ndarray, q: float
+def _in_order(key: np.ndarray, seq: np.ndarray) -> bool:
+    """True when rows are sorted by (key, seq)."""
+    step = np.diff(key)
+    if (step < 0).any():
+        return False
+    tie = step == 0
+    return not (tie.any() and (seq[1:][tie] < seq[:-1][tie]).any())
+
+
+def _higher_quantile(values: np.ndarray, q: float) -> int:
+    """The ``q`` quantile with numpy's method 'higher' (an observed value)."""
+    k = math.ceil(q * (len(values) - 1))
+    return int(np.partition(values, k)[k])
+
+
+def _group_quantiles(
+    group: np.ndarray, values: np.ndarray, q: float, cap: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per group (ascending ids): the ``q`` quantile (method 'higher': an observed value)
-    and the count. Returns (group ids, quantiles, counts)."""
+    """Per group (ascending ids >= 0): the ``q`` quantile (method 'higher') of the values
+    capped at ``cap`` (order statistics above the cap only ever clamp to it), and the
+    count. One sort of a packed (group, value) int64 key."""
     if len(group) == 0:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64)
-    order = np.lexsort((values, group))
-    g, v = group[order], values[order]
-    ids, start, count = np.unique(g, return_index=True, return_counts=True)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    shift = int(cap).bit_length()
+    if int(group.max()) >= 2 ** (62 - shift):
+        raise ValueError("too many tickers for the adaptive staleness quantile")
+    packed = np.sort((group.astype(np.int64) << shift) | np.minimum(values, cap))
+    g = packed >> shift
+    start = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    count = np.diff(np.append(start, len(packed)))
     k = np.ceil(q * (count - 1)).astype(np.int64)
-    return ids, v[start + k].astype(np.float64), count
+    return g[start], packed[start + k] & ((1 << shift) - 1), count
 
 
 def adaptive_limits_us(
@@ -199,28 +241,23 @@ def adaptive_limits_us(
     ):
         if not kind_mask.any():
             continue
-        if not policy.adaptive:
+        m = kind_mask & has_age
+        if not policy.adaptive or not m.any():
             out[kind_mask] = policy.limit_us(None)
             continue
-        m = kind_mask & has_age
-        pooled = (
-            float(
-                _group_quantile(np.zeros(int(m.sum()), np.int64), ages_ns[m], policy.quantile)[1][0]
-            )
-            if m.any()
-            else None
+        cap = round(policy.max_ms * 1_000_000) + 1
+        ages = np.minimum(ages_ns[m], cap)
+        limits = np.full(
+            len(ticker_codes), policy.limit_us(_higher_quantile(ages, policy.quantile))
         )
-        pooled_us = policy.limit_us(pooled)
-        limits = np.full(len(ticker_codes), pooled_us, np.int64)
-        ids, qs, counts = _group_quantile(ticker_codes[m], ages_ns[m], policy.quantile)
+        ids, qs, counts = _group_quantiles(ticker_codes[m], ages, policy.quantile, cap)
         own = counts >= policy.min_samples
         if own.any():
             lut_ids = ids[own]
-            lut = np.array([policy.limit_us(float(v)) for v in qs[own]], np.int64)
-            at = np.searchsorted(lut_ids, ticker_codes)
-            at_c = np.minimum(at, len(lut_ids) - 1)
-            hit = lut_ids[at_c] == ticker_codes
-            limits = np.where(hit, lut[at_c], limits)
+            lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
+            lut = np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+            at = np.minimum(np.searchsorted(lut_ids, ticker_codes), len(lut_ids) - 1)
+            limits = np.where(lut_ids[at] == ticker_codes, lut[at], limits)
         out[kind_mask] = limits[kind_mask]
     return out
 
@@ -262,7 +299,8 @@ def classify(
     with np.errstate(invalid="ignore"):
         bad = ~ts_ok | ~(price > 0) | (tcode < 0)
 
-    pos = quotes.asof(tickers, ts)
+    qcode = np.append(quotes.codes(encoded.dictionary), -1)[tcode]
+    pos = quotes.asof_codes(qcode, ts)
     pos[bad] = -1
     has = pos >= 0
     p = np.where(has, pos, 0)
