@@ -498,3 +498,23 @@ def test_live_book_keeps_unchanged_quotes_out_and_answers_for_trades_stamped_ear
     rows = book.classify(trades([(STOCK, 7, 100.1), (STOCK, 10, 101.1)])).to_pylist()
     assert [(r["aggressor_side"], r["nbbo_age_us"]) for r in rows] == [("buy", 0), ("buy", 0)]
     assert [r["nbbo_ts"].value for r in rows] == [0, 10]
+
+
+def test_quote_order_and_time_range_do_not_change_the_result():
+    q, t = generated_day(seed=5, contracts=40, n_quotes=4000, n_trades=2000)
+    want = classify(t, QuoteIndex(q), FIXED).to_pylist()
+    # In file order (ticker, time, sequence): the index takes it without sorting.
+    ts = q.column("sip_timestamp").cast(pa.int64()).to_numpy()
+    codes = pa.compute.dictionary_encode(q.column("ticker")).combine_chunks().indices.to_numpy()
+    in_order = q.take(np.lexsort((q.column("sequence_number").to_numpy(), ts, codes)))
+    assert classify(t, QuoteIndex(in_order), FIXED).to_pylist() == want
+    # A time range too wide for the packed key (ticker x span): ranks of distinct times.
+    far = 2**61
+
+    def shifted(table: pa.Table, extra: list[tuple]) -> pa.Table:
+        return pa.concat_tables([table, quotes(extra).select(table.column_names)])
+
+    wide = shifted(q, [("FAR", far, 1.0, 1, 1.1, 1, -1)])
+    index = QuoteIndex(wide)
+    assert index.times is not None
+    assert classify(t, index, FIXED).to_pylist() == want
