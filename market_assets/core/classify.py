@@ -422,25 +422,42 @@ class NbboBook:
     def update(self, quotes: pa.Table | pa.RecordBatch) -> None:
         """Apply quote rows (ticker, sip_timestamp, bid/ask price and size, optional
         sequence_number) in arrival order."""
-        cols = quotes.to_pydict()
-        seqs = cols.get("sequence_number") or [None] * quotes.num_rows
-        for i, ticker in enumerate(cols["ticker"]):
-            ts = cols["sip_timestamp"][i]
-            ts = ts if isinstance(ts, int) else pa.scalar(ts, TS).cast(pa.int64()).as_py()
-            row = (
-                ts,
-                -1 if seqs[i] is None else int(seqs[i]),
-                *(
-                    np.nan if cols[c][i] is None else float(cols[c][i])
-                    for c in ("bid_price", "bid_size", "ask_price", "ask_size")
-                ),
-            )
+        names = _array(quotes, "ticker").cast(pa.string()).to_pylist()
+        ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
+        if "sequence_number" in quotes.column_names:
+            seqs = _array(quotes, "sequence_number").cast(pa.int64()).fill_null(-1).to_pylist()
+        else:
+            seqs = [-1] * quotes.num_rows
+        values = np.column_stack(
+            [_floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")]
+        ).tolist()
+        for i, ticker in enumerate(names):
+            if ticker is None or not ts_ok[i]:
+                continue
+            row = (int(ts[i]), seqs[i], *values[i])
             book = self._quotes.get(ticker)
             if book is None:
                 book = self._quotes[ticker] = deque(maxlen=self.history)
             if book and _same_nbbo(book[-1], row):
                 continue
             book.append(row)
+
+    def current(self, ticker: str) -> dict | None:
+        """The latest NBBO of ``ticker`` (by SIP time) with its state, or None."""
+        book = self._quotes.get(ticker)
+        if not book:
+            return None
+        ts, seq, bid, bid_size, ask, ask_size = max(book, key=lambda r: (r[0], r[1]))
+        state = nbbo_states(*(np.array([v]) for v in (bid, bid_size, ask, ask_size)))[0]
+        return {
+            "sip_timestamp": ts,
+            "sequence_number": seq,
+            "bid_price": bid,
+            "bid_size": bid_size,
+            "ask_price": ask,
+            "ask_size": ask_size,
+            "nbbo_state": state_names(np.array([state])).to_pylist()[0],
+        }
 
     def classify(self, trades: pa.Table | pa.RecordBatch) -> pa.Table:
         """Classification columns for ``trades`` (one or many), as :func:`classify` gives."""

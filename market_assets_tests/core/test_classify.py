@@ -518,3 +518,11 @@ def test_quote_order_and_time_range_do_not_change_the_result():
     index = QuoteIndex(wide)
     assert index.times is not None
     assert classify(t, index, FIXED).to_pylist() == want
+
+
+def test_live_book_reports_the_current_nbbo_and_its_state():
+    book = NbboBook(FIXED)
+    assert book.current(STOCK) is None
+    book.update(quotes([(STOCK, 5, 100.0, 5, 100.1, 7), (STOCK, 9, 100.1, 5, 100.1, 7)]))
+    now = book.current(STOCK)
+    assert (now["sip_timestamp"], now["bid_price"], now["nbbo_state"]) == (9, 100.1, "Locked")
