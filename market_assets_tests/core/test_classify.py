@@ -371,6 +371,7 @@ def reference(q: pa.Table, t: pa.Table, params: ClassifyParams) -> list[dict]:
         eps = tick_size * tick.epsilon_ticks if tick_size else None
         lim = limit_us(ticker)
         row = {"side": "unknown", "method": "unknown", "reason": None, "limit": lim}
+        row["tick"] = tick_size
         if tick_size is None or price <= 0:
             row["reason"] = "bad_trade"
         elif b is None:
@@ -390,6 +391,8 @@ def reference(q: pa.Table, t: pa.Table, params: ClassifyParams) -> list[dict]:
                 else "Normal"
             )
             row.update(bid=bid, ask=ask, state=state, age_us=age // 1000)
+            if age <= lim * 1000 and state != "Invalid":
+                row["mid_bp"] = (price - (bid + ask) / 2) / ((bid + ask) / 2) * 1e4
             if age > lim * 1000:
                 row["reason"] = "stale"
             elif state != "Normal":
@@ -397,9 +400,11 @@ def reference(q: pa.Table, t: pa.Table, params: ClassifyParams) -> list[dict]:
             elif price >= ask - eps:
                 row["side"] = "buy"
                 row["method"] = "beyond" if price > ask + eps else "touch"
+                row["touch_ticks"] = (price - ask) / tick_size
             elif price <= bid + eps:
                 row["side"] = "sell"
                 row["method"] = "beyond" if price < bid - eps else "touch"
+                row["touch_ticks"] = (bid - price) / tick_size
             else:
                 row["reason"] = "inside_spread"
         if params.tick_rule_fallback and row["reason"] in (
@@ -442,6 +447,12 @@ def test_vectorized_classification_equals_the_per_trade_reference(params):
         assert g["staleness_limit_us"] == w["limit"]
         assert g["nbbo_bid"] == w.get("bid") and g["nbbo_ask"] == w.get("ask")
         assert g["nbbo_state"] == w.get("state") and g["nbbo_age_us"] == w.get("age_us")
+        assert g["tick_size_used"] == w["tick"]
+        for ours, theirs in (("mid_offset_bp", "mid_bp"), ("touch_offset_ticks", "touch_ticks")):
+            if w.get(theirs) is None:
+                assert g[ours] is None
+            else:
+                assert g[ours] == pytest.approx(w[theirs], rel=1e-12, abs=1e-12)
         reasons.add(w["reason"] or w["method"])
     # The generated day exercises every outcome.
     assert {"touch", "beyond", "inside_spread", "no_quote", "locked", "crossed", "invalid"} <= (
