@@ -262,6 +262,42 @@ def adaptive_limits_us(
     return out
 
 
+@dataclass
+class _Nbbo:
+    """The NBBO in force per trade (NaN / -1 where none)."""
+
+    has: np.ndarray
+    bid: np.ndarray
+    bid_size: np.ndarray
+    ask: np.ndarray
+    ask_size: np.ndarray
+    ts: np.ndarray
+    state: np.ndarray
+
+
+def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> _Nbbo:
+    pos = quotes.asof_codes(qcode, ts)
+    pos[bad] = -1
+    has = pos >= 0
+    if not len(quotes):
+        nan = np.full(len(ts), np.nan)
+        return _Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
+    p = np.where(has, pos, 0)
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return np.where(has, a[p], np.nan)
+
+    return _Nbbo(
+        has,
+        take(quotes.bid),
+        take(quotes.bid_size),
+        take(quotes.ask),
+        take(quotes.ask_size),
+        np.where(has, quotes.ts[p], 0),
+        np.where(has, quotes.state[p], -1),
+    )
+
+
 def classify(
     trades: pa.Table | pa.RecordBatch,
     quotes: QuoteIndex,
@@ -279,7 +315,6 @@ def classify(
     for the tick rule; within the batch the previous trade is found by (SIP time, row).
     """
     params = params or ClassifyParams()
-    n = trades.num_rows
     tickers = _array(trades, "ticker").cast(pa.string())
     ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
     price = _floats(_array(trades, "price"))
@@ -287,42 +322,26 @@ def classify(
     tcode = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
     tick = tick_sizes_coded(encoded.dictionary, tcode, price, params.tick_rules)
     eps = tick * params.tick_rules.epsilon_ticks
-    is_option = np.append(
-        np.asarray(
-            pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False).to_numpy(
-                zero_copy_only=False
-            ),
-            bool,
-        ),
-        False,
-    )[tcode]
+    option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
+    is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
+    is_option = is_option[tcode]
     with np.errstate(invalid="ignore"):
         bad = ~ts_ok | ~(price > 0) | (tcode < 0)
 
-    qcode = np.append(quotes.codes(encoded.dictionary), -1)[tcode]
-    pos = quotes.asof_codes(qcode, ts)
-    pos[bad] = -1
-    has = pos >= 0
-    p = np.where(has, pos, 0)
-    take = (
-        (lambda a: np.where(has, a[p], np.nan)) if len(quotes) else (lambda a: np.full(n, np.nan))
-    )
-    bid, ask = take(quotes.bid), take(quotes.ask)
-    bid_size, ask_size = take(quotes.bid_size), take(quotes.ask_size)
-    q_ts = np.where(has, quotes.ts[p], 0) if len(quotes) else np.zeros(n, np.int64)
-    state = np.where(has, quotes.state[p], -1) if len(quotes) else np.full(n, -1)
-    age_ns = np.where(has, ts - q_ts, 0)
+    nbbo = _nbbo_at(quotes, np.append(quotes.codes(encoded.dictionary), -1)[tcode], ts, bad)
+    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
     if limits_us is None:
-        limits_us = adaptive_limits_us(tcode, is_option, age_ns, has, params)
-    fresh = has & (age_ns <= limits_us * 1000)
+        limits_us = adaptive_limits_us(tcode, is_option, age_ns, nbbo.has, params)
+    fresh = nbbo.has & (age_ns <= limits_us * 1000)
 
-    reason = np.full(n, -1, np.int8)
+    reason = np.full(len(ts), -1, np.int8)
     reason[~fresh] = STALE
-    reason[~has] = NO_QUOTE
+    reason[~nbbo.has] = NO_QUOTE
     reason[bad] = BAD_TRADE
     for st, r in _STATE_REASON.items():
-        reason[fresh & (state == st)] = r
-    ok = fresh & (state == NORMAL)
+        reason[fresh & (nbbo.state == st)] = r
+    ok = fresh & (nbbo.state == NORMAL)
+    bid, ask = nbbo.bid, nbbo.ask
     with np.errstate(invalid="ignore"):
         buy = ok & (price >= ask - eps)
         sell = ok & ~buy & (price <= bid + eps)
@@ -330,12 +349,9 @@ def classify(
         beyond = (buy & (price > ask + eps)) | (sell & (price < bid - eps))
         method = np.where(buy | sell, np.where(beyond, BEYOND, TOUCH), NO_METHOD).astype(np.int8)
         reason[ok & ~buy & ~sell] = INSIDE
-        touch_ticks = np.where(
-            buy, (price - ask) / tick, np.where(sell, (bid - price) / tick, np.nan)
-        )
+        touch = np.where(buy, (price - ask) / tick, np.where(sell, (bid - price) / tick, np.nan))
         mid = (bid + ask) / 2
-        with_mid = fresh & (state >= 0) & (state != INVALID)
-        mid_bp = np.where(with_mid, (price - mid) / mid * 1e4, np.nan)
+        mid_bp = np.where(fresh & (nbbo.state != INVALID), (price - mid) / mid * 1e4, np.nan)
 
     if params.tick_rule_fallback:
         fallback = (reason >= NO_QUOTE) & (reason <= R_CROSSED)
@@ -347,20 +363,23 @@ def classify(
         method[up | down] = TICK_RULE
         reason[up | down] = -1
 
+    def floats(a: np.ndarray) -> pa.Array:
+        return pa.array(a, pa.float64(), from_pandas=True)
+
     cols = {
         "aggressor_side": _SIDES.take(pa.array(side.astype(np.int32))),
         "class_method": _METHODS.take(pa.array(method.astype(np.int32))),
         "unknown_reason": _REASONS.take(pa.array(reason.astype(np.int32), mask=reason < 0)),
-        "nbbo_bid": pa.array(bid, pa.float64(), from_pandas=True),
-        "nbbo_ask": pa.array(ask, pa.float64(), from_pandas=True),
-        "nbbo_bid_size": pa.array(bid_size, pa.float64(), from_pandas=True),
-        "nbbo_ask_size": pa.array(ask_size, pa.float64(), from_pandas=True),
-        "nbbo_ts": pa.array(q_ts, pa.int64(), mask=~has).cast(TS),
-        "nbbo_age_us": pa.array(age_ns // 1000, pa.int64(), mask=~has),
-        "nbbo_state": state_names(state),
-        "tick_size_used": pa.array(tick, pa.float64(), from_pandas=True),
-        "mid_offset_bp": pa.array(mid_bp, pa.float64(), from_pandas=True),
-        "touch_offset_ticks": pa.array(touch_ticks, pa.float64(), from_pandas=True),
+        "nbbo_bid": floats(bid),
+        "nbbo_ask": floats(ask),
+        "nbbo_bid_size": floats(nbbo.bid_size),
+        "nbbo_ask_size": floats(nbbo.ask_size),
+        "nbbo_ts": pa.array(nbbo.ts, pa.int64(), mask=~nbbo.has).cast(TS),
+        "nbbo_age_us": pa.array(age_ns // 1000, pa.int64(), mask=~nbbo.has),
+        "nbbo_state": state_names(nbbo.state),
+        "tick_size_used": floats(tick),
+        "mid_offset_bp": floats(mid_bp),
+        "touch_offset_ticks": floats(touch),
         "staleness_limit_us": pa.array(limits_us, pa.int64()),
     }
     return pa.table(cols, schema=CLASSIFICATION_COLUMNS)
