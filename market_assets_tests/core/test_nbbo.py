@@ -135,3 +135,30 @@ def test_a_row_without_ticker_or_time_is_an_error_naming_the_row():
     table = quotes([("A", 1, 10.0, 1, 10.1, 1), (None, 2, 10.0, 1, 10.1, 1)])
     with pytest.raises(ValueError, match="row 1 .*ticker"):
         nbbo_deltas(table)
+
+
+def _real(name: str) -> pa.Table:
+    from pyarrow import csv
+
+    from market_assets_tests.config_files import FIXTURES
+
+    table = csv.read_csv(FIXTURES / name)
+    return table.rename_columns([c.lower() for c in table.column_names])  # stock: "Ticker"
+
+
+def test_real_stock_quotes_sample_states_and_deltas():
+    table = _real("stock_quotes_sample.csv.gz")
+    deltas, _ = nbbo_deltas(table)
+    states = deltas.column("nbbo_state").to_pylist()
+    # Pre-open rows with both sides zero (two identical rows: one delta), then the ask zero.
+    assert states[:3] == ["Invalid", "Invalid", "Normal"]
+    assert "Normal" in states
+    assert deltas.column("sequence_number").to_pylist() == _reference_deltas(table)
+
+
+def test_real_option_quotes_sample_parses_the_contract():
+    table = _real("options_quotes_example.csv.gz")
+    deltas, _ = nbbo_deltas(table, options=True)
+    assert set(deltas.column("underlying").to_pylist()) == {"SPY"}
+    assert set(deltas.column("strike").to_pylist()) == {720.0}
+    assert deltas.column("sequence_number").to_pylist() == _reference_deltas(table)
