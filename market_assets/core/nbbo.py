@@ -158,8 +158,11 @@ def _delta_table(
     kept = values[keep]
     cols: dict[str, pa.Array] = {"ticker": tickers.take(rows)}
     if options:
-        parsed, _ = parse_option_tickers(cols["ticker"])
-        cols.update({name: parsed.column(name).combine_chunks() for name in parsed.column_names})
+        # Parsed once per contract: a file holds many rows per contract.
+        encoded = pc.dictionary_encode(cols["ticker"])
+        parsed, _ = parse_option_tickers(encoded.dictionary)
+        for name in parsed.column_names:
+            cols[name] = parsed.column(name).combine_chunks().take(encoded.indices)
     cols["sip_timestamp"] = ts.cast(TS).take(rows)
     for i, name in enumerate(_VALUE_COLUMNS):
         cols[name] = pa.array(kept[:, i], pa.float64(), from_pandas=True)
