@@ -175,7 +175,11 @@ class QuoteIndex:
     def asof(self, tickers: pa.Array, ts_ns: np.ndarray) -> np.ndarray:
         """Position (into the sorted quotes) of the latest quote of each ticker with SIP
         time <= ``ts_ns``; -1 where there is none."""
-        return self.asof_codes(self.codes(tickers), ts_ns)
+        encoded = pc.dictionary_encode(tickers.cast(pa.string()))
+        row_code = np.asarray(
+            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64
+        )
+        return self.asof_codes(np.append(self.codes(encoded.dictionary), -1)[row_code], ts_ns)
 
     def asof_codes(self, code: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
         """:meth:`asof` for tickers given as this index's codes (see :meth:`codes`)."""
