@@ -110,6 +110,18 @@ def _url(v: str) -> str:
     return v
 
 
+def _rate_or_curve(v: Any) -> float | str:
+    if v == "curve":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError('expected a number or "curve"')
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    if not -1 <= v <= 1:
+        raise ValueError("must be >= -1" if v < -1 else "must be <= 1")
+    return float(v)
+
+
 def _windows(v: list[str]) -> list[str]:
     seen: set[int] = set()
     for w in v:
@@ -195,11 +207,17 @@ class StorageSettings(_Section):
 
 
 class GreeksSettings(_Section):
-    risk_free_rate: Annotated[float, Field(ge=-1, le=1)]
+    # A constant continuously compounded rate, or "curve": the Treasury curve (see [rates]).
+    risk_free_rate: Annotated[float | Literal["curve"], BeforeValidator(_rate_or_curve)]
     dividend_yield: Annotated[float, Field(ge=-1, le=1)]
     contract_multiplier: Positive
     underlying_price: Literal["trade"]
     max_underlying_staleness_s: NonNegative
+
+
+class RatesSettings(_Section):
+    rest_base_url: Url
+    lookback_days: Annotated[int, Field(ge=1, le=31)]
 
 
 class FeatureSettings(_Section):
@@ -259,6 +277,7 @@ class Settings(_Section):
     ingest: IngestSettings
     storage: StorageSettings
     greeks: GreeksSettings
+    rates: RatesSettings
     features: FeatureSettings
     conditions: ConditionSettings
     checks: CheckSettings

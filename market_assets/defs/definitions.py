@@ -12,6 +12,7 @@ import dagster as dg
 from market_assets.defs.assets.features import build_features_asset
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
+from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.jobs import DAILY_FEATURES_JOB
@@ -25,6 +26,7 @@ from market_assets.settings import Settings, config_path, load_settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Build the graph for ``settings``."""
     partitions = trading_day_partitions(settings.partitions.start_date)
+    rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
     assets = [
         build_ingest_asset(
             "stock_trades",
@@ -39,7 +41,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
             settings.massive.source,
         ),
-        build_greeks_asset(partitions),
+        *([build_treasury_yields_asset(partitions)] if rate_curve else []),
+        build_greeks_asset(partitions, rate_curve),
         *[build_features_asset(w, partitions) for w in settings.features.windows],
     ]
     all_days = dg.define_asset_job(
