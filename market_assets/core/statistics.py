@@ -365,6 +365,7 @@ def _dip_pval(xs: np.ndarray, options: StatsOptions) -> float:
 
 _BIN_STEPS_PER_H = 32  # fine binning grid: at least this many steps per bandwidth
 _TRUNC = 10.0  # kernel truncated at this many bandwidths in the binned pass
+_DIRECT_PAIRS = 65_536  # up to this many (sample, grid point) pairs, densities are summed directly
 
 
 def kde_grid(xs: np.ndarray, sd: float, grid: int) -> tuple[np.ndarray, float]:
@@ -397,8 +398,12 @@ class _KdePeaks:
         )
         self.rel = 4 * _U * (2 * n + 50)  # summation rounding, ours and scipy's
         self.level = np.zeros(G, dtype=np.int8)  # 0 binned, 1 direct sum, 2 scipy (exact)
-        self.lower, self.upper = self._binned(lo, hi)
         self._kde: stats.gaussian_kde | None = None
+        if n * G <= _DIRECT_PAIRS:  # a small sample: summing directly is cheaper than binning
+            self.lower, self.upper = np.empty(G), np.empty(G)
+            self._direct(np.arange(G))
+        else:
+            self.lower, self.upper = self._binned(lo, hi)
 
     def _binned(self, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
         xs, h, G = self.xs, self.h, self.g.size
@@ -498,10 +503,17 @@ class _KdePeaks:
             l_false = ui <= lower[inner - 1]
             r_true = li >= upper[inner + 1]
             r_false = ui < lower[inner + 1]
-            alive = ~t_fail & ~l_false & ~r_false
+            # Neighbours j, j+1 both above the threshold, the density rising into j and
+            # falling out of j+1, hold exactly one peak whichever of the two is higher (a
+            # symmetric top between two grid points, as every two-value sample has): their
+            # order need not be decided.
+            pair = t_pass[:-1] & t_pass[1:] & l_true[:-1] & r_true[1:]
+            pair &= ~r_true[:-1] & ~r_false[:-1]
+            in_pair = np.concatenate((pair, [False])) | np.concatenate(([False], pair))
+            alive = ~t_fail & ~l_false & ~r_false & ~in_pair
             amb = alive & (t_amb | ~l_true | ~r_true)
             if not amb.any():
-                return int(np.count_nonzero(alive))
+                return int(np.count_nonzero(alive)) + int(np.count_nonzero(pair))
             need = [inner[alive & t_amb]]
             if (alive & t_amb).any() and not exact_max:
                 need.append(cand_max)
