@@ -62,6 +62,9 @@ _U = float(np.finfo(np.float64).eps) / 2  # unit roundoff
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 # Box-Cox transformed values above this overflow in scipy's own check (see boxcox_normmax).
 _BC_YMAX = float(np.finfo(np.float64).max) / 10000
+# Below this standard deviation of log(x), scipy's Box-Cox optimum is set by its rounding
+# (differences up to 1e-5 seen at 0.06), so scipy itself is asked.
+_BC_MIN_LOG_SD = 0.1
 
 
 @dataclass(frozen=True)
@@ -230,17 +233,20 @@ def _boxcox_mle(xs: np.ndarray) -> float:
     The likelihood is concave in lambda (Kouider and Chen 1995), so its maximiser is the one
     root of the derivative; here it is found by safeguarded Newton steps with analytic first
     and second derivatives (3 to 5 steps), to far below scipy's own tolerance. Where floating
-    point cannot pin the optimum down to 1e-6 (a sample spanning under 1% in relative terms,
-    whose likelihood is nearly flat), scipy's own answer is the reference, so scipy is asked.
-    Near lambda = 0 scipy's log-likelihood is itself noisy (it cancels x^lambda against 1),
-    so there the two agree to about 1e-6 absolute rather than relative.
+    point cannot pin the optimum down to 1e-6 (a sample whose logs have a standard deviation
+    under 0.1: its likelihood is so flat that scipy's Brent search stops where its rounding
+    noise leads it, up to 1e-3 away), scipy's own answer is the reference, so scipy is asked.
+    The same holds where the optimum is exactly 0 (logs symmetric about their mean, as in
+    {1, 2, 2, 4}): scipy stops up to 4e-5 away. Elsewhere near 0, the two agree to 1e-6
+    absolute rather than relative (scipy's tolerance is 1.5e-8 relative plus 1e-11 absolute,
+    and its log-likelihood cancels x^lambda against 1).
     """
     logx = np.log(xs)
     z = logx - np.add.reduce(logx) / xs.size
     zmax = float(max(-z[0], z[-1]))
     zsd = math.sqrt(_sum(z * z) / z.size)
-    lmb = _boxcox_root(z, zmax, zsd) if zsd >= 0.01 else math.nan
-    if math.isnan(lmb):
+    lmb = _boxcox_root(z, zmax, zsd) if zsd >= _BC_MIN_LOG_SD else math.nan
+    if not abs(lmb) >= 1e-7:  # NaN, or logs symmetric about their mean (see above)
         return _scipy_boxcox(xs)
     # scipy's last step: constrain lambda so the transformed extreme does not overflow.
     xmax, xmin = float(xs[-1]), float(xs[0])
