@@ -292,7 +292,8 @@ def _boxcox_root(z: np.ndarray, zmax: float, zsd: float) -> float:
                 new = lmb - math.copysign(max(1.0, abs(lmb)), g1)  # walk out to a bracket
             else:
                 new = 0.5 * (lo + hi)
-        if abs(new - lmb) <= 1e-14 + 1e-11 * abs(lmb):
+        # Converging quadratically, a step this small leaves an error near its square.
+        if abs(new - lmb) <= 1e-7 * max(1.0, abs(lmb)) and lo < new < hi:
             return new
         lmb = new
     return math.nan
