@@ -20,10 +20,13 @@ Definitions that FEATURES.md leaves implicit, fixed here:
   ``scipy.stats.gaussian_kde(sorted_x, bw_method="silverman")`` at the grid; peaks are the
   interior points ``j`` (the two end points lie 3h outside the data, where the density is
   strictly monotone) with ``d[j] > d[j-1]``, ``d[j] >= d[j+1]`` and ``d[j] >= 0.01 * d.max()``.
-  The density is first computed by linear binning and FFT convolution together with a
-  rigorous error bound; only the grid points whose comparisons the bound cannot decide are
-  re-evaluated, first by a direct sum with a much tighter bound and finally with scipy
-  itself, so the count always equals the exact one.
+  The density is first computed by linear binning and FFT convolution (or, for a small
+  sample, by a direct sum) together with a rigorous error bound; only the grid points whose
+  comparisons the bound cannot decide are re-evaluated, first by a direct sum with a much
+  tighter bound and finally with scipy itself, so the count always equals the exact one.
+  Two neighbouring points that hold exactly one peak whichever of them is higher (a
+  symmetric top, as every two-value sample has) are counted without being ordered.
+- ``bc``: see :func:`_boxcox_mle` (Newton steps on the concave profile likelihood).
 """
 
 from __future__ import annotations
