@@ -17,7 +17,6 @@ compared with ours.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 import warnings
 
@@ -31,9 +30,9 @@ from market_assets.core.aggregator import WindowAggregator, aggregate_in_time_or
 from market_assets.core.calendar import window_ns
 from market_assets.core.feature_names import FEATURE_NAMES
 from market_assets.core.windows import OptionTrades, StockTrades, window_grid, window_rows
+from market_assets.devtools.bench import DAY
 from market_assets.io.condition_rules import load_condition_rules
 
-DAY = dt.date(2026, 11, 20)
 WINDOWS = ("1m", "5m", "15m", "30m")
 
 

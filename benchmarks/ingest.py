@@ -17,25 +17,18 @@ to show peak RSS stays flat as the input grows.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-WORK = HERE / "_work"
-DAY = dt.date(2026, 11, 20)
-KEY = f"us_stocks_sip/trades_v1/{DAY:%Y/%m}/{DAY}.csv.gz"
+from market_assets.devtools import bench
+from market_assets.io.source import flat_file_key
 
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+WORK = bench.work_dir(__file__)
+DAY = bench.DAY
+KEY = flat_file_key("stock_trades", DAY)
 
 
 def run_one(mode: str, path: Path, out: Path) -> dict:
@@ -43,6 +36,7 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
     if mode in ("ours_all", "ours_spy"):
         from market_assets.io.parquet_store import ParquetStore
         from market_assets.io.reader import TradeReader
+        from market_assets.io.sizes import DEFAULT_BLOCK_SIZE
         from market_assets.io.source import LocalStore
     elif mode == "polars":
         import polars as pl
@@ -50,7 +44,7 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
-    started = time.perf_counter()
+    clock = bench.Stopwatch()
     rows = 0
     if mode in ("ours_all", "ours_spy"):
         store = LocalStore(path.parent)
@@ -61,7 +55,7 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
             opened,
             "stock_trades",
             keep=keep,
-            block_size=4 << 20,
+            block_size=DEFAULT_BLOCK_SIZE,
             reopen=lambda: store.open(path.name),
         )
         res = ParquetStore(str(out)).write_partition(
@@ -89,42 +83,30 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         raise ValueError(mode)
     return {
         "mode": mode,
-        "seconds": time.perf_counter() - started,
+        "seconds": clock.seconds,
         "rows": rows,
         "kept": kept,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": bench.peak_rss_mb(),
     }
 
 
 def measure(mode: str, path: Path) -> dict:
+    """One measurement of ``mode`` in a fresh process (``gzip -dc`` timed from outside)."""
+    if mode == "gzip":
+        run = bench.run_child(["gzip", "-dc", str(path)], capture_stdout=False)
+        return {
+            "mode": mode,
+            "seconds": run.seconds,
+            "rows": None,
+            "kept": None,
+            "peak_rss_mb": run.peak_rss_mb,
+        }
     out = Path(tempfile.mkdtemp(dir=WORK))
     try:
-        if mode == "gzip":
-            started = time.perf_counter()
-            proc = subprocess.run(
-                ["bash", "-c", f"gzip -dc '{path}' > /dev/null; "], check=True, capture_output=True
-            )
-            secs = time.perf_counter() - started
-            _ = proc
-            return {"mode": mode, "seconds": secs, "rows": None, "kept": None, "peak_rss_mb": None}
-        cmd = [sys.executable, __file__, "--one", mode, str(path), str(out)]
-        proc = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        run = bench.run_child([sys.executable, __file__, "--one", mode, str(path), str(out)])
+        return json.loads(run.stdout.strip().splitlines()[-1])
     finally:
         shutil.rmtree(out, ignore_errors=True)
-
-
-def ensure_day(scale: str) -> Path:
-    root = WORK / f"mirror-{scale}"
-    path = root / KEY
-    if not path.exists():
-        from market_assets.devtools.sample_day import generate_day
-
-        print(f"generating a {scale} day under {root} ...", flush=True)
-        started = time.perf_counter()
-        generate_day(DAY, root, scale=int(scale) if scale.isdigit() else scale, seed=1)
-        print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
-    return path
 
 
 def main() -> None:
@@ -142,23 +124,18 @@ def main() -> None:
         print(json.dumps(run_one(mode, Path(path), Path(out))))
         return
 
-    WORK.mkdir(exist_ok=True)
-    path = ensure_day(args.scale)
-    small = ensure_day(args.small_scale)
+    path = bench.sample_day(WORK, args.scale) / KEY
+    small = bench.sample_day(WORK, args.small_scale) / KEY
     size_mb = path.stat().st_size / 1e6
     print(
-        f"\ninput: {path} ({size_mb:,.0f} MB compressed), {os.cpu_count()} cores, "
-        f"{dt.date.today()}, best of {args.repeat}"
+        f"\ninput: {path} ({size_mb:,.0f} MB compressed), {bench.machine()}, best of {args.repeat}"
     )
     modes = ["gzip", "ours_all", "ours_spy", "polars"] + ([] if args.skip_slow else ["pandas"])
-    # Best of --repeat runs each (pandas once): the machine's noise is one-sided.
-    results = {}
-    for m in modes:
-        runs = [measure(m, path) for _ in range(1 if m == "pandas" else args.repeat)]
-        results[m] = min(runs, key=lambda r: r["seconds"])
-        results[m]["peak_rss_mb"] = max((r["peak_rss_mb"] or 0) for r in runs) or None
+    results = {
+        m: bench.best_of(1 if m == "pandas" else args.repeat, lambda m=m: measure(m, path))
+        for m in modes
+    }
     base = results["gzip"]["seconds"]
-    print(f"\n{'run':<28}{'seconds':>9}{'x gzip -dc':>12}{'rows/s':>14}{'peak RSS MB':>13}")
     labels = {
         "gzip": "(a) gzip -dc > /dev/null",
         "ours_all": "(b) ours, all tickers",
@@ -167,10 +144,18 @@ def main() -> None:
         "pandas": "(e) pandas chunked",
     }
     rows_total = results["ours_all"]["rows"]
-    for m, r in results.items():
-        rps = f"{rows_total / r['seconds']:,.0f}" if rows_total else ""
-        rss = f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "-"
-        print(f"{labels[m]:<28}{r['seconds']:>9.2f}{r['seconds'] / base:>12.2f}{rps:>14}{rss:>13}")
+    table = [
+        (
+            labels[m],
+            f"{r['seconds']:.2f}",
+            f"{r['seconds'] / base:.2f}",
+            f"{rows_total / r['seconds']:,.0f}" if rows_total else "",
+            f"{r['peak_rss_mb']:,.0f}" if r["peak_rss_mb"] else "-",
+        )
+        for m, r in results.items()
+    ]
+    print()
+    print(bench.format_table(["run", "seconds", "x gzip -dc", "rows/s", "peak RSS MB"], table))
     small_r = measure("ours_all", small)
     print(
         f"\nrows: {rows_total:,} read; SPY kept {results['ours_spy']['kept']:,}\n"
@@ -183,11 +168,10 @@ def main() -> None:
         < results["polars"]["seconds"],
         "SPY only <= 0.8 x gzip -dc": results["ours_spy"]["seconds"] <= 0.8 * base,
         "peak RSS < 600 MB": results["ours_all"]["peak_rss_mb"] < 600,
-        "RSS flat from 1M rows (within 25%)": results["ours_all"]["peak_rss_mb"]
+        f"RSS flat from {small_r['rows']:,} rows (within 25%)": results["ours_all"]["peak_rss_mb"]
         <= 1.25 * small_r["peak_rss_mb"],
     }
-    for name, ok in checks.items():
-        print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
+    print(bench.format_checks(checks))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 
-NEW_YORK = ZoneInfo("America/New_York")
+NEW_YORK_TZ = "America/New_York"  # the exchange time zone (XNYS)
+NEW_YORK = ZoneInfo(NEW_YORK_TZ)
 EXTENDED_OPEN = dt.time(4, 0)
 EXTENDED_CLOSE = dt.time(20, 0)
 
@@ -48,11 +49,6 @@ def previous_trading_day(day: dt.date) -> dt.date:
         .date_to_session(pd.Timestamp(day - dt.timedelta(days=1)), direction="previous")
         .date()
     )
-
-
-def is_early_close(day: dt.date) -> bool:
-    cal = xnys()
-    return pd.Timestamp(day) in cal.early_closes
 
 
 def _ns(ts: pd.Timestamp) -> int:
@@ -93,3 +89,20 @@ def window_starts_ns(day: dt.date, window_ns: int, session: str = "regular") -> 
 def expiry_ns(expiration: dt.date) -> int:
     """16:00 America/New_York on the expiration date, in ns since the epoch."""
     return _ns(pd.Timestamp(dt.datetime.combine(expiration, dt.time(16), NEW_YORK)))
+
+
+def next_trading_day(day: dt.date) -> dt.date:
+    """The first session strictly after ``day``."""
+    return xnys().date_to_session(pd.Timestamp(day + dt.timedelta(days=1)), direction="next").date()
+
+
+def closed_reason(day: dt.date) -> str | None:
+    """Why NYSE does not trade on ``day`` ("Saturday", "holiday: Thanksgiving", "market
+    closure"), or None on a trading day."""
+    if day.weekday() >= 5:
+        return f"{day:%A}"
+    if is_trading_day(day):
+        return None
+    ts = pd.Timestamp(day)
+    names = xnys().regular_holidays.holidays(ts, ts, return_name=True)
+    return f"holiday: {names.iloc[0]}" if len(names) else "market closure"

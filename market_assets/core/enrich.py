@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +35,7 @@ from market_assets.core.greeks import (
     greeks,
     implied_volatility,
 )
+from market_assets.core.rates import TreasuryCurve, rate_at
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import UnderlyingIndex
 
@@ -45,23 +45,11 @@ NO_UNDERLYING = STATUS_CODES["no_underlying"]
 
 @dataclass(frozen=True)
 class GreeksParams:
-    rate: float
+    rate: float | TreasuryCurve  # a constant, or the curve at each trade's time to expiry
     dividend_yield: float
     contract_multiplier: float
     gadvv_scale: float
     max_underlying_staleness_s: float
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> GreeksParams:
-        """From a loaded ``settings.Settings`` ([greeks] and features.gadvv_scale)."""
-        g = settings.greeks
-        return cls(
-            rate=g.risk_free_rate,
-            dividend_yield=g.dividend_yield,
-            contract_multiplier=g.contract_multiplier,
-            gadvv_scale=settings.features.gadvv_scale,
-            max_underlying_staleness_s=g.max_underlying_staleness_s,
-        )
 
 
 def _f64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -129,7 +117,7 @@ def enrich_option_trades(
     is_put = pc.fill_null(pc.equal(ctype, "put"), False).to_numpy(zero_copy_only=False)
     t = time_to_expiry(by_name["expiration"], ts)
     t[ts_null] = np.nan
-    r, q = float(params.rate), float(params.dividend_yield)
+    r, q = rate_at(params.rate, t), float(params.dividend_yield)
 
     iv, status = implied_volatility(price, S, K, t, r, q, is_call)
     has_s = ~np.isnan(S)
@@ -146,7 +134,7 @@ def enrich_option_trades(
     g = {k: np.full(n, np.nan) for k in ("delta", "gamma", "vega", "theta")}
     if ok.any():
         i = np.flatnonzero(ok)
-        gi = greeks(S[i], K[i], t[i], r, q, iv[i], is_call[i])
+        gi = greeks(S[i], K[i], t[i], r[i], q, iv[i], is_call[i])
         for k, v in gi.items():
             g[k][i] = v
     m, gs = float(params.contract_multiplier), float(params.gadvv_scale)
@@ -167,7 +155,7 @@ def enrich_option_trades(
         _nullable(S),
         s_time,
         _nullable(t),
-        pa.array(np.full(n, r), pa.float64()),
+        _nullable(r),
         pa.array(np.full(n, q), pa.float64()),
         _nullable(iv),
         _nullable(g["delta"]),

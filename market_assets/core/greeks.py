@@ -27,6 +27,8 @@ leaves the bracket, until the step is below 1e-15 relative.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy.special import erfcx, ndtr, ndtri
 
@@ -149,11 +151,6 @@ def black_and_vega(x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return np.maximum(b, 0.0), bp
 
 
-def normalised_black_otm(x: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """Jaeckel's normalised Black call ``b(x, s)`` for ``x <= 0`` (see black_and_vega)."""
-    return black_and_vega(x, s)[0]
-
-
 # --- the normalised solver ----------------------------------------------------------------
 
 
@@ -175,6 +172,16 @@ def _hermite(beta, b0, b1, s0, s1, v0, v1):
     return np.where(bad, lo + u * (hi - lo), s)
 
 
+class _Start(NamedTuple):
+    """Initial guesses and brackets of the solver, one row per trade."""
+
+    s: np.ndarray  # initial total volatility
+    left: np.ndarray  # bracket [left, right] known to hold the root
+    right: np.ndarray
+    # Objective per row: 0 = 1/ln(b) - 1/ln(beta), 1 = b - beta, 2 = ln((bmax-beta)/(bmax-b)).
+    obj: np.ndarray
+
+
 def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Total volatility s with ``b(x, s) = beta`` for ``x <= 0`` and ``0 < beta < e^{x/2}``.
 
@@ -182,14 +189,17 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
     """
     beta = np.asarray(beta, dtype=np.float64)
     x = np.asarray(x, dtype=np.float64)
-    n = beta.size
-    out = np.full(n, np.nan)
-    if n == 0:
-        return out
+    if beta.size == 0:
+        return np.full(0, np.nan)
     bmax = np.exp(0.5 * x)
     beta = np.minimum(beta, np.nextafter(bmax, 0.0))
+    return _iterate(beta, x, bmax, _initial_guesses(beta, x, bmax))
 
-    # Segment boundaries: the inflection point s_c and the tangent points s_l, s_h.
+
+def _initial_guesses(beta: np.ndarray, x: np.ndarray, bmax: np.ndarray) -> _Start:
+    """Jaeckel's four segments, split at the inflection point s_c and its tangent points:
+    a guess, a bracket and an objective for each row."""
+    n = beta.size
     s_c = np.sqrt(2.0 * np.abs(x))
     b_c, v_c = black_and_vega(x, s_c)
     lower = beta < b_c
@@ -197,7 +207,7 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
         s_l = s_c - b_c / v_c
         s_l = np.where(np.isfinite(s_l) & (s_l > 0), s_l, 0.5 * s_c)
         s_h = np.where(v_c > 0, s_c + (bmax - b_c) / v_c, s_c + 1.0)
-    s2 = np.where(lower, s_l, s_h)
+    s2 = np.where(lower, s_l, s_h)  # the tangent point on beta's side of s_c
     b2, v2 = black_and_vega(x, s2)
 
     seg_a = lower & (beta < b2)  # far below: objective 1/ln b
@@ -205,26 +215,13 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
     seg_d = ~lower & (beta > b2)  # far above: objective ln(bmax - b)
     seg_c = ~lower & ~seg_d  # between s_c and s_h
 
-    s = np.empty(n)
-    s_left = np.zeros(n)
-    s_right = np.full(n, np.inf)
-    # Objective per row: 0 = 1/ln(b) - 1/ln(beta), 1 = b - beta, 2 = ln((bmax-beta)/(bmax-b)).
-    obj = np.ones(n, dtype=np.int8)
-
+    start = _Start(np.empty(n), np.zeros(n), np.full(n, np.inf), np.ones(n, dtype=np.int8))
+    s, s_left, s_right, obj = start
     with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
         if seg_a.any():
             i = np.flatnonzero(seg_a)
-            xa, ba, bl, sl = x[i], beta[i], b2[i], s2[i]
-            z = np.abs(xa) / (_SQRT_THREE * sl)
-            f_l = _TWO_PI_OVER_SQRT_27 * np.abs(xa) * ndtr(-z) ** 3
-            tt = ba / bl
-            f = ba + (f_l - bl) * tt * tt
-            f = np.where(f > 0, f, ba)
-            guess = np.abs(
-                xa / (_SQRT_THREE * ndtri(np.cbrt(f / (_TWO_PI_OVER_SQRT_27 * np.abs(xa)))))
-            )
-            s[i] = np.where(np.isfinite(guess) & (guess > 0) & (guess < sl), guess, 0.5 * sl)
-            s_right[i] = sl
+            s[i] = _guess_far_below(x[i], beta[i], b2[i], s2[i])
+            s_right[i] = s2[i]
             obj[i] = 0
         if seg_b.any():
             i = np.flatnonzero(seg_b)
@@ -236,16 +233,41 @@ def normalised_implied_volatility(beta: np.ndarray, x: np.ndarray) -> np.ndarray
             s_left[i], s_right[i] = s_c[i], s2[i]
         if seg_d.any():
             i = np.flatnonzero(seg_d)
-            bh, sh, bm = b2[i], s2[i], bmax[i]
-            f_h = ndtr(-0.5 * sh)
-            span = bm - bh
-            tt = (beta[i] - bh) / span
-            f = (f_h * (1 - tt) + 0.5 * span * tt) * (1 - tt)
-            guess = -2.0 * ndtri(f)
-            s[i] = np.where(np.isfinite(guess) & (guess > sh), guess, 2.0 * sh)
-            s_left[i] = sh
-            obj[i] = np.where(beta[i] > 0.5 * bm, 2, 1)
+            s[i] = _guess_far_above(beta[i], b2[i], s2[i], bmax[i])
+            s_left[i] = s2[i]
+            obj[i] = np.where(beta[i] > 0.5 * bmax[i], 2, 1)
+    return start
 
+
+def _guess_far_below(x, beta, b_l, s_l):
+    """Guess below the lower tangent point s_l (where ``b(x, s_l) = b_l``): the inverse of
+    Jaeckel's lower asymptotic map ``f = 2 pi / sqrt(27) |x| Phi(-|x| / (sqrt(3) s))^3``,
+    its value corrected to meet b at s_l; kept inside (0, s_l)."""
+    z = np.abs(x) / (_SQRT_THREE * s_l)
+    f_l = _TWO_PI_OVER_SQRT_27 * np.abs(x) * ndtr(-z) ** 3
+    tt = beta / b_l
+    f = beta + (f_l - b_l) * tt * tt
+    f = np.where(f > 0, f, beta)
+    guess = np.abs(x / (_SQRT_THREE * ndtri(np.cbrt(f / (_TWO_PI_OVER_SQRT_27 * np.abs(x))))))
+    return np.where(np.isfinite(guess) & (guess > 0) & (guess < s_l), guess, 0.5 * s_l)
+
+
+def _guess_far_above(beta, b_h, s_h, bmax):
+    """Guess above the upper tangent point s_h (where ``b(x, s_h) = b_h``): the inverse of
+    Jaeckel's upper map ``f = Phi(-s/2)``, interpolated towards ``bmax``; kept above s_h."""
+    f_h = ndtr(-0.5 * s_h)
+    span = bmax - b_h
+    tt = (beta - b_h) / span
+    f = (f_h * (1 - tt) + 0.5 * span * tt) * (1 - tt)
+    guess = -2.0 * ndtri(f)
+    return np.where(np.isfinite(guess) & (guess > s_h), guess, 2.0 * s_h)
+
+
+def _iterate(beta: np.ndarray, x: np.ndarray, bmax: np.ndarray, start: _Start) -> np.ndarray:
+    """Safeguarded Householder iteration from ``start``, on the rows not yet converged."""
+    n = beta.size
+    out = np.full(n, np.nan)
+    s, s_left, s_right, obj = start
     idx = np.arange(n)
     ds_prev = np.full(n, np.inf)
     ln_beta = np.log(beta)
@@ -418,8 +440,3 @@ def greeks(S, K, t, r, q, sigma, is_call) -> dict[str, np.ndarray]:
         theta_put = (-first + (-q * S * eqt * n_md1) + r * K * ert * n_md2) / 365.0
         theta = np.where(is_call, theta_call, theta_put)
     return {"delta": delta, "gamma": gamma, "vega": vega, "theta": theta}
-
-
-def status_names(codes: np.ndarray) -> np.ndarray:
-    """Status strings for status codes."""
-    return np.asarray(GREEKS_STATUSES, dtype=object)[np.asarray(codes, dtype=np.intp)]

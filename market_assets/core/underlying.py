@@ -88,7 +88,10 @@ class UnderlyingIndex:
         option_ts_ns: np.ndarray | pa.Array | pa.ChunkedArray,
         max_staleness_ns: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``(price, time_ns)`` per option trade: NaN and -1 where none is fresh enough."""
+        """``(price, time_ns)`` per option trade: NaN and -1 where none is fresh enough.
+
+        ``option_ts_ns`` is int64 ns or a timestamp array (a null time gives no price).
+        """
         und = (
             pa.array(option_underlying)
             if isinstance(option_underlying, np.ndarray)
@@ -126,20 +129,3 @@ class UnderlyingIndex:
             price[rows[fresh]] = self.price[at[fresh]]
             time_ns[rows[fresh]] = self.ts[at[fresh]]
         return price, time_ns
-
-
-def underlying_asof(
-    option_underlying: np.ndarray | pa.Array | pa.ChunkedArray,
-    option_ts_ns: np.ndarray,
-    stock: pa.Table,
-    rules: ConditionRules,
-    max_staleness_ns: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Underlying price and its SIP time (ns) for each option trade.
-
-    ``option_ts_ns`` is int64 ns (or a timestamp array; nulls give no price). Returns
-    ``(price, time_ns)``: NaN and -1 where there is no eligible, fresh underlying trade.
-    One ``np.searchsorted`` per underlying symbol over its eligible trades sorted by
-    (sip_timestamp, sequence_number).
-    """
-    return UnderlyingIndex(stock, rules).asof(option_underlying, option_ts_ns, max_staleness_ns)

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from market_assets.core.calendar import NEW_YORK_TZ
 from market_assets.io.parquet_store import ParquetStore
 
 CHART_COLUMNS = ("window_start", "underlying_price_close", "calls_dadvv_total", "puts_dadvv_total")
@@ -46,7 +47,7 @@ def _ny_wallclock(ts: pa.ChunkedArray) -> pa.ChunkedArray:
     """Timestamps (UTC, or naive meaning UTC) as naive New York wall-clock times."""
     if ts.type.tz is None:
         ts = pc.assume_timezone(ts, "UTC")
-    return pc.local_timestamp(pc.cast(ts, pa.timestamp("ns", tz="America/New_York")))
+    return pc.local_timestamp(pc.cast(ts, pa.timestamp("ns", tz=NEW_YORK_TZ)))
 
 
 def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> bytes:
@@ -97,7 +98,7 @@ def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> byte
     ax.set_ylabel("underlying close")
     ax.set_zorder(bars.get_zorder() + 1)
     ax.patch.set_visible(False)
-    ax.set_xlabel("time (America/New_York); bars span their window")
+    ax.set_xlabel(f"time ({NEW_YORK_TZ}); bars span their window")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     handles = ax.get_legend_handles_labels()[0] + bars.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + bars.get_legend_handles_labels()[1]

@@ -12,8 +12,10 @@ import dagster as dg
 from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
+from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.io_managers import ParquetIOManager
+from market_assets.defs.jobs import DAILY_FEATURES_JOB
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.defs.schedules import build_daily_schedule
@@ -24,6 +26,7 @@ from market_assets.settings import Settings, config_path, load_settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Build the graph for ``settings``."""
     partitions = trading_day_partitions(settings.partitions.start_date)
+    rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
     assets = [
         build_ingest_asset(
             "stock_trades",
@@ -38,18 +41,19 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
             settings.massive.source,
         ),
-        build_greeks_asset(partitions),
+        *([build_treasury_yields_asset(partitions)] if rate_curve else []),
+        build_greeks_asset(partitions, rate_curve),
         build_features_assets(list(settings.features.windows), partitions),
     ]
     all_days = dg.define_asset_job(
-        "daily_features_job",
+        DAILY_FEATURES_JOB,
         selection=dg.AssetSelection.all(),
         description=(
             "Every asset and its checks for one trading day: ingest, greeks, all feature windows. "
             "Backfills run one partition per run (at most two at once: dagster_home/dagster.yaml)."
         ),
     )
-    cfg = str(settings.path)
+    settings_resource = SettingsResource(config_path=str(settings.path))
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
@@ -57,8 +61,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
         sensors=[build_new_trading_day_sensor(settings, job_name=all_days.name)],
         resources={
-            "settings": SettingsResource(config_path=cfg),
-            "source": FlatFileSource(config_path=cfg),
+            "settings": settings_resource,
+            "source": FlatFileSource(settings=settings_resource),
             "parquet_io_manager": ParquetIOManager(
                 root=settings.storage.root,
                 s3_endpoint_url=settings.storage.s3_endpoint_url,

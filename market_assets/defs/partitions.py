@@ -8,7 +8,7 @@ import datetime as dt
 import dagster as dg
 import pandas as pd
 
-from market_assets.core.calendar import xnys
+from market_assets.core.calendar import NEW_YORK_TZ, xnys
 
 
 def trading_day_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
@@ -23,6 +23,6 @@ def trading_day_partitions(start_date: dt.date) -> dg.DailyPartitionsDefinition:
     holidays = [d.to_pydatetime() for d in weekdays if d not in sessions]
     return dg.DailyPartitionsDefinition(
         start_date=start_date.isoformat(),
-        timezone="America/New_York",
+        timezone=NEW_YORK_TZ,
         exclusions=["0 0 * * 6", "0 0 * * 0", *holidays],
     )

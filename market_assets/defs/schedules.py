@@ -15,14 +15,15 @@ import datetime as dt
 
 import dagster as dg
 
-from market_assets.core.calendar import NEW_YORK, is_trading_day, previous_trading_day
+from market_assets.core.calendar import NEW_YORK, NEW_YORK_TZ, is_trading_day, previous_trading_day
+from market_assets.defs.jobs import DAILY_FEATURES_JOB
 from market_assets.settings import Settings
 
 SCHEDULE_NAME = "daily_features_schedule"
-JOB_NAME = "daily_features_job"
+JOB_NAME = DAILY_FEATURES_JOB
 # 11:30 ET on weekdays: half an hour after Massive's usual publication time.
 SCHEDULE_CRON = "30 11 * * 1-5"
-SCHEDULE_TIMEZONE = "America/New_York"
+SCHEDULE_TIMEZONE = NEW_YORK_TZ
 
 _NOT_FAILED = [
     dg.DagsterRunStatus.QUEUED,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 import dagster as dg
 
 from market_assets.core.calendar import NEW_YORK, is_trading_day
+from market_assets.defs.jobs import DAILY_FEATURES_JOB
 from market_assets.io.source import (
     DATASETS,
     FlatFileStore,
@@ -28,7 +29,7 @@ from market_assets.io.source import (
 from market_assets.settings import Settings
 
 SENSOR_NAME = "new_trading_day_sensor"
-JOB_NAME = "daily_features_job"
+JOB_NAME = DAILY_FEATURES_JOB
 # The files every asset of daily_features_job needs (greeks and features derive from these).
 REQUIRED_DATASETS: tuple[str, ...] = ("stock_trades", "option_trades")
 # Seconds between ticks: files land once a day, so a few minutes of latency is plenty.

@@ -22,6 +22,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import isal.igzip as igzip
 import numpy as np
@@ -30,7 +31,11 @@ import pyarrow.compute as pc
 
 from market_assets.core import calendar
 from market_assets.core.bsm import bsm_price
+from market_assets.core.enrich import NS_PER_YEAR
+from market_assets.io.source import flat_file_key
 
+# The files of a day, in the order they are written (keys of generate_day's result).
+DATASETS = ("stock_trades", "stock_quotes", "option_trades", "option_quotes")
 SCALES: dict[str, int] = {"tiny": 3_000, "demo": 300_000, "large": 5_600_000}
 OPTION_TRADES_PER_STOCK_TRADE = 0.22
 STOCK_QUOTES_PER_STOCK_TRADE = 1 / 3
@@ -100,7 +105,6 @@ _OPTION_EXCHANGES = np.array(
 _OPTION_CONDITIONS = np.array([209, 227, 232, 219, 229, 233])
 _OPTION_CONDITION_P = np.array([0.60, 0.20, 0.08, 0.05, 0.04, 0.03])
 
-_NS_PER_YEAR = 365.0 * 86400e9
 _NS_PER_TRADING_YEAR = 252 * 6.5 * 3600e9
 _CHUNK_ROWS = 262_144  # rows formatted to CSV at a time
 _SEGMENT_ROWS = 1_048_576  # stock trades generated at a time
@@ -123,10 +127,6 @@ def scale_trades(scale: str | int) -> int:
     if int(scale) < 100:
         raise ValueError(f"scale must be at least 100 stock trades, got {scale}")
     return int(scale)
-
-
-def _key(dataset: str, day: dt.date) -> str:
-    return f"{dataset}/{day:%Y}/{day:%m}/{day:%Y-%m-%d}.csv.gz"
 
 
 # --------------------------------------------------------------------------- CSV writing
@@ -317,54 +317,18 @@ def _stock_trades(
     participant = part_c[cluster]
     del ex_c, part_c, first_of_cluster
 
-    # Sizes in 1e-4 shares: odd lots, round lots, mixed lots, rare blocks, fractional shares.
-    u = rng.random(n)
-    odd = np.exp(rng.uniform(0, np.log(99.5), n)).astype(np.int64).clip(1, 99)
-    rnd = 100 * rng.geometric(0.55, n)
-    mixed = 100 + rng.integers(1, 900, n)
-    block = 100 * rng.integers(50, 500, n)
-    shares = np.select([u < 0.42, u < 0.90, u < 0.998], [odd, rnd, mixed], block)
-    size_e4 = shares * 10_000
-    if day >= FRACTIONAL_SIZES_FROM:
-        frac = rng.random(n) < 0.01
-        fsize = np.exp(rng.uniform(np.log(0.001), np.log(60.0), n)) * 10_000
-        fsize = fsize.astype(np.int64).clip(1)
-        fsize += (fsize % 10_000 == 0) * 5_000  # never a whole number
-        size_e4 = np.where(frac, fsize, size_e4)
-    src = np.arange(n) - corr  # a correction duplicates the row before it
-    size_e4 = size_e4[src]
-
-    # Geometric Brownian walk sampled at the price-setting trades.
-    setter = ~corr & (size_e4 >= 100 * 10_000)
+    # The draws keep their order (sizes, then the walk, then correction codes): each
+    # consumes the ticker's stream.
+    size_e4 = _sizes_e4(rng, n, day, corr)
     open_, close = calendar.session_bounds_ns(day, "regular")
     extended = (sip < open_) | (sip >= close)
-    prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
-    # Extended hours move prices far less per unit of clock time than the regular session.
-    dt_ns = np.diff(sip, prepend=prev) * np.where(extended, 0.15, 1.0)
-    sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
-    w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
-    del dt_ns
-    last = np.maximum.accumulate(np.where(setter, np.arange(n), -1))
-    log_px = np.where(last >= 0, w[np.maximum(last, 0)], state.log_px)
-    del last
-    state.w, state.log_px, state.prev_sip = float(w[-1]), float(log_px[-1]), int(sip[-1])
-    price_cents = np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
-    del w, log_px
+    setter = ~corr & (size_e4 >= 100 * 10_000)
+    price_cents = _walk_price_cents(rng, spec, sip, extended, setter, state)
 
     is_odd = size_e4 < 100 * 10_000
     condition_code = 4 * iso_c[cluster] + 2 * extended + is_odd
     correction_code = np.where(corr, np.where(rng.random(n) < 0.7, 1, 2), 0)
-
-    # id: a rising counter per exchange (a correction keeps the id of the trade it corrects).
-    ids = np.zeros(n, dtype=np.int64)
-    orig = np.flatnonzero(~corr)
-    order = orig[np.argsort(exchange[orig], kind="stable")]
-    ex_sorted = exchange[order]
-    starts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
-    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-    ids[order] = np.arange(len(order)) - group_start + 1 + state.ids[ex_sorted]
-    ids[corr] = ids[src[corr]]
-    state.ids += np.bincount(ex_sorted, minlength=len(state.ids))
+    ids = _exchange_ids(exchange, corr, state)
 
     is_trf = exchange == _TRF_EXCHANGE
     trf_code = np.where(is_trf, trf_c[cluster], 0)
@@ -382,6 +346,67 @@ def _stock_trades(
         trf_code,
         trf_timestamp,
     )
+
+
+def _sizes_e4(rng: np.random.Generator, n: int, day: dt.date, corr: np.ndarray) -> np.ndarray:
+    """Sizes in 1e-4 shares: odd lots, round lots, mixed lots, rare blocks, fractional shares
+    (from FRACTIONAL_SIZES_FROM); a correction repeats the size of the row it corrects."""
+    u = rng.random(n)
+    odd = np.exp(rng.uniform(0, np.log(99.5), n)).astype(np.int64).clip(1, 99)
+    rnd = 100 * rng.geometric(0.55, n)
+    mixed = 100 + rng.integers(1, 900, n)
+    block = 100 * rng.integers(50, 500, n)
+    shares = np.select([u < 0.42, u < 0.90, u < 0.998], [odd, rnd, mixed], block)
+    size_e4 = shares * 10_000
+    if day >= FRACTIONAL_SIZES_FROM:
+        frac = rng.random(n) < 0.01
+        fsize = np.exp(rng.uniform(np.log(0.001), np.log(60.0), n)) * 10_000
+        fsize = fsize.astype(np.int64).clip(1)
+        fsize += (fsize % 10_000 == 0) * 5_000  # never a whole number
+        size_e4 = np.where(frac, fsize, size_e4)
+    src = np.arange(n) - corr  # a correction duplicates the row before it
+    return size_e4[src]
+
+
+def _walk_price_cents(
+    rng: np.random.Generator,
+    spec: TickerSpec,
+    sip: np.ndarray,
+    extended: np.ndarray,
+    setter: np.ndarray,
+    state: _WalkState,
+) -> np.ndarray:
+    """Prices in cents: a geometric Brownian walk sampled at the price-setting trades; every
+    other row prints the latest price-setting trade's price. Advances ``state``."""
+    n = len(sip)
+    prev = sip[0] - 1 if state.prev_sip is None else state.prev_sip
+    # Extended hours move prices far less per unit of clock time than the regular session.
+    dt_ns = np.diff(sip, prepend=prev) * np.where(extended, 0.15, 1.0)
+    sigma = spec.vol / np.sqrt(_NS_PER_TRADING_YEAR)
+    w = state.w + np.cumsum(sigma * np.sqrt(dt_ns) * rng.standard_normal(n))
+    del dt_ns
+    last = np.maximum.accumulate(np.where(setter, np.arange(n), -1))
+    log_px = np.where(last >= 0, w[np.maximum(last, 0)], state.log_px)
+    del last
+    state.w, state.log_px, state.prev_sip = float(w[-1]), float(log_px[-1]), int(sip[-1])
+    return np.rint(state.s0 * np.exp(log_px) * 100).astype(np.int64).clip(1)
+
+
+def _exchange_ids(exchange: np.ndarray, corr: np.ndarray, state: _WalkState) -> np.ndarray:
+    """Trade ids: a rising counter per exchange, continuing ``state.ids`` (a correction keeps
+    the id of the trade it corrects)."""
+    n = len(exchange)
+    src = np.arange(n) - corr
+    ids = np.zeros(n, dtype=np.int64)
+    orig = np.flatnonzero(~corr)
+    order = orig[np.argsort(exchange[orig], kind="stable")]
+    ex_sorted = exchange[order]
+    starts = np.flatnonzero(np.r_[True, ex_sorted[1:] != ex_sorted[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    ids[order] = np.arange(len(order)) - group_start + 1 + state.ids[ex_sorted]
+    ids[corr] = ids[src[corr]]
+    state.ids += np.bincount(ex_sorted, minlength=len(state.ids))
+    return ids
 
 
 def _segments(cluster: np.ndarray) -> np.ndarray:
@@ -524,6 +549,39 @@ def _smile_iv(root: str, k: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.clip(base - 0.40 * k / np.sqrt(tc) + 0.60 * k * k / tc, 0.06, 1.2)
 
 
+@dataclass(frozen=True)
+class _Expiries:
+    """The day's option expirations: dates, expiry instants (ns) and shares of the trades."""
+
+    dates: list[dt.date]
+    ns: np.ndarray
+    share: np.ndarray
+
+    @classmethod
+    def of(cls, day: dt.date) -> _Expiries:
+        expiries = option_expiries(day)
+        return cls(
+            [d for d, _ in expiries],
+            np.array([calendar.expiry_ns(d) for d, _ in expiries], dtype=np.int64),
+            np.array([wgt for _, wgt in expiries]),
+        )
+
+
+class _Prices(NamedTuple):
+    iv: np.ndarray  # the volatility each trade was priced at
+    model: np.ndarray  # the BSM price at that volatility
+    cents: np.ndarray  # the printed price in cents
+    below: np.ndarray  # deep trades printed below intrinsic
+    off_model: np.ndarray  # printed away from the model (below intrinsic or floored to 0.01)
+
+
+class _Quotes(NamedTuple):
+    bid: np.ndarray  # cents
+    ask: np.ndarray  # cents
+    outside: np.ndarray  # the trade printed outside its prevailing quote
+    sip: np.ndarray  # the quote's sip_timestamp
+
+
 def generate_option_trades(
     day: dt.date,
     n: int,
@@ -541,15 +599,61 @@ def generate_option_trades(
     ``outside_quote`` marks trades whose prevailing quote (bid/ask) does not contain them.
     """
     roots = [r for r in OPTION_ROOT_SHARES if r in underlyings] or sorted(underlyings)
+    expiries = _Expiries.of(day)
+    d = _draw_option_trades(day, n, roots, underlyings, expiries, seed)
+    tickers, contract = _contracts(d, roots, expiries.dates)
+    contract, first = _sort_into_file_order(d, tickers, contract)
+    # Strictly rising times within a contract (prevailing quotes are then unambiguous).
+    sip = _strictly_within_groups(d["sip"], first)
+    und_price, und_time = _underlying_at(sip, d["root"], roots, underlyings)
+    t = (expiries.ns[d["e"]] - sip) / NS_PER_YEAR
+    p = _price_trades(d, roots, und_price, t)
+    q = _prevailing_quotes(p.cents, p.off_model, d["u"], sip, first, d["quote_gap"])
+    return {
+        "tickers": tickers,
+        "contract": contract,
+        "underlying": np.array(roots)[d["root"]],
+        "expiration": np.array(expiries.dates, dtype="datetime64[D]")[d["e"]],
+        "is_call": d["is_call"],
+        "strike": d["strike"],
+        "sip_timestamp": sip,
+        "price": p.cents / 100.0,
+        "size": d["size"],
+        "exchange": d["exchange"],
+        "condition": d["condition"],
+        "underlying_price": und_price,
+        "underlying_time": und_time,
+        "time_to_expiry": t,
+        "iv": p.iv,
+        "model_price": p.model,
+        "off_model": p.off_model,
+        "below_intrinsic": p.below,
+        "outside_quote": q.outside,
+        "bid": q.bid / 100.0,
+        "ask": q.ask / 100.0,
+        "quote_timestamp": q.sip,
+        "bid_exchange": d["quote_ex"][0],
+        "ask_exchange": d["quote_ex"][1],
+        "bid_size": d["quote_size"][0],
+        "ask_size": d["quote_size"][1],
+    }
+
+
+def _draw_option_trades(
+    day: dt.date,
+    n: int,
+    roots: list[str],
+    underlyings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    expiries: _Expiries,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Split ``n`` trades over the roots and draw each root's trades (one random stream per
+    root); the per-trade arrays of all roots concatenated, in draw order."""
     shares = np.array([OPTION_ROOT_SHARES.get(r, 1.0) for r in roots])
     counts = np.random.default_rng([seed, _STREAM_OPTIONS, 99]).multinomial(
         n, shares / shares.sum()
     )
     open_, close = calendar.session_bounds_ns(day, "regular")
-    expiries = option_expiries(day)
-    exp_dates = np.array([d for d, _ in expiries], dtype="datetime64[D]")
-    exp_ns = np.array([calendar.expiry_ns(d) for d, _ in expiries], dtype=np.int64)
-    exp_p = np.array([wgt for _, wgt in expiries])
     parts: list[dict[str, np.ndarray]] = []
     for ri, (root, m) in enumerate(zip(roots, counts, strict=True)):
         times, prices = (np.asarray(a) for a in underlyings[root])
@@ -557,51 +661,74 @@ def generate_option_trades(
         if m == 0 or len(anchors) == 0:
             continue
         rng = _rng(seed, _STREAM_OPTIONS, ri)
-        spot0 = float(prices[anchors[0]])
-        a = rng.choice(anchors, size=m)
-        sip = np.minimum(times[a] + rng.integers(0, 800_000_000, m), close - 1_000)
-        e = rng.choice(len(expiries), size=m, p=exp_p)
-        is_call = rng.random(m) < 0.52
-        t_anchor = (exp_ns[e] - sip) / _NS_PER_YEAR
-        width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
-        x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
-        # A few deep in-the-money trades on short expiries, printed below intrinsic.
-        deep = (rng.random(m) < 0.003) & (t_anchor < 8 / 365)
-        depth = rng.uniform(0.03, 0.10, m)
-        x = np.where(deep, np.where(is_call, -depth, depth), x)
-        k_raw = prices[a] * np.exp(x)
-        k1 = np.rint(k_raw)
-        k5 = 5 * np.rint(k_raw / 5)
-        strike = np.where(deep | (np.abs(k1 / spot0 - 1) > 0.05), k5, k1)
-        strike = np.clip(strike, 5 * np.ceil(spot0 * 0.85 / 5), 5 * np.floor(spot0 * 1.15 / 5))
-        parts.append(
-            dict(
-                root=np.full(m, ri),
-                e=e,
-                is_call=is_call,
-                strike=strike,
-                sip=sip,
-                deep=deep,
-                u=rng.random((4, m)),
-                size=np.select(
-                    [rng.random(m) < 0.005, rng.random(m) < 0.15],
-                    [rng.integers(100, 1000, m), rng.integers(1, 51, m)],
-                    rng.geometric(0.4, m),
-                ),
-                exchange=rng.choice(_OPTION_EXCHANGES, size=m),
-                condition=rng.choice(_OPTION_CONDITIONS, size=m, p=_OPTION_CONDITION_P),
-                quote_ex=rng.choice(_OPTION_EXCHANGES, size=(2, m)),
-                quote_size=rng.geometric(0.05, (2, m)),
-                iv_noise=rng.normal(0.0, 0.004, m),
-                quote_gap=rng.integers(1_000, 500_000_000, m),
-            )
-        )
+        parts.append(_draw_root_trades(rng, ri, m, times, prices, anchors, close, expiries))
     if not parts:
         raise ValueError("no underlying trades in the regular session to anchor option trades")
     d = {k: np.concatenate([p.pop(k) for p in parts], axis=-1) for k in list(parts[0])}
     del parts
+    return d
 
-    # Contracts, sorted by ticker text so the file order is ticker, then sip_timestamp.
+
+def _draw_root_trades(
+    rng: np.random.Generator,
+    ri: int,
+    m: int,
+    times: np.ndarray,
+    prices: np.ndarray,
+    anchors: np.ndarray,
+    close: int,
+    expiries: _Expiries,
+) -> dict[str, np.ndarray]:
+    """m trades on root number ``ri``, each anchored shortly after a regular-session genuine
+    underlying trade (rows of ``times``/``prices`` listed in ``anchors``)."""
+    spot0 = float(prices[anchors[0]])
+    a = rng.choice(anchors, size=m)
+    sip = np.minimum(times[a] + rng.integers(0, 800_000_000, m), close - 1_000)
+    e = rng.choice(len(expiries.dates), size=m, p=expiries.share)
+    is_call = rng.random(m) < 0.52
+    t_anchor = (expiries.ns[e] - sip) / NS_PER_YEAR
+    width = np.clip(0.9 * 0.16 * np.sqrt(t_anchor), 0.0015, 0.06)
+    x = np.clip(rng.normal(0.0, 1.0, m) * width, -0.15, 0.15)
+    # A few deep in-the-money trades on short expiries, printed below intrinsic.
+    deep = (rng.random(m) < 0.003) & (t_anchor < 8 / 365)
+    depth = rng.uniform(0.03, 0.10, m)
+    x = np.where(deep, np.where(is_call, -depth, depth), x)
+    # The draws below keep their order: each consumes the root's stream.
+    return dict(
+        root=np.full(m, ri),
+        e=e,
+        is_call=is_call,
+        strike=_listed_strike(prices[a] * np.exp(x), spot0, deep),
+        sip=sip,
+        deep=deep,
+        u=rng.random((4, m)),
+        size=np.select(
+            [rng.random(m) < 0.005, rng.random(m) < 0.15],
+            [rng.integers(100, 1000, m), rng.integers(1, 51, m)],
+            rng.geometric(0.4, m),
+        ),
+        exchange=rng.choice(_OPTION_EXCHANGES, size=m),
+        condition=rng.choice(_OPTION_CONDITIONS, size=m, p=_OPTION_CONDITION_P),
+        quote_ex=rng.choice(_OPTION_EXCHANGES, size=(2, m)),
+        quote_size=rng.geometric(0.05, (2, m)),
+        iv_noise=rng.normal(0.0, 0.004, m),
+        quote_gap=rng.integers(1_000, 500_000_000, m),
+    )
+
+
+def _listed_strike(k_raw: np.ndarray, spot0: float, deep: np.ndarray) -> np.ndarray:
+    """Round wanted strikes to listed ones: $1 near the money, $5 beyond 5% of the opening
+    spot and for the deep trades, all within +-15% of it."""
+    k1 = np.rint(k_raw)
+    k5 = 5 * np.rint(k_raw / 5)
+    strike = np.where(deep | (np.abs(k1 / spot0 - 1) > 0.05), k5, k1)
+    return np.clip(strike, 5 * np.ceil(spot0 * 0.85 / 5), 5 * np.floor(spot0 * 1.15 / 5))
+
+
+def _contracts(
+    d: Mapping[str, np.ndarray], roots: list[str], dates: list[dt.date]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct contracts' tickers and each trade's contract number (an index into them)."""
     strike_milli = np.rint(d["strike"] * 1000).astype(np.int64)
     key = (
         (d["root"].astype(np.int64) << 42) | (d["e"] << 33) | (d["is_call"].astype(np.int64) << 32)
@@ -610,53 +737,82 @@ def generate_option_trades(
     tickers = np.array(
         [
             option_ticker(
-                roots[k >> 42],
-                expiries[(k >> 33) & 511][0],
-                bool((k >> 32) & 1),
-                (k & 0xFFFFFFFF) / 1000,
+                roots[k >> 42], dates[(k >> 33) & 511], bool((k >> 32) & 1), (k & 0xFFFFFFFF) / 1000
             )
             for k in uniq.tolist()
         ]
     )
+    return tickers, contract
+
+
+def _sort_into_file_order(
+    d: dict[str, np.ndarray], tickers: np.ndarray, contract: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder the trades in place by ticker text, then sip_timestamp (the file order).
+
+    Returns the reordered contract numbers and a mask of each contract's first trade.
+    """
     rank = np.argsort(np.argsort(tickers, kind="stable"), kind="stable")
     order = np.lexsort((d["sip"], rank[contract]))
     for k in d:  # reorder one array at a time (bounded memory)
         d[k] = d[k][..., order]
     contract = contract[order]
     first = np.r_[True, contract[1:] != contract[:-1]]
-    # Strictly rising times within a contract (prevailing quotes are then unambiguous).
-    sip = _strictly_within_groups(d["sip"], first)
+    return contract, first
 
-    s_idx = np.zeros(len(sip), dtype=np.int64)
+
+def _underlying_at(
+    sip: np.ndarray,
+    root: np.ndarray,
+    roots: list[str],
+    underlyings: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Price and time of the latest genuine underlying trade at or before each trade."""
     und_price = np.empty(len(sip))
     und_time = np.empty(len(sip), dtype=np.int64)
-    for ri, root in enumerate(roots):
-        sel = d["root"] == ri
+    for ri, name in enumerate(roots):
+        sel = root == ri
         if not sel.any():
             continue
-        times, prices = (np.asarray(a) for a in underlyings[root])
+        times, prices = (np.asarray(a) for a in underlyings[name])
         s_idx = np.searchsorted(times, sip[sel], side="right") - 1
         und_price[sel] = prices[s_idx]
         und_time[sel] = times[s_idx]
-    t = (exp_ns[d["e"]] - sip) / _NS_PER_YEAR
-    strike = d["strike"]
+    return und_price, und_time
+
+
+def _price_trades(
+    d: Mapping[str, np.ndarray], roots: list[str], und_price: np.ndarray, t: np.ndarray
+) -> _Prices:
+    """BSM prices at the smile's volatility (plus noise), rounded to the cent; the deep
+    trades printed a little below intrinsic instead."""
+    strike, is_call = d["strike"], d["is_call"]
     fwd = und_price * np.exp((RATE - DIVIDEND_YIELD) * t)
-    iv = np.empty(len(sip))
+    iv = np.empty(len(t))
     for ri, root in enumerate(roots):
         sel = d["root"] == ri
         iv[sel] = _smile_iv(root, np.log(strike[sel] / fwd[sel]), t[sel])
     iv = np.clip(iv + d["iv_noise"], 0.05, None)
-    model = bsm_price(d["is_call"], und_price, strike, t, RATE, iv, DIVIDEND_YIELD)
+    model = bsm_price(is_call, und_price, strike, t, RATE, iv, DIVIDEND_YIELD)
     cents = np.rint(model * 100).astype(np.int64)
     floored = cents < 1
-    intrinsic = np.where(d["is_call"], und_price - strike, strike - und_price)
-    u = d["u"]
+    intrinsic = np.where(is_call, und_price - strike, strike - und_price)
     below = d["deep"] & (intrinsic >= 0.5)
-    below_cents = np.floor((intrinsic - 0.02 - 0.28 * u[0]) * 100).astype(np.int64)
+    below_cents = np.floor((intrinsic - 0.02 - 0.28 * d["u"][0]) * 100).astype(np.int64)
     cents = np.where(below, below_cents, np.maximum(cents, 1))
-    off_model = floored | below
+    return _Prices(iv, model, cents, below, floored | below)
 
-    # Prevailing quote: placed after the contract's previous trade, at or before this one.
+
+def _prevailing_quotes(
+    cents: np.ndarray,
+    off_model: np.ndarray,
+    u: np.ndarray,
+    sip: np.ndarray,
+    first: np.ndarray,
+    quote_gap: np.ndarray,
+) -> _Quotes:
+    """The quote prevailing at each trade, placed after the contract's previous trade and at
+    or before this one; a few normal trades print through the bid or the ask."""
     spread = np.maximum(1, np.rint(cents * 0.008)).astype(np.int64) + (u[1] * 3).astype(np.int64)
     bid = cents - (u[2] * (spread + 1)).astype(np.int64).clip(0, spread)
     bid = np.maximum(bid, 0)
@@ -669,35 +825,8 @@ def generate_option_trades(
     bid = np.where(outside & ~through_ask, cents + shift, bid)
     ask = np.where(outside & ~through_ask, bid + spread, ask)
     prev_gap = np.where(first, 10**12, np.diff(sip, prepend=sip[0]))
-    quote_sip = sip - np.minimum(d["quote_gap"], (prev_gap - 1) // 2)
-    return {
-        "tickers": tickers,
-        "contract": contract,
-        "underlying": np.array(roots)[d["root"]],
-        "expiration": exp_dates[d["e"]],
-        "is_call": d["is_call"],
-        "strike": strike,
-        "sip_timestamp": sip,
-        "price": cents / 100.0,
-        "size": d["size"],
-        "exchange": d["exchange"],
-        "condition": d["condition"],
-        "underlying_price": und_price,
-        "underlying_time": und_time,
-        "time_to_expiry": t,
-        "iv": iv,
-        "model_price": model,
-        "off_model": off_model,
-        "below_intrinsic": below,
-        "outside_quote": outside,
-        "bid": bid / 100.0,
-        "ask": ask / 100.0,
-        "quote_timestamp": quote_sip,
-        "bid_exchange": d["quote_ex"][0],
-        "ask_exchange": d["quote_ex"][1],
-        "bid_size": d["quote_size"][0],
-        "ask_size": d["quote_size"][1],
-    }
+    quote_sip = sip - np.minimum(quote_gap, (prev_gap - 1) // 2)
+    return _Quotes(bid, ask, outside, quote_sip)
 
 
 def _strictly_within_groups(t: np.ndarray, first: np.ndarray) -> np.ndarray:
@@ -777,12 +906,22 @@ def generate_day(
     n = scale_trades(scale)
     say = progress or (lambda _msg: None)
     out = Path(out_dir)
-    paths = {
-        "stock_trades": out / _key("us_stocks_sip/trades_v1", day),
-        "stock_quotes": out / _key("us_stocks_sip/quotes_v1", day),
-        "option_trades": out / _key("us_options_opra/trades_v1", day),
-        "option_quotes": out / _key("us_options_opra/quotes_v1", day),
-    }
+    paths = {name: out / flat_file_key(name, day) for name in DATASETS}
+    underlyings = _write_stock_files(day, n, seed, paths, say)
+    n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
+    o = generate_option_trades(day, n_opt, underlyings, seed)
+    _write_option_files(o, paths, option_header, seed)
+    say(f"{day}: {len(o['contract']):,} option trades on {len(o['tickers']):,} contracts")
+    return paths
+
+
+def _write_stock_files(
+    day: dt.date, n: int, seed: int, paths: Mapping[str, Path], say: Callable[[str], None]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Write the stock trades and quotes of every ticker, one ticker after the other.
+
+    Returns (sip_timestamps, prices) of the genuine trades of each option root.
+    """
     names = sorted(TICKERS)
     share = np.array([TICKERS[t].share for t in names])
     share /= share.sum()
@@ -804,40 +943,12 @@ def generate_day(
     quotes_w = _CsvGz(paths["stock_quotes"], STOCK_QUOTES_HEADER)
     try:
         for i, ticker in enumerate(names):
-            spec, lay = TICKERS[ticker], layouts[i]
-            rng = _rng(seed, _STREAM_TRADES, i)
-            qrng = _rng(seed, _STREAM_QUOTES, i)
-            state = _WalkState(s0=spec.level * float(np.exp(rng.normal(0.0, 0.04))))
-            genuine: list[tuple[np.ndarray, np.ndarray]] = []
-            bounds = _segments(lay.cluster)
-            q_bounds = np.searchsorted(lay.quote_sip, lay.sip[bounds[1:-1]])
-            q_bounds = np.r_[0, q_bounds, len(lay.quote_sip)]
-            for a, b, qa, qb in zip(
-                bounds[:-1], bounds[1:], q_bounds[:-1], q_bounds[1:], strict=True
-            ):
-                tr = _stock_trades(
-                    day,
-                    spec,
-                    lay.sip[a:b],
-                    lay.correction[a:b],
-                    lay.cluster[a:b],
-                    trade_seq[i][a:b],
-                    rng,
-                    state,
-                )
-                _write_stock_trades(trades_w, ticker, spec, tr)
-                _write_stock_quotes(
-                    quotes_w, day, ticker, spec, tr, lay.quote_sip[qa:qb], quote_seq[i][qa:qb], qrng
-                )
-                if ticker in OPTION_ROOT_SHARES:
-                    g = tr.genuine
-                    genuine.append((tr.sip[g], tr.price_cents[g] / 100.0))
-                del tr
-            if genuine:
-                underlyings[ticker] = (
-                    np.concatenate([g[0] for g in genuine]),
-                    np.concatenate([g[1] for g in genuine]),
-                )
+            lay = layouts[i]
+            genuine = _write_ticker(
+                (trades_w, quotes_w), day, ticker, lay, trade_seq[i], quote_seq[i], seed, i
+            )
+            if genuine is not None:
+                underlyings[ticker] = genuine
             say(f"{day}: {ticker}: {len(lay.sip):,} trades, {len(lay.quote_sip):,} quotes")
             layouts[i] = trade_seq[i] = quote_seq[i] = None  # type: ignore[call-overload]  # free as we go
     except BaseException:
@@ -846,9 +957,60 @@ def generate_day(
         raise
     trades_w.close()
     quotes_w.close()
+    return underlyings
 
-    n_opt = max(50, round(n * OPTION_TRADES_PER_STOCK_TRADE))
-    o = generate_option_trades(day, n_opt, underlyings, seed)
+
+def _write_ticker(
+    writers: tuple[_CsvGz, _CsvGz],
+    day: dt.date,
+    ticker: str,
+    lay: _Layout,
+    trade_seq: np.ndarray,
+    quote_seq: np.ndarray,
+    seed: int,
+    i: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Write ticker number ``i``'s trades and quotes segment by segment (bounded memory).
+
+    Returns (sip_timestamps, prices) of its genuine trades if it is an option root.
+    """
+    trades_w, quotes_w = writers
+    spec = TICKERS[ticker]
+    rng = _rng(seed, _STREAM_TRADES, i)
+    qrng = _rng(seed, _STREAM_QUOTES, i)
+    state = _WalkState(s0=spec.level * float(np.exp(rng.normal(0.0, 0.04))))
+    genuine: list[tuple[np.ndarray, np.ndarray]] = []
+    bounds = _segments(lay.cluster)
+    q_bounds = np.searchsorted(lay.quote_sip, lay.sip[bounds[1:-1]])
+    q_bounds = np.r_[0, q_bounds, len(lay.quote_sip)]
+    for a, b, qa, qb in zip(bounds[:-1], bounds[1:], q_bounds[:-1], q_bounds[1:], strict=True):
+        tr = _stock_trades(
+            day,
+            spec,
+            lay.sip[a:b],
+            lay.correction[a:b],
+            lay.cluster[a:b],
+            trade_seq[a:b],
+            rng,
+            state,
+        )
+        _write_stock_trades(trades_w, ticker, spec, tr)
+        _write_stock_quotes(
+            quotes_w, day, ticker, spec, tr, lay.quote_sip[qa:qb], quote_seq[qa:qb], qrng
+        )
+        if ticker in OPTION_ROOT_SHARES:
+            g = tr.genuine
+            genuine.append((tr.sip[g], tr.price_cents[g] / 100.0))
+        del tr
+    if not genuine:
+        return None
+    return np.concatenate([g[0] for g in genuine]), np.concatenate([g[1] for g in genuine])
+
+
+def _write_option_files(
+    o: Mapping[str, np.ndarray], paths: Mapping[str, Path], option_header: str, seed: int
+) -> None:
+    """Write the option trades and the quotes prevailing at them."""
     otw = _CsvGz(paths["option_trades"], OPTION_TRADES_HEADERS[option_header])
     oqw = _CsvGz(paths["option_quotes"], OPTION_QUOTES_HEADER)
     try:
@@ -860,5 +1022,3 @@ def generate_day(
         raise
     otw.close()
     oqw.close()
-    say(f"{day}: {len(o['contract']):,} option trades on {len(o['tickers']):,} contracts")
-    return paths

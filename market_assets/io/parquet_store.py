@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from market_assets.core.schemas import SCHEMA_VERSION
+from market_assets.io.sizes import MIB
 from market_assets.settings import StorageSettings
 
 # Columns with few distinct values: dictionary-encoded. Others are plain (dictionaries of
@@ -84,7 +85,7 @@ class ParquetStore:
     ):
         self.uri = root
         self.row_group_rows = row_group_rows
-        self.file_target_bytes = int(file_target_mb * 1024 * 1024)
+        self.file_target_bytes = int(file_target_mb * MIB)
         if filesystem is not None:
             self.fs, self.root = filesystem, root.removeprefix("s3://").rstrip("/")
         elif root.startswith("s3://"):

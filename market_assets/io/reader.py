@@ -30,6 +30,7 @@ import pyarrow.csv as pcsv
 
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.core.schemas import OPTION_TRADES, STOCK_TRADES
+from market_assets.io.sizes import DEFAULT_BLOCK_SIZE, MIB
 
 # Rejects kept in memory for error messages and inspection; every reject also goes to the
 # reader's ``reject_sink`` (the asset spools them to disk), so none is lost past this.
@@ -233,7 +234,7 @@ class TradeReader:
         source: ByteSource,
         kind: str,
         keep: Sequence[str] = ("*",),
-        block_size: int = 4 << 20,
+        block_size: int = DEFAULT_BLOCK_SIZE,
         on_progress: Callable[[ReadStats], None] | None = None,
         max_reject_fraction: float = 1.0,
         reopen: Callable[[], ByteSource] | None = None,
@@ -300,7 +301,7 @@ class TradeReader:
         """One read of the file. The careful pass drops the first ``drop_rows`` output rows
         (already delivered by the fast pass: both passes keep the same rows in order)."""
         raw = _RecordingStream(isal.igzip_threaded.open(source.stream, "rb", threads=1))
-        text = io.BufferedReader(raw, buffer_size=1 << 20)
+        text = io.BufferedReader(raw, buffer_size=MIB)
         try:
             header_line = self._read_header(text, raw)
             names = [n.strip().strip('"').lower() for n in header_line.split(",")]

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 
 from market_assets.core.schemas import STOCK_TRADES
-from market_assets.core.underlying import underlying_asof
+from market_assets.core.underlying import UnderlyingIndex
 from market_assets.io.condition_rules import load_condition_rules
 
 RULES = load_condition_rules()
@@ -31,6 +31,11 @@ def stock_table(tickers, ts, prices, seqs, conds, corrections) -> pa.Table:
         "trf_timestamp": pa.nulls(n, STOCK_TRADES.field("trf_timestamp").type),
     }
     return pa.Table.from_pydict(cols, schema=STOCK_TRADES)
+
+
+def underlying_asof(option_underlying, option_ts_ns, stock, rules, max_staleness_ns):
+    """One as-of lookup through the index the greeks asset builds."""
+    return UnderlyingIndex(stock, rules).asof(option_underlying, option_ts_ns, max_staleness_ns)
 
 
 def eligible(conds, correction) -> bool:

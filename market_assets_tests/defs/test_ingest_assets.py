@@ -44,12 +44,13 @@ def materialize(
     settings = load_settings(config)
     parts = trading_day_partitions(dt.date(2023, 1, 3))
     assets = [build_ingest_asset(n, parts, n) for n in names]
+    settings_resource = SettingsResource(config_path=str(config))
     return dg.materialize(
         assets,
         partition_key=day.isoformat(),
         resources={
-            "settings": SettingsResource(config_path=str(config)),
-            "source": FlatFileSource(config_path=str(config)),
+            "settings": settings_resource,
+            "source": FlatFileSource(settings=settings_resource),
             "parquet_io_manager": ParquetIOManager(root=settings.storage.root, row_group_rows=4096),
         },
         raise_on_error=raise_on_error,
@@ -104,7 +105,9 @@ def test_all_tickers_with_star(tmp_path, project_config):
 
 def test_real_massive_samples_through_the_asset(tmp_path, project_config):
     config = project_config(
-        partitions={"start_date": "2023-01-03"}, ingest={"stock_tickers": ["MSFT"]}
+        # SPY stays listed: features.symbol must be among the ingested tickers.
+        partitions={"start_date": "2023-01-03"},
+        ingest={"stock_tickers": ["MSFT", "SPY"]},
     )
     day = dt.date(2023, 3, 28)
     dest = tmp_path / "massive" / flat_file_key("stock_trades", day)

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.core.enrich import GreeksParams, enrich_option_trades, status_counts
+from market_assets.core.rates import TreasuryCurve
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import UnderlyingIndex
 from market_assets.defs.io_managers import BatchStream
@@ -30,14 +31,19 @@ UNDERLYING_COLUMNS = [
 ]
 
 
-def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_greeks_asset(
+    partitions_def: dg.PartitionsDefinition, rate_curve: bool = False
+) -> dg.AssetsDefinition:
+    """``rate_curve``: greeks.risk_free_rate = "curve", read from the treasury_yields input."""
+    curve_in = {"treasury_yields": dg.AssetIn()} if rate_curve else {}
+
     @dg.asset(
         name="option_trades_greeks",
         partitions_def=partitions_def,
         io_manager_key="parquet_io_manager",
         group_name="derived",
         kinds={"parquet", "numpy"},
-        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn()},
+        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn(), **curve_in},
         description=(
             "option_trades + the underlying price as of each trade, time to expiry, BSM implied "
             "volatility from the trade price, delta/gamma/vega/theta, intrinsic value, dollar "
@@ -49,10 +55,11 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         settings: SettingsResource,
         option_trades: ds.Dataset,
         stock_trades: ds.Dataset,
+        **curve: ds.Dataset,
     ) -> dg.Output:
         s = settings.settings
         params = GreeksParams(
-            rate=s.greeks.risk_free_rate,
+            rate=_rate(s.greeks.risk_free_rate, curve.get("treasury_yields")),
             dividend_yield=s.greeks.dividend_yield,
             contract_multiplier=s.greeks.contract_multiplier,
             gadvv_scale=s.features.gadvv_scale,
@@ -95,3 +102,14 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         return dg.Output(BatchStream(ordered, OPTION_TRADES_GREEKS, {}, finalize))
 
     return option_trades_greeks
+
+
+def _rate(setting: float | str, treasury_yields: ds.Dataset | None) -> float | TreasuryCurve:
+    if setting != "curve":
+        return float(setting)
+    if treasury_yields is None:
+        raise dg.Failure(
+            'greeks.risk_free_rate = "curve" but the definitions were loaded with a constant '
+            "rate (no treasury_yields input): reload the definitions"
+        )
+    return TreasuryCurve.from_table(treasury_yields.to_table())

@@ -15,6 +15,7 @@ from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 from market_assets.io.progress import ProgressReporter
 from market_assets.io.reader import IngestError, Reject, TradeReader
+from market_assets.io.sizes import MIB
 from market_assets.io.source import SourceError, flat_file_key
 
 
@@ -40,7 +41,7 @@ def build_ingest_asset(
         day = dt.date.fromisoformat(context.partition_key)
         key = flat_file_key(name, day)
         try:
-            opened = source.open(name, day)
+            opened = source.open(name, day, log=context.log)
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
         keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
@@ -62,12 +63,12 @@ def build_ingest_asset(
             opened,
             name,
             keep=keep,
-            block_size=int(s.ingest.block_size_mb * 1024 * 1024),
+            block_size=int(s.ingest.block_size_mb * MIB),
             on_progress=ProgressReporter(
                 context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
             ),
             max_reject_fraction=s.ingest.max_reject_fraction,
-            reopen=lambda: source.open(name, day),
+            reopen=lambda: source.open(name, day, log=context.log),
             reject_sink=spool_reject,
         )
 
