@@ -52,6 +52,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/greeks.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/memory.py
 
 clean:
 	rm -rf data dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/logs
