@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_assets.defs.assets.features import build_features_asset
+from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.assets.rates import build_treasury_yields_asset
@@ -43,7 +43,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
         build_greeks_asset(partitions, rate_curve),
-        *[build_features_asset(w, partitions) for w in settings.features.windows],
+        build_features_assets(list(settings.features.windows), partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,

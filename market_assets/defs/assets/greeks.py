@@ -18,8 +18,10 @@ from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
+from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 
+ORDER = ("underlying", "sip_timestamp")
 UNDERLYING_COLUMNS = [
     "ticker",
     "sip_timestamp",
@@ -98,7 +100,9 @@ def build_greeks_asset(
 
         check = status_shares_check(s.checks, shares)
         check.selected = bool(context.selected_asset_check_keys)
-        stream = BatchStream(batches(), OPTION_TRADES_GREEKS, {}, finalize, [check])
+        # Stored by (underlying, sip_timestamp), so one symbol's trades stream in time order.
+        ordered = sorted_batches(batches(), OPTION_TRADES_GREEKS, ORDER)
+        stream = BatchStream(ordered, OPTION_TRADES_GREEKS, {}, finalize, [check])
         # Written by the IO manager, swapped in only if status_shares passes.
         yield dg.Output(stream)
         yield from stream.check_results
