@@ -402,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assets", nargs="*", help="asset names (default: all)")
     p.set_defaults(func=cmd_materialize)
 
+    from market_assets.live.replay import add_replay_parser
+
+    add_replay_parser(sub, _date)
+
     return parser
 
 
