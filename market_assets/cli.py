@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
     from market_assets.live.replay import add_replay_parser
 
     add_replay_parser(sub, _date)
+    from market_assets.live.command import add_live_parser
+
+    add_live_parser(sub)
 
     return parser
 
