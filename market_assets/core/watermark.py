@@ -146,6 +146,12 @@ class GapTracker:
     def is_open(self, stream: str) -> bool:
         return any(g.stream == stream and g.end_ns == END_OF_TIME for g in self.gaps)
 
+    def move_start(self, stream: str, start_ns: int) -> None:
+        """The open gap of ``stream`` starts later: a message before the loss came late."""
+        for g in self.gaps:
+            if g.stream == stream and g.end_ns == END_OF_TIME:
+                g.start_ns = max(g.start_ns, int(start_ns))
+
     def close(self, stream: str, end_ns: int) -> None:
         """``stream`` is back; its first message after the loss is at ``end_ns``."""
         for g in self.gaps:

@@ -12,7 +12,7 @@ and resubscribing). After ``MAX_CLIENT_RECONNECTS`` of those, or a clean close b
 ``connect()`` returns or raises and this wrapper waits ``reconnect_backoff_s`` doubling up to
 ``max_reconnect_backoff_s`` (times a random factor in [0.5, 1], so many clients do not
 reconnect in step), resetting once a connection delivered data. Every socket loss is
-reported (``on_lost``) so the pipeline marks the gap.
+reported (``on_lost(market, connection number)``) so the pipeline marks the gap.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ class FeedConnection:
         queue: asyncio.Queue,
         backoff_s: float,
         max_backoff_s: float,
-        on_lost: Callable[[str], None],
+        on_lost: Callable[[str, int], None],
     ) -> None:
         self.market = market
         self.topics = list(topics)
@@ -135,7 +135,7 @@ class FeedConnection:
                 if not feed._stopping:
                     feed.state.losses += 1
                     feed.state.state = "reconnecting"
-                    feed.on_lost(feed.market)
+                    feed.on_lost(feed.market, feed.gen)
 
         return TrackedConnection
 

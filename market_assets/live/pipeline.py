@@ -118,7 +118,7 @@ class LivePipeline:
         self.aggregator: WindowAggregator | None = None
         self.store: LiveWindowStore | None = None
         self._gen: dict[str, int] = {}
-        self._reconnected: set[str] = set()
+        self._lost_gen: dict[str, int] = {}
         self._logged: set[str] = set()
         self._last_frame_wall = time.monotonic()
         if day is not None:
@@ -147,13 +147,15 @@ class LivePipeline:
             self._logged.add(kind)
             log.warning(message + " (logged once; counted in the metrics)", *args)
 
-    def connection_lost(self, market: str) -> None:
-        """``market``'s socket is down: a gap opens after its last message."""
+    def connection_lost(self, market: str, gen: int = 0) -> None:
+        """``market``'s socket number ``gen`` is down: a gap opens after its last message
+        (frames of that socket still queued move the gap's start; the first trade of a
+        later socket ends it)."""
         start = max(self.clock.latest_ns(market), self.clock.frontier_ns)
         if not self.gaps.is_open(market):
             self.counters.gaps += 1
         self.gaps.open(market, start)
-        self._reconnected.add(market)
+        self._lost_gen[market] = gen
 
     def frame(self, market: str, text: str | bytes, wall: float, gen: int = 0) -> None:
         """One frame from ``market``'s socket, received at wall time ``wall`` on connection
@@ -180,7 +182,7 @@ class LivePipeline:
         self.clock.heard(market, wall)
         trades = decoded.trades
         if trades.num_rows:
-            self._trades(market, pa.Table.from_batches([trades]), wall)
+            self._trades(market, pa.Table.from_batches([trades]), wall, gen)
 
     def _status(self, market: str, st: dict[str, Any]) -> None:
         status, message = st.get("status"), str(st.get("message", ""))
@@ -194,7 +196,7 @@ class LivePipeline:
             self.counters.server_errors[f"{status}: {message}"] += 1
             self._once(f"status:{status}:{message}", "%s: server %s: %s", market, status, message)
 
-    def _trades(self, market: str, table: pa.Table, wall: float) -> None:
+    def _trades(self, market: str, table: pa.Table, wall: float, gen: int) -> None:
         c = self.counters
         key = "ticker" if market == "stocks" else "underlying"
         table = table.filter(pc.fill_null(pc.equal(table.column(key), self.symbol), False))
@@ -205,9 +207,13 @@ class LivePipeline:
             first = int(ts.min())
             day = dt.datetime.fromtimestamp(first / 1e9, tz=NEW_YORK).date()
             self._start(day, first)
-        if market in self._reconnected:
-            self._reconnected.discard(market)
-            self.gaps.close(market, int(ts.min()))
+        lost = self._lost_gen.get(market)
+        if lost is not None:
+            if gen > lost:
+                del self._lost_gen[market]
+                self.gaps.close(market, int(ts.min()))
+            else:  # a frame the lost socket delivered before it went down
+                self.gaps.move_start(market, int(ts.max()))
         keep = ~self.clock.is_late(ts)
         late = int(np.count_nonzero(~keep))
         if late:
