@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_assets.defs.assets.features import build_features_asset
+from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.checks import build_asset_checks
@@ -40,7 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             settings.massive.source,
         ),
         build_greeks_asset(partitions),
-        *[build_features_asset(w, partitions) for w in settings.features.windows],
+        build_features_assets(list(settings.features.windows), partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,

@@ -16,8 +16,10 @@ from market_assets.core.underlying import UnderlyingIndex
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
+from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 
+ORDER = ("underlying", "sip_timestamp")
 UNDERLYING_COLUMNS = [
     "ticker",
     "sip_timestamp",
@@ -88,6 +90,8 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
                 md[f"count_{status}"] = int(counts.get(status, 0))
             return md
 
-        return dg.Output(BatchStream(batches(), OPTION_TRADES_GREEKS, {}, finalize))
+        # Stored by (underlying, sip_timestamp), so one symbol's trades stream in time order.
+        ordered = sorted_batches(batches(), OPTION_TRADES_GREEKS, ORDER)
+        return dg.Output(BatchStream(ordered, OPTION_TRADES_GREEKS, {}, finalize))
 
     return option_trades_greeks
