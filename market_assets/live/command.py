@@ -49,6 +49,11 @@ def add_live_parser(sub: Any) -> None:
     p.add_argument("--idle-exit", type=_seconds, metavar="S", help="stop after S s without data")
     p.add_argument("--feed", help="override realtime.feed (e.g. 127.0.0.1:8765)")
     p.add_argument(
+        "--option-contracts",
+        choices=("snapshot", "all"),
+        help="override realtime.option_contracts (all: T.* on the options socket)",
+    )
+    p.add_argument(
         "--insecure", action="store_true", help="ws:// instead of wss:// (the replay server)"
     )
     p.add_argument(
@@ -76,6 +81,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         changes["feed"] = args.feed
     if args.insecure:
         changes["secure"] = False
+    if args.option_contracts:
+        changes["option_contracts"] = args.option_contracts
     if changes:
         rt = settings.realtime.model_copy(update=changes)
         settings = settings.model_copy(update={"realtime": rt})

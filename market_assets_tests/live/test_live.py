@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import gzip
 import json
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -94,8 +94,7 @@ def batch(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, p
     greeked = enrich_option_trades(options, UnderlyingIndex(stock, rules), params, rules)
     stats = StatsOptions(f.kde_grid, f.dip_pval_method, f.dip_bootstrap_draws, f.dip_seed)
     out = {
-        w: features_for_day(stock, greeked, DAY, "SPY", w, f.session, rules, stats)
-        for w in WINDOWS
+        w: features_for_day(stock, greeked, DAY, "SPY", w, f.session, rules, stats) for w in WINDOWS
     }
     out["_corrected_ns"] = pa.table(
         {
@@ -161,9 +160,12 @@ def _assert_rows_equal(live: pa.Table, batch: pa.Table, skip: set[int] = frozens
 
 
 def _windows_holding(times_ns: np.ndarray, starts_ns: np.ndarray, wns: int) -> set[int]:
-    return {int(i) for i in np.searchsorted(starts_ns, times_ns, side="right") - 1} & set(
-        range(len(starts_ns))
-    ) if len(times_ns) else set()
+    return (
+        {int(i) for i in np.searchsorted(starts_ns, times_ns, side="right") - 1}
+        & set(range(len(starts_ns)))
+        if len(times_ns)
+        else set()
+    )
 
 
 def test_every_closed_window_equals_the_batch_features(spy_day, batch, mirror, tmp_path):
