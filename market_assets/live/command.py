@@ -33,10 +33,12 @@ def _seconds(s: str) -> float:
     return v
 
 
-def add_live_parser(sub: Any) -> None:
-    """Register ``market-assets live`` on the CLI's subparsers."""
+def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> None:  # type: ignore[assignment]
+    """Register ``market-assets live`` on the CLI's subparsers (``parents``: the options
+    every command shares)."""
     p = sub.add_parser(
         "live",
+        parents=list(parents),
         help="live prelim windows of realtime.symbol from Massive's WebSocket feed",
         description=(
             "Stream realtime.symbol's stock and option trades from realtime.feed, compute "

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 
 from market_assets.core.calendar import NEW_YORK
 from market_assets.io.reader import TradeReader
+from market_assets.io.sizes import DEFAULT_BLOCK_SIZE
 from market_assets.io.source import FlatFileStore, flat_file_key
 from market_assets.live.protocol import encode_events
 from market_assets.live.quotes import QuoteReader
@@ -193,7 +194,7 @@ def prepare_day(
     quotes: bool = True,
     start_ns: int | None = None,
     spill_dir: str | Path | None = None,
-    block_size: int = 4 << 20,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     max_reject_fraction: float = 1.0,
     progress: Callable[[str], None] | None = None,
 ) -> ReplayDay:

@@ -29,6 +29,8 @@ Choices, where the flat file and the feed differ:
   2026) is sent as ``s`` = its integer part plus ``ds`` = the exact decimal text; decoding
   prefers ``ds``. (``ds`` is what massive 2.9.1 reads as ``fractional_shares``.)
 - Stock quotes: ``c`` is the first of the flat file's conditions (the feed has one).
+  Quote sizes are sent as the flat file has them (Massive's WebSocket docs describe
+  ``bs``/``as`` in round lots; the SIP moved to shares in November 2025, as the files did).
 - Option trades: OPRA flat files have no sequence number; ``q`` is the trade's 1-based
   position among its contract's trades in the file (unique and rising per contract, as
   Massive documents ``q``). It is kept as ``sequence_number`` when decoded.

@@ -21,6 +21,7 @@ import pyarrow.csv as pcsv
 
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.io.reader import ByteSource, IngestError
+from market_assets.io.sizes import DEFAULT_BLOCK_SIZE, MIB
 from market_assets.live.schemas import OPTION_QUOTES, STOCK_QUOTES
 
 # Column -> (type it is parsed as, required?). Lists are read as text and split here.
@@ -68,7 +69,7 @@ class QuoteReader:
         source: ByteSource,
         kind: str,
         keep: Sequence[str] = ("*",),
-        block_size: int = 4 << 20,
+        block_size: int = DEFAULT_BLOCK_SIZE,
     ) -> None:
         if kind not in QUOTE_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(QUOTE_KINDS)}")
@@ -81,7 +82,7 @@ class QuoteReader:
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         raw = isal.igzip_threaded.open(self.source.stream, "rb", threads=1)
-        text = io.BufferedReader(raw, buffer_size=1 << 20)
+        text = io.BufferedReader(raw, buffer_size=MIB)
         try:
             names = self._header(text)
             present = [c for c in self.columns if c in names]

@@ -19,12 +19,15 @@ Protocol subset served (messages in :mod:`market_assets.live.protocol`):
   contracts as ``T.O:SPY261120C00600000``. One ``success`` status per topic
   (``subscribed to: T.SPY`` / ``unsubscribed to: T.SPY``). Other channels (``A``, ``AM``, ...)
   get an ``error`` status: the replay serves trades and quotes only. Before ``auth``:
-  ``error`` / ``not authorized``.
+  ``error`` / ``not authorized``. (The texts of these two ``error`` statuses are the
+  replay's own; the others are the service's, as documented and seen in its clients.)
 - Events: JSON arrays of up to ``max_frame_messages`` events, in SIP-time order, with
   Massive's short field names; ``t`` is the SIP time in Unix milliseconds (see the protocol
   module for every field and for the choices where flat files and the feed differ).
 - Not emulated: ``max_connections`` (one connection per cluster), ``slow_consumer``
-  disconnects (the replay waits for a slow client instead), aggregates and other channels.
+  disconnects (the replay waits for a slow client instead), aggregates and other channels,
+  the limit of 1,000 option contracts per connection for quotes (the replay also accepts
+  ``Q.*`` on ``/options``, which the service documents only per contract).
 
 Replay semantics:
 
@@ -69,7 +72,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,12 +83,15 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from market_assets.core.calendar import NEW_YORK
+from market_assets.io.sizes import MIB
 from market_assets.live import protocol
 from market_assets.live.day import STREAMS, ReplayDay
 
 log = logging.getLogger("market_assets.live.replay")
 
 API_KEY_ENV = "MASSIVE_API_KEY"
+# The CLI's exit codes (market_assets.cli.EXIT_CODES).
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_YET = 1, 2, 3
 DROP_CLOSE_CODE = 1012  # "service restart": not 1000/1001, so clients treat it as abnormal
 BAD_KINDS = ("invalid_json", "unknown_event", "missing_field")
 
@@ -236,8 +242,8 @@ class ReplayServer:
             self.options.port,
             process_request=self._route,
             compression=None,
-            write_limit=1 << 20,
-            max_size=1 << 20,
+            write_limit=MIB,
+            max_size=MIB,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
 
@@ -610,10 +616,13 @@ def start_ns(day: dt.date, at: dt.time) -> int:
     return int(dt.datetime.combine(day, at, NEW_YORK).timestamp()) * 1_000_000_000
 
 
-def add_replay_parser(sub: Any, date_type: Callable[[str], dt.date]) -> None:
+def add_replay_parser(
+    sub: Any, date_type: Callable[[str], dt.date], parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
     """Register ``market-assets replay`` on the CLI's subparsers."""
     p = sub.add_parser(
         "replay",
+        parents=list(parents),
         help="serve one trading day over Massive's WebSocket protocol on 127.0.0.1",
         description=(
             "Serve one day of the configured flat files as Massive's WebSocket feed "
@@ -702,19 +711,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
             symbols,
             quotes=not args.no_quotes,
             start_ns=origin,
-            block_size=int(settings.ingest.block_size_mb * (1 << 20)),
+            block_size=int(settings.ingest.block_size_mb * MIB),
             max_reject_fraction=settings.ingest.max_reject_fraction,
         )
     except (SourceError, IngestError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return _exit_code(e)
     try:
         return asyncio.run(_serve(day, options))
     except OSError as e:  # e.g. the port is taken
         print(f"error: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     finally:
         day.close()
+
+
+def _exit_code(e: Exception) -> int:
+    from market_assets.io.source import BadCredentials, FileNotPublished
+
+    if isinstance(e, FileNotPublished):
+        return EXIT_NOT_YET
+    return EXIT_USAGE if isinstance(e, BadCredentials) else EXIT_FAILED
 
 
 async def _serve(day: ReplayDay, options: ReplayOptions) -> int:

@@ -457,6 +457,6 @@ def test_the_day_is_replayed_in_order_across_many_spill_buffers(mirror, monkeypa
 
 def test_a_day_without_files_is_a_one_line_error(project_config, capsys):
     project_config()
-    assert main(["replay", "--date", "2026-11-19", "--port", "0"]) == 2
+    assert main(["replay", "--date", "2026-11-19", "--port", "0"]) == 3  # not available
     err = capsys.readouterr().err
     assert err.startswith("error: flat file ") and "2026-11-19.csv.gz does not exist" in err
