@@ -405,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     from market_assets.live.replay import add_replay_parser
 
     add_replay_parser(sub, _date, parents=[common])
+    from market_assets.live.command import add_live_parser
+
+    add_live_parser(sub, parents=[common])
+
     return parser
 
 

@@ -267,6 +267,16 @@ class RealtimeSettings(_Section):
     windows: Windows
     output: LocalPath
     allowed_lateness_s: NonNegative
+    feed: NonEmptyStr
+    secure: bool
+    rest_url: Url
+    option_contracts: Literal["snapshot", "all"]
+    max_option_contracts: Annotated[int, Field(ge=1, le=100_000)]
+    queue_frames: Annotated[int, Field(ge=1, le=1_000_000)]
+    reconnect_backoff_s: Positive
+    max_reconnect_backoff_s: Positive
+    stream_idle_s: Positive
+    metrics_port: Annotated[int, Field(ge=0, le=65535)]
 
 
 class Settings(_Section):

@@ -16,6 +16,7 @@ from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.jobs import DAILY_FEATURES_JOB
+from market_assets.defs.live import build_live_sensor, build_live_spec
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.defs.schedules import build_daily_schedule
@@ -44,6 +45,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
         build_greeks_asset(partitions, rate_curve),
         build_features_assets(list(settings.features.windows), partitions),
+        build_live_spec(partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,
@@ -59,7 +61,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[all_days],
         asset_checks=build_asset_checks(settings, partitions),
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
-        sensors=[build_new_trading_day_sensor(settings, job_name=all_days.name)],
+        sensors=[
+            build_new_trading_day_sensor(settings, job_name=all_days.name),
+            build_live_sensor(settings, partitions),
+        ],
         resources={
             "settings": settings_resource,
             "source": FlatFileSource(settings=settings_resource),
