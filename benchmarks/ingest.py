@@ -54,6 +54,7 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
         reader = TradeReader(
             opened,
             "stock_trades",
+            day=DAY,
             keep=keep,
             block_size=DEFAULT_BLOCK_SIZE,
             reopen=lambda: store.open(path.name),

@@ -55,6 +55,14 @@ def _ns(ts: pd.Timestamp) -> int:
     return int(ts.tz_convert("UTC").value)
 
 
+def day_bounds_ns(day: dt.date) -> tuple[int, int]:
+    """[00:00, 24:00) of ``day`` in New York time, in ns since the epoch (UTC): 23 or 25
+    hours on the days the clocks change."""
+    start = dt.datetime.combine(day, dt.time(0), NEW_YORK)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), NEW_YORK)
+    return _ns(pd.Timestamp(start)), _ns(pd.Timestamp(end))
+
+
 def session_bounds_ns(day: dt.date, session: str = "regular") -> tuple[int, int]:
     """[start, end) of the day's session in ns since the epoch, UTC.
 
@@ -81,7 +89,7 @@ def window_starts_ns(day: dt.date, window_ns: int, session: str = "regular") -> 
     window that straddles the session start or end is kept, clipped by the caller if needed.
     """
     start, end = session_bounds_ns(day, session)
-    midnight = _ns(pd.Timestamp(dt.datetime.combine(day, dt.time(0), NEW_YORK)))
+    midnight = day_bounds_ns(day)[0]
     first = midnight + ((start - midnight) // window_ns) * window_ns
     return np.arange(first, end, window_ns, dtype=np.int64)
 

@@ -26,8 +26,8 @@ DAY = dt.date(2026, 11, 20)
 HEADER = "ticker,conditions,correction,exchange,id,participant_timestamp,price,sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp"
 
 
-GOOD_ROW = "SPY,,,4,1,1,600.5,1,1763650000000000000,10,3,,0"
-BAD_PRICE_ROW = "SPY,,,4,2,1,6o0,2,1763650000000000001,10,3,,0"
+GOOD_ROW = "SPY,,,4,1,1,600.5,1,1795186000000000000,10,3,,0"  # 2026-11-20 09:46:40 ET
+BAD_PRICE_ROW = "SPY,,,4,2,1,6o0,2,1795186000000000001,10,3,,0"
 
 
 def write_stock_file(tmp_path: Path, rows: list[str]) -> Path:

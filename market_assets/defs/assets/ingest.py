@@ -61,6 +61,7 @@ def build_ingest_asset(
         run.reader = TradeReader(
             opened,
             name,
+            day=day,
             keep=keep,
             block_size=int(s.ingest.block_size_mb * MIB),
             on_progress=ProgressReporter(
