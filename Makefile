@@ -9,7 +9,7 @@ UI_PORT ?= 3000
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MARKET_ASSETS_CONFIG ?= $(CURDIR)/config.toml
 
-.PHONY: demo test ui bench lint sample system-deps clean
+.PHONY: demo test ui bench lint sample system-deps clean live-demo
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/greeks.py
 	$(PY) benchmarks/features.py
+	$(PY) benchmarks/memory.py
+
+# The replay server (sample day, 60x real time) and `live` against it, with the terminal view.
+LIVE_PORT ?= 8765
+live-demo: sample
+	@$(VENV)/bin/market-assets replay --date $(DEMO_DATE) --speed 60 --port $(LIVE_PORT) \
+		--wait-for stocks,options --no-quotes --api-key demo > data/replay.log 2>&1 & \
+	trap "kill $$! 2>/dev/null" EXIT; sleep 3; \
+	MASSIVE_API_KEY=demo $(VENV)/bin/market-assets live --feed 127.0.0.1:$(LIVE_PORT) --insecure \
+		--option-contracts all --until 16:00 --idle-exit 30 --view on
 
 clean:
 	rm -rf data dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/logs

@@ -402,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assets", nargs="*", help="asset names (default: all)")
     p.set_defaults(func=cmd_materialize)
 
+    from market_assets.live.replay import add_replay_parser
+
+    add_replay_parser(sub, _date, parents=[common])
+    from market_assets.live.command import add_live_parser
+
+    add_live_parser(sub, parents=[common])
+
     return parser
 
 

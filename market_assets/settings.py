@@ -110,6 +110,18 @@ def _url(v: str) -> str:
     return v
 
 
+def _rate_or_curve(v: Any) -> float | str:
+    if v == "curve":
+        return v
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError('expected a number or "curve"')
+    if v != v or v in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    if not -1 <= v <= 1:
+        raise ValueError("must be >= -1" if v < -1 else "must be <= 1")
+    return float(v)
+
+
 def _windows(v: list[str]) -> list[str]:
     seen: set[int] = set()
     for w in v:
@@ -159,6 +171,9 @@ class MassiveSettings(_Section):
     region: NonEmptyStr
     max_retries: Annotated[int, Field(ge=0, le=100)]
     retry_backoff_s: NonNegative
+    connect_timeout_s: Positive
+    read_timeout_s: Positive
+    max_total_retry_s: Positive
 
 
 class PartitionSettings(_Section):
@@ -192,11 +207,17 @@ class StorageSettings(_Section):
 
 
 class GreeksSettings(_Section):
-    risk_free_rate: Annotated[float, Field(ge=-1, le=1)]
+    # A constant continuously compounded rate, or "curve": the Treasury curve (see [rates]).
+    risk_free_rate: Annotated[float | Literal["curve"], BeforeValidator(_rate_or_curve)]
     dividend_yield: Annotated[float, Field(ge=-1, le=1)]
     contract_multiplier: Positive
     underlying_price: Literal["trade"]
     max_underlying_staleness_s: NonNegative
+
+
+class RatesSettings(_Section):
+    rest_base_url: Url
+    lookback_days: Annotated[int, Field(ge=1, le=31)]
 
 
 class FeatureSettings(_Section):
@@ -246,6 +267,16 @@ class RealtimeSettings(_Section):
     windows: Windows
     output: LocalPath
     allowed_lateness_s: NonNegative
+    feed: NonEmptyStr
+    secure: bool
+    rest_url: Url
+    option_contracts: Literal["snapshot", "all"]
+    max_option_contracts: Annotated[int, Field(ge=1, le=100_000)]
+    queue_frames: Annotated[int, Field(ge=1, le=1_000_000)]
+    reconnect_backoff_s: Positive
+    max_reconnect_backoff_s: Positive
+    stream_idle_s: Positive
+    metrics_port: Annotated[int, Field(ge=0, le=65535)]
 
 
 class Settings(_Section):
@@ -256,6 +287,7 @@ class Settings(_Section):
     ingest: IngestSettings
     storage: StorageSettings
     greeks: GreeksSettings
+    rates: RatesSettings
     features: FeatureSettings
     conditions: ConditionSettings
     checks: CheckSettings

@@ -9,6 +9,8 @@ Fixtures (import them into a test module, or list this module in ``pytest_plugin
   which unpacks as ``client, bucket, endpoint_url``.
 - ``dropping_proxy`` (function): a :class:`DroppingProxy` in front of the server that can cut
   GET responses mid-body on a real socket, to test resume on dropped connections.
+- ``hanging_s3`` (function): starts :class:`HangingS3` servers, S3-like endpoints that accept
+  connections and then hang (no answer at all, or a body that stalls), to test timeouts.
 - ``iam_credentials`` (function): turns on moto's IAM authentication for one test and yields
   an :class:`IamUser` whose policy allows only some key prefixes, so wrong secrets
   (SignatureDoesNotMatch), unknown key ids (InvalidAccessKeyId) and denied prefixes
@@ -18,10 +20,11 @@ Fixtures (import them into a test module, or list this module in ``pytest_plugin
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -366,3 +369,111 @@ def dropping_proxy(s3_server: str) -> Iterator[DroppingProxy]:
     proxy = DroppingProxy(s3_server)
     yield proxy
     proxy.stop()
+
+
+# --- an endpoint that hangs ------------------------------------------------------------------
+
+
+class HangingS3:
+    """An S3-like HTTP server on 127.0.0.1 that hangs.
+
+    ``silent``: accepts connections, reads the request and never answers.
+    ``stall_body``: answers HEAD with the object's size and ETag; the first GET gets its
+    headers and ``first_bytes`` of the body, later GETs (ranged resumes) their headers only,
+    then each stalls with the connection open.
+    """
+
+    def __init__(self, mode: str, size: int = 100_000, first_bytes: int = 4096) -> None:
+        self.mode = mode
+        self.size = size
+        self.first_bytes = first_bytes
+        self.connections = 0
+        self.requests: list[str] = []
+        self._gets = 0
+        self._stop = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(16)
+        self._server.settimeout(0.05)
+        self.endpoint_url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for s in [self._server, *self._socks]:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            self._socks.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                method = lines[0].split(" ", 1)[0]
+                self.requests.append(lines[0])
+                if self.mode == "silent":
+                    break
+                if method == "HEAD":
+                    conn.sendall(self._head(200, self.size))
+                    continue
+                ranged = next((ln for ln in lines if ln.lower().startswith("range:")), None)
+                self._gets += 1
+                if ranged:
+                    offset = int(re.search(r"bytes=(\d+)-", ranged).group(1))
+                    extra = f"Content-Range: bytes {offset}-{self.size - 1}/{self.size}\r\n"
+                    conn.sendall(self._head(206, self.size - offset, extra))
+                else:
+                    conn.sendall(self._head(200, self.size))
+                if self._gets == 1:
+                    conn.sendall(b"\x1f" * self.first_bytes)
+                break
+            self._stop.wait()  # stall: keep the connection open, send nothing more
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _head(status: int, length: int, extra: str = "") -> bytes:
+        reason = {200: "OK", 206: "Partial Content"}[status]
+        return (
+            f"HTTP/1.1 {status} {reason}\r\nContent-Length: {length}\r\n"
+            f'ETag: "0123456789abcdef"\r\nContent-Type: application/octet-stream\r\n'
+            f"{extra}\r\n"
+        ).encode()
+
+
+@pytest.fixture
+def hanging_s3() -> Iterator[Callable[..., HangingS3]]:
+    """Starts :class:`HangingS3` servers (``hanging_s3("silent")``); stops them after the test."""
+    servers: list[HangingS3] = []
+
+    def start(mode: str, **kw) -> HangingS3:
+        servers.append(HangingS3(mode, **kw))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()

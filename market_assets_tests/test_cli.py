@@ -149,7 +149,8 @@ def test_a_tiny_day_prints_start_and_finish_lines_for_every_step(cli, capsys, tm
     assert code == EXIT_OK, err
     started = re.findall(r"^ +\d+\.\ds  (\w+): started$", err, flags=re.M)
     done = dict(re.findall(r"^ +\d+\.\ds  (\w+): done in (\d+\.\d\d) s", err, flags=re.M))
-    for step in ("stock_trades", "option_trades", "option_trades_greeks", "features_30m"):
+    # features is one step: every window size from one read of the day
+    for step in ("stock_trades", "option_trades", "option_trades_greeks", "features"):
         assert step in started and step in done, err
     assert set(started) == set(done)
     assert re.search(r"option_trades_greeks: done in \d+\.\d\d s \(\d[\d,]* rows", err)

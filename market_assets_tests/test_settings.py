@@ -139,10 +139,11 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
     assert sorted(line.removeprefix(where) for line in lines) == sorted(
         [
             "unknown section [bogus]; known sections: massive, partitions, ingest, storage, "
-            "greeks, features, conditions, checks, realtime",
+            "greeks, rates, features, conditions, checks, realtime",
             "missing section [checks]",
             "unknown key massive.colour = 'red'; known keys in [massive]: source, local_root, "
-            "endpoint_url, bucket, region, max_retries, retry_backoff_s",
+            "endpoint_url, bucket, region, max_retries, retry_backoff_s, connect_timeout_s, "
+            "read_timeout_s, max_total_retry_s",
             "missing key storage.file_target_mb",
             "ingest.block_size_mb = '4': expected a number",
             "greeks.risk_free_rate = 2.5: must be <= 1",
@@ -159,6 +160,7 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
         ("storage", "root", "s3://", "storage.root = 's3://': an s3:// URI needs a bucket"),
         ("massive", "retry_backoff_s", float("inf"), "massive.retry_backoff_s = inf: must be a finite number"),
         ("massive", "bucket", " ", "massive.bucket = ' ': must not be empty"),
+        ("massive", "read_timeout_s", 0, "massive.read_timeout_s = 0: must be > 0"),
         ("ingest", "option_underlyings", ["SPY", ""], "ingest.option_underlyings[1] = '': must not be empty"),
         ("features", "windows", ["5m", 5], "features.windows[1] = 5: expected a string"),
         ("features", "windows", ["1m", "60s"], "window '60s' is listed twice"),
@@ -169,6 +171,12 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
         ("conditions", "overrides", [{"id": 10, "updates_volume": "yes"}], "conditions.overrides[0].updates_volume = 'yes': expected true or false"),
         ("conditions", "rules_file", "rules.csv", "conditions.rules_file = 'rules.csv': no such file"),
         ("partitions", "start_date", "2026-01-02T00:00:00", "partitions.start_date = '2026-01-02T00:00:00': expected a date"),
+        ("greeks", "risk_free_rate", "flat", "greeks.risk_free_rate = 'flat': expected a number or \"curve\""),
+        ("greeks", "risk_free_rate", True, "greeks.risk_free_rate = True: expected a number or \"curve\""),
+        ("greeks", "risk_free_rate", -1.5, "greeks.risk_free_rate = -1.5: must be >= -1"),
+        ("greeks", "risk_free_rate", float("nan"), "greeks.risk_free_rate = nan: must be a finite number"),
+        ("rates", "rest_base_url", "api.massive.com", "rates.rest_base_url = 'api.massive.com': expected an http(s):// URL"),
+        ("rates", "lookback_days", 0, "rates.lookback_days = 0: must be >= 1"),
     ],
 )  # fmt: skip
 def test_more_bad_values_name_the_key_and_value(tmp_path, section, key, value, message):
@@ -201,6 +209,14 @@ def test_valid_values_are_normalised(tmp_path):
     assert s.storage.root == "s3://bucket/prefix"
     assert isinstance(s.greeks.contract_multiplier, float)  # 100 in the file
     assert s.path == path.resolve()
+
+
+def test_the_risk_free_rate_is_a_number_or_the_curve(tmp_path):
+    s = load_settings(write_config(tmp_path / "a.toml", greeks={"risk_free_rate": "curve"}))
+    assert s.greeks.risk_free_rate == "curve"
+    s = load_settings(write_config(tmp_path / "b.toml", greeks={"risk_free_rate": 0}))
+    assert s.greeks.risk_free_rate == 0.0 and isinstance(s.greeks.risk_free_rate, float)
+    assert s.rates.rest_base_url == "https://api.massive.com" and s.rates.lookback_days == 7
 
 
 def test_settings_are_read_only(tmp_path):

@@ -35,6 +35,7 @@ from market_assets.core.greeks import (
     greeks,
     implied_volatility,
 )
+from market_assets.core.rates import TreasuryCurve, rate_at
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import UnderlyingIndex
 
@@ -44,7 +45,7 @@ NO_UNDERLYING = STATUS_CODES["no_underlying"]
 
 @dataclass(frozen=True)
 class GreeksParams:
-    rate: float
+    rate: float | TreasuryCurve  # a constant, or the curve at each trade's time to expiry
     dividend_yield: float
     contract_multiplier: float
     gadvv_scale: float
@@ -116,7 +117,7 @@ def enrich_option_trades(
     is_put = pc.fill_null(pc.equal(ctype, "put"), False).to_numpy(zero_copy_only=False)
     t = time_to_expiry(by_name["expiration"], ts)
     t[ts_null] = np.nan
-    r, q = float(params.rate), float(params.dividend_yield)
+    r, q = rate_at(params.rate, t), float(params.dividend_yield)
 
     iv, status = implied_volatility(price, S, K, t, r, q, is_call)
     has_s = ~np.isnan(S)
@@ -133,7 +134,7 @@ def enrich_option_trades(
     g = {k: np.full(n, np.nan) for k in ("delta", "gamma", "vega", "theta")}
     if ok.any():
         i = np.flatnonzero(ok)
-        gi = greeks(S[i], K[i], t[i], r, q, iv[i], is_call[i])
+        gi = greeks(S[i], K[i], t[i], r[i], q, iv[i], is_call[i])
         for k, v in gi.items():
             g[k][i] = v
     m, gs = float(params.contract_multiplier), float(params.gadvv_scale)
@@ -154,7 +155,7 @@ def enrich_option_trades(
         _nullable(S),
         s_time,
         _nullable(t),
-        pa.array(np.full(n, r), pa.float64()),
+        _nullable(r),
         pa.array(np.full(n, q), pa.float64()),
         _nullable(iv),
         _nullable(g["delta"]),

@@ -68,3 +68,57 @@ GREEKS_COLUMNS = pa.schema(
 OPTION_TRADES_GREEKS = pa.schema(list(OPTION_TRADES) + list(GREEKS_COLUMNS))
 
 GREEKS_STATUSES = ("ok", "no_underlying", "expired", "below_intrinsic", "above_max", "bad_input")
+
+# NBBO deltas (quotes_v1 reduced to a row per change of bid, ask, a size or the state).
+NBBO_STATES = ("Normal", "Locked", "Crossed", "Invalid")
+_NBBO_COLUMNS = [
+    ("sip_timestamp", TS),
+    ("bid_price", pa.float64()),
+    ("bid_size", pa.float64()),
+    ("ask_price", pa.float64()),
+    ("ask_size", pa.float64()),
+    ("nbbo_state", pa.string()),  # one of NBBO_STATES
+    ("sequence_number", pa.int64()),
+]
+STOCK_QUOTES = pa.schema([("ticker", pa.string())] + _NBBO_COLUMNS)
+OPTION_QUOTES = pa.schema(
+    [
+        ("ticker", pa.string()),
+        ("underlying", pa.string()),
+        ("expiration", pa.date32()),
+        ("contract_type", pa.string()),
+        ("strike", pa.float64()),
+    ]
+    + _NBBO_COLUMNS
+)
+
+# What the classifier adds to a trade row (core.classify); the raw columns stay as they are.
+AGGRESSOR_SIDES = ("buy", "sell", "unknown")
+CLASS_METHODS = ("touch", "beyond", "tick_rule", "unknown")
+UNKNOWN_REASONS = (
+    "bad_trade",
+    "no_quote",
+    "stale",
+    "invalid",
+    "locked",
+    "crossed",
+    "inside_spread",
+)
+CLASSIFICATION_COLUMNS = pa.schema(
+    [
+        ("aggressor_side", pa.string()),  # one of AGGRESSOR_SIDES
+        ("class_method", pa.string()),  # one of CLASS_METHODS
+        ("unknown_reason", pa.string()),  # one of UNKNOWN_REASONS, null when classified
+        ("nbbo_bid", pa.float64()),
+        ("nbbo_ask", pa.float64()),
+        ("nbbo_bid_size", pa.float64()),
+        ("nbbo_ask_size", pa.float64()),
+        ("nbbo_ts", TS),
+        ("nbbo_age_us", pa.int64()),
+        ("nbbo_state", pa.string()),
+        ("tick_size_used", pa.float64()),
+        ("mid_offset_bp", pa.float64()),
+        ("touch_offset_ticks", pa.float64()),
+        ("staleness_limit_us", pa.int64()),
+    ]
+)

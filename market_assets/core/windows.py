@@ -1,17 +1,32 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """Per-window feature rows (FEATURES.md) from a symbol's stock trades and greeked option trades.
 
-Pure computation: the batch assets call :func:`features_for_day` on a whole day, the live
-aggregator calls :func:`compute_windows` with the one window (or few windows) it is closing.
-Trades are sorted once, windows are located with ``searchsorted`` and each window's samples
-are contiguous slices, so the only Python loop is per window (at most 960 per day).
+Pure computation in named steps:
+
+1. :meth:`StockTrades.from_arrow` / :meth:`OptionTrades.from_arrow` keep the symbol's
+   trades that count (not corrected) as numpy columns with the per-trade values the
+   features use (dollar value, condition masks, call/put flags, ...).
+2. ``.ordered()`` sorts them: stock trades by (sip_timestamp, sequence_number), option
+   trades by sip_timestamp, both stable.
+3. :func:`window_rows` turns ordered trades and a list of window starts into one row per
+   window: counts and prices (:func:`_stock_columns`), option fractions and sums
+   (:func:`_option_columns`), the statistics of each sample (:func:`_statistic_columns`),
+   then the Arrow table (:func:`_to_table`).
+
+Every number of a window depends only on that window's trades (not on the other windows
+computed in the same call, nor on how the trades were batched), so the whole-day path
+(:func:`features_for_day`) and the incremental one (``core.aggregator.WindowAggregator``)
+give identical rows. Windows are located with ``searchsorted``; each window's samples are
+contiguous slices, so the only Python loop is per window (at most 960 per day).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Self
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +40,7 @@ from market_assets.core.feature_names import (
     FEATURE_NAMES,
     IDENTITY_COLUMNS,
 )
-from market_assets.core.statistics import SUFFIXES, StatsOptions, describe
+from market_assets.core.statistics import SUFFIXES, StatsOptions, describe, sorted_total
 
 TS = pa.timestamp("ns", tz="UTC")
 COUNT_COLUMNS = ("underlying_trades", "call_trades", "put_trades")
@@ -41,8 +56,10 @@ _SAMPLES = (
     "puts_dadvv_agg_sell",
 )
 # The aggressor side column this module reads when aggression features are on ("buy"/"sell");
-# produced upstream once quotes are available. Without it the aggression features are null.
+# produced upstream once quotes are available. A window holding an option trade that came
+# without it has null aggression features.
 AGGRESSOR_COLUMN = "aggressor_side"
+_UNKNOWN, _NEITHER, _BUY, _SELL = -1, 0, 1, 2
 
 
 def _sample_suffixes(names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
@@ -80,6 +97,11 @@ def window_grid(day: dt.date, window: str, session: str) -> np.ndarray:
     return calendar.window_starts_ns(day, _window_ns(window), session)
 
 
+# --- step 1: the trades that count, as numpy columns ---------------------------------------
+
+Trades = pa.Table | pa.RecordBatch
+
+
 def _ns(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.cast(col, pa.int64()).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
@@ -89,43 +111,173 @@ def _f64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
 
 
-def _is(col: pa.ChunkedArray, value: str) -> np.ndarray:
-    """Boolean numpy mask ``col == value`` (null -> False)."""
-    return _bool(pc.fill_null(pc.equal(col, value), False))
-
-
-def _null(col: pa.ChunkedArray) -> np.ndarray:
-    return _bool(pc.is_null(col))
-
-
 def _bool(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _not_corrected(table: pa.Table) -> np.ndarray:
-    """True for trades whose correction is null or 0."""
-    return _bool(pc.fill_null(pc.equal(table.column("correction"), 0), True))
+def _is(col: pa.ChunkedArray | pa.Array, value: str) -> np.ndarray:
+    """Boolean numpy mask ``col == value`` (null -> False)."""
+    return _bool(pc.fill_null(pc.equal(col, value), False))
 
 
-def _order(ts: np.ndarray, seq: np.ndarray | None = None) -> np.ndarray:
-    """Stable sort permutation by (ts, seq); cheap when the input is already in order."""
-    if ts.size < 2:
-        return np.arange(ts.size)
-    dt_ = np.diff(ts)
-    if seq is None:
-        if (dt_ >= 0).all():
-            return np.arange(ts.size)
-        return np.argsort(ts, kind="stable")
-    if (dt_ > 0).all() or ((dt_ >= 0).all() and (np.diff(seq)[dt_ == 0] >= 0).all()):
-        return np.arange(ts.size)
-    return np.lexsort((seq, ts))
+def _counted(trades: Trades, key: str, symbol: str) -> np.ndarray:
+    """Row indices of the symbol's trades whose correction is null or 0."""
+    keep = _is(trades.column(key), symbol)
+    keep &= _bool(pc.fill_null(pc.equal(trades.column("correction"), 0), True))
+    return np.flatnonzero(keep)
 
 
-def _bounds(ts: np.ndarray, starts: np.ndarray, window_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    return (
-        np.searchsorted(ts, starts, side="left"),
-        np.searchsorted(ts, starts + window_ns, side="left"),
-    )
+class _Columns:
+    """Equal-length numpy columns (a dataclass) that can be taken, sliced and concatenated."""
+
+    ts: np.ndarray
+    DTYPES: ClassVar[dict[str, type]]
+
+    def __len__(self) -> int:
+        return int(self.ts.size)
+
+    @classmethod
+    def empty(cls) -> Self:
+        return cls(**{name: np.zeros(0, dtype=t) for name, t in cls.DTYPES.items()})
+
+    def _map(self, f) -> Self:  # noqa: ANN001 - a numpy indexing function
+        return type(self)(**{k.name: f(getattr(self, k.name)) for k in dataclasses.fields(self)})
+
+    def take(self, idx: np.ndarray | slice) -> Self:
+        return self._map(lambda a: a[idx])
+
+    @classmethod
+    def concat(cls, parts: Sequence[Self]) -> Self:
+        if len(parts) == 1:
+            return parts[0]
+        names = [k.name for k in dataclasses.fields(cls)]
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+    def between(self, start: int, end: int) -> Self:
+        """The trades with ``start <= ts < end`` (``ts`` sorted)."""
+        a, b = np.searchsorted(self.ts, (start, end), side="left")
+        return self.take(slice(int(a), int(b)))
+
+
+@dataclass(frozen=True)
+class StockTrades(_Columns):
+    """The symbol's stock trades that count (not corrected), with what the features use."""
+
+    ts: np.ndarray  # int64 ns since the epoch, UTC
+    seq: np.ndarray  # int64 sequence number (null -> 0)
+    price: np.ndarray
+    dollar: np.ndarray  # price x size
+    open_close: np.ndarray  # every condition updates open/close
+    high_low: np.ndarray  # every condition updates high/low
+    volume: np.ndarray  # every condition updates volume
+    DTYPES: ClassVar[dict[str, type]] = {
+        "ts": np.int64,
+        "seq": np.int64,
+        "price": np.float64,
+        "dollar": np.float64,
+        "open_close": np.bool_,
+        "high_low": np.bool_,
+        "volume": np.bool_,
+    }
+
+    @classmethod
+    def from_arrow(cls, trades: Trades, symbol: str, rules: ConditionRules) -> StockTrades:
+        """From STOCK_TRADES columns (other tickers and corrected trades are dropped)."""
+        idx = _counted(trades, "ticker", symbol)
+        conds = trades.column("conditions")
+        price = _f64(trades.column("price"))[idx]
+        return cls(
+            ts=_ns(trades.column("sip_timestamp"))[idx],
+            seq=pc.fill_null(trades.column("sequence_number"), 0)
+            .to_numpy(zero_copy_only=False)
+            .astype(np.int64, copy=False)[idx],
+            price=price,
+            dollar=price * _f64(trades.column("size"))[idx],
+            open_close=rules.mask(conds, "open_close")[idx],
+            high_low=rules.mask(conds, "high_low")[idx],
+            volume=rules.mask(conds, "volume")[idx],
+        )
+
+    def ordered(self) -> StockTrades:
+        """Sorted by (sip_timestamp, sequence_number), stable; a no-op when already so."""
+        ts, seq = self.ts, self.seq
+        if ts.size < 2:
+            return self
+        d = np.diff(ts)
+        if (d > 0).all() or ((d >= 0).all() and (np.diff(seq)[d == 0] >= 0).all()):
+            return self
+        return self.take(np.lexsort((seq, ts)))
+
+
+@dataclass(frozen=True)
+class OptionTrades(_Columns):
+    """The symbol's option trades that count (not corrected), with what the features use."""
+
+    ts: np.ndarray
+    is_call: np.ndarray
+    is_put: np.ndarray
+    ok: np.ndarray  # greeks_status == "ok"
+    has_s: np.ndarray  # an underlying price, so an intrinsic value, exists
+    price: np.ndarray
+    intrinsic: np.ndarray
+    dollar: np.ndarray  # premium (null -> 0)
+    dadvv: np.ndarray
+    gadvv: np.ndarray
+    side: np.ndarray  # int8 aggressor side: -1 no classification, 0 neither, 1 buy, 2 sell
+    DTYPES: ClassVar[dict[str, type]] = {
+        "ts": np.int64,
+        "is_call": np.bool_,
+        "is_put": np.bool_,
+        "ok": np.bool_,
+        "has_s": np.bool_,
+        "price": np.float64,
+        "intrinsic": np.float64,
+        "dollar": np.float64,
+        "dadvv": np.float64,
+        "gadvv": np.float64,
+        "side": np.int8,
+    }
+
+    @classmethod
+    def from_arrow(cls, trades: Trades, symbol: str) -> OptionTrades:
+        """From OPTION_TRADES_GREEKS columns (other underlyings and corrected trades dropped)."""
+        idx = _counted(trades, "underlying", symbol)
+        status = trades.column("greeks_status")
+        intrinsic = _f64(trades.column("intrinsic_value"))[idx]
+        has_s = ~_is(status, "no_underlying")[idx] & ~np.isnan(intrinsic)
+        has_s &= ~_bool(pc.is_null(status))[idx]
+        side = np.full(idx.size, _UNKNOWN, dtype=np.int8)
+        if AGGRESSOR_COLUMN in trades.column_names:
+            col = trades.column(AGGRESSOR_COLUMN)
+            side[:] = _NEITHER
+            side[_is(col, "buy")[idx]] = _BUY
+            side[_is(col, "sell")[idx]] = _SELL
+        return cls(
+            ts=_ns(trades.column("sip_timestamp"))[idx],
+            is_call=_is(trades.column("contract_type"), "call")[idx],
+            is_put=_is(trades.column("contract_type"), "put")[idx],
+            ok=_is(status, "ok")[idx],
+            has_s=has_s,
+            price=_f64(trades.column("price"))[idx],
+            intrinsic=intrinsic,
+            dollar=np.nan_to_num(_f64(trades.column("dollar_value"))[idx], nan=0.0),
+            dadvv=_f64(trades.column("dadvv"))[idx],
+            gadvv=_f64(trades.column("gadvv"))[idx],
+            side=side,
+        )
+
+    def ordered(self) -> OptionTrades:
+        """Sorted by sip_timestamp, stable; a no-op when already so."""
+        if self.ts.size < 2 or (np.diff(self.ts) >= 0).all():
+            return self
+        return self.take(np.argsort(self.ts, kind="stable"))
+
+
+# --- step 3: window rows from ordered trades ------------------------------------------------
+
+
+def _bounds(ts: np.ndarray, starts: np.ndarray, wns: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.searchsorted(ts, starts, side="left"), np.searchsorted(ts, starts + wns, side="left")
 
 
 def _count(mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -154,6 +306,9 @@ class _Sample:
     lo: np.ndarray
     hi: np.ndarray
 
+    def window(self, w: int) -> np.ndarray:
+        return self.values[self.lo[w] : self.hi[w]]
+
 
 def _sample(
     ts: np.ndarray, values: np.ndarray, mask: np.ndarray, starts: np.ndarray, wns: int
@@ -162,6 +317,146 @@ def _sample(
     mask = mask & np.isfinite(values)
     lo, hi = _bounds(ts[mask], starts, wns)
     return _Sample(values[mask], lo, hi)
+
+
+def _stock_columns(
+    s: StockTrades, starts: np.ndarray, wns: int
+) -> tuple[dict[str, np.ndarray], dict[str, _Sample]]:
+    """Trade count, open/high/low/close and the dollar-value sample per window."""
+    nw = starts.size
+    lo, hi = _bounds(s.ts, starts, wns)
+    open_ = np.full(nw, np.nan)
+    close = np.full(nw, np.nan)
+    pos = np.flatnonzero(s.open_close)
+    a, b = np.searchsorted(pos, lo), np.searchsorted(pos, hi)
+    has = b > a
+    open_[has] = s.price[pos[a[has]]]
+    close[has] = s.price[pos[b[has] - 1]]
+    a, b = _bounds(s.ts[s.high_low], starts, wns)
+    cols = {
+        "underlying_trades": (hi - lo).astype(np.int64),
+        "underlying_price_open": open_,
+        "underlying_price_high": _reduce_slices(np.maximum, s.price[s.high_low], a, b),
+        "underlying_price_low": _reduce_slices(np.minimum, s.price[s.high_low], a, b),
+        "underlying_price_close": close,
+    }
+    return cols, {"underlying_dollar_value": _sample(s.ts, s.dollar, s.volume, starts, wns)}
+
+
+def _fraction(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def _option_columns(
+    o: OptionTrades, starts: np.ndarray, wns: int, include_aggression: bool
+) -> tuple[dict[str, np.ndarray], dict[str, _Sample]]:
+    """Call/put counts, intrinsic fractions, call premium and the dadvv/gadvv samples."""
+    lo, hi = _bounds(o.ts, starts, wns)
+    with np.errstate(invalid="ignore"):
+        below = o.price < o.intrinsic
+        above = o.price > o.intrinsic
+    put_s, call_s = o.is_put & o.has_s, o.is_call & o.has_s
+    put_n, call_n = _count(put_s, lo, hi), _count(call_s, lo, hi)
+    # The window's call premium summed in sorted order, like every sample total.
+    premium = _Sample(o.dollar[o.is_call], *_bounds(o.ts[o.is_call], starts, wns))
+    cols = {
+        "call_trades": _count(o.is_call, lo, hi),
+        "put_trades": _count(o.is_put, lo, hi),
+        "puts_below_intrinsic_pct": _fraction(_count(put_s & below, lo, hi), put_n),
+        "puts_above_intrinsic_pct": _fraction(_count(put_s & above, lo, hi), put_n),
+        "calls_above_intrinsic_pct": _fraction(_count(call_s & above, lo, hi), call_n),
+        "calls_dollar_value": np.array(
+            [sorted_total(premium.window(w)) for w in range(starts.size)], dtype=np.float64
+        ),
+    }
+    ok_call, ok_put = o.is_call & o.ok, o.is_put & o.ok
+    samples = {
+        "puts_dadvv": _sample(o.ts, o.dadvv, ok_put, starts, wns),
+        "puts_gadvv": _sample(o.ts, o.gadvv, ok_put, starts, wns),
+        "calls_dadvv": _sample(o.ts, o.dadvv, ok_call, starts, wns),
+        "calls_gadvv": _sample(o.ts, o.gadvv, ok_call, starts, wns),
+    }
+    if include_aggression:
+        buy, sell = o.side == _BUY, o.side == _SELL
+        samples["calls_dadvv_agg_buy"] = _sample(o.ts, o.dadvv, ok_call & buy, starts, wns)
+        samples["calls_dadvv_agg_sell"] = _sample(o.ts, o.dadvv, ok_call & sell, starts, wns)
+        samples["puts_dadvv_agg_buy"] = _sample(o.ts, o.dadvv, ok_put & buy, starts, wns)
+        samples["puts_dadvv_agg_sell"] = _sample(o.ts, o.dadvv, ok_put & sell, starts, wns)
+        cols["_unclassified"] = _count(o.side == _UNKNOWN, lo, hi)
+    return cols, samples
+
+
+def _statistic_columns(
+    samples: dict[str, _Sample], skip: dict[str, np.ndarray], nw: int, stats: StatsOptions
+) -> dict[str, np.ndarray]:
+    """The FEATURES.md statistics of every sample per window (NaN = null); the windows
+    where ``skip[prefix]`` is true stay null."""
+    cols: dict[str, np.ndarray] = {}
+    for prefix, sample in samples.items():
+        items = _STATS_BASE.get(prefix) or _STATS_AGG[prefix]
+        suffixes = [s for s, _ in items]
+        arrs = {name: np.full(nw, np.nan) for _, name in items}
+        no = skip.get(prefix)
+        for w in range(nw):
+            if no is not None and no[w]:
+                continue
+            res = describe(sample.window(w), suffixes, stats)
+            for s, name in items:
+                v = res[s]
+                if v is not None:
+                    arrs[name][w] = v
+        cols.update(arrs)
+    return cols
+
+
+def _to_table(
+    cols: dict[str, np.ndarray],
+    starts: np.ndarray,
+    wns: int,
+    symbol: str,
+    window: str,
+    include_aggression: bool,
+) -> pa.Table:
+    nw = starts.size
+    schema = output_schema(include_aggression)
+    arrays: list[pa.Array] = [
+        pa.array(np.full(nw, symbol, dtype=object), pa.string()),
+        pa.array(np.full(nw, window, dtype=object), pa.string()),
+        pa.array(starts, pa.int64()).cast(TS),
+        pa.array(starts + wns, pa.int64()).cast(TS),
+    ]
+    for f in list(schema)[4:]:
+        v = cols[f.name]
+        if f.type == pa.int64():
+            arrays.append(pa.array(v, pa.int64()))
+        else:
+            arrays.append(pa.array(v, pa.float64(), mask=np.isnan(v)))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def window_rows(
+    stock: StockTrades,
+    options: OptionTrades,
+    starts_ns: np.ndarray,
+    window_ns: int,
+    symbol: str,
+    window: str,
+    stats: StatsOptions = StatsOptions(),  # noqa: B008 - frozen, immutable default
+    include_aggression: bool = False,
+) -> pa.Table:
+    """One feature row per window start (half-open ``[start, start + window_ns)``) from
+    ordered trades (``.ordered()``); trades outside the windows are ignored."""
+    starts = np.asarray(starts_ns, dtype=np.int64)
+    wns = int(window_ns)
+    cols, samples = _stock_columns(stock, starts, wns)
+    opt_cols, opt_samples = _option_columns(options, starts, wns, include_aggression)
+    cols.update(opt_cols)
+    samples.update(opt_samples)
+    unclassified = cols.pop("_unclassified", np.zeros(starts.size, dtype=np.int64)) > 0
+    skip = {prefix: unclassified for prefix in _STATS_AGG}
+    cols.update(_statistic_columns(samples, skip, starts.size, stats))
+    return _to_table(cols, starts, wns, symbol, window, include_aggression)
 
 
 def compute_windows(
@@ -180,132 +475,16 @@ def compute_windows(
     ``stock`` has the STOCK_TRADES columns, ``options`` the OPTION_TRADES_GREEKS columns (either
     may hold other tickers/underlyings and trades outside the windows; they are ignored).
     """
-    starts = np.asarray(starts_ns, dtype=np.int64)
-    wns = int(window_ns)
-    nw = starts.size
-    cols: dict[str, np.ndarray] = {}
-
-    # --- stock trades of the symbol, not corrected, in (sip_timestamp, sequence_number) order
-    span = (int(starts.min()), int(starts.max()) + wns) if nw else (0, 0)
-    s_ts = _ns(stock.column("sip_timestamp"))
-    keep = _is(stock.column("ticker"), symbol) & _not_corrected(stock)
-    keep &= (s_ts >= span[0]) & (s_ts < span[1])
-    idx = np.flatnonzero(keep)
-    s_seq = pc.fill_null(stock.column("sequence_number"), 0).to_numpy(zero_copy_only=False)
-    idx = idx[_order(s_ts[idx], s_seq[idx])]
-    s_ts = s_ts[idx]
-    s_px = _f64(stock.column("price"))[idx]
-    s_dv = s_px * _f64(stock.column("size"))[idx]
-    conds = stock.column("conditions")
-    oc = rules.mask(conds, "open_close")[idx]
-    hl = rules.mask(conds, "high_low")[idx]
-    vol = rules.mask(conds, "volume")[idx]
-    lo, hi = _bounds(s_ts, starts, wns)
-    cols["underlying_trades"] = (hi - lo).astype(np.int64)
-
-    open_ = np.full(nw, np.nan)
-    close = np.full(nw, np.nan)
-    pos = np.flatnonzero(oc)
-    a, b = np.searchsorted(pos, lo), np.searchsorted(pos, hi)
-    has = b > a
-    open_[has] = s_px[pos[a[has]]]
-    close[has] = s_px[pos[b[has] - 1]]
-    a, b = _bounds(s_ts[hl], starts, wns)
-    high = _reduce_slices(np.maximum, s_px[hl], a, b)
-    low = _reduce_slices(np.minimum, s_px[hl], a, b)
-    cols["underlying_price_open"] = open_
-    cols["underlying_price_high"] = high
-    cols["underlying_price_low"] = low
-    cols["underlying_price_close"] = close
-
-    samples: dict[str, _Sample] = {"underlying_dollar_value": _sample(s_ts, s_dv, vol, starts, wns)}
-
-    # --- option trades on the symbol, not corrected, in sip_timestamp order
-    o_ts = _ns(options.column("sip_timestamp"))
-    keep = _is(options.column("underlying"), symbol) & _not_corrected(options)
-    keep &= (o_ts >= span[0]) & (o_ts < span[1])
-    idx = np.flatnonzero(keep)
-    idx = idx[_order(o_ts[idx])]
-    o_ts = o_ts[idx]
-    is_call = _is(options.column("contract_type"), "call")[idx]
-    is_put = _is(options.column("contract_type"), "put")[idx]
-    status = options.column("greeks_status")
-    ok = _is(status, "ok")[idx]
-    o_px = _f64(options.column("price"))[idx]
-    intrinsic = _f64(options.column("intrinsic_value"))[idx]
-    has_s = ~_is(status, "no_underlying")[idx] & ~np.isnan(intrinsic) & ~_null(status)[idx]
-    dollar = np.nan_to_num(_f64(options.column("dollar_value"))[idx], nan=0.0)
-    dadvv = _f64(options.column("dadvv"))[idx]
-    gadvv = _f64(options.column("gadvv"))[idx]
-
-    lo, hi = _bounds(o_ts, starts, wns)
-    cols["call_trades"] = _count(is_call, lo, hi)
-    cols["put_trades"] = _count(is_put, lo, hi)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        put_s = _count(is_put & has_s, lo, hi)
-        call_s = _count(is_call & has_s, lo, hi)
-        below = is_put & has_s & (o_px < intrinsic)
-        above_p = is_put & has_s & (o_px > intrinsic)
-        above_c = is_call & has_s & (o_px > intrinsic)
-        cols["puts_below_intrinsic_pct"] = np.where(
-            put_s > 0, _count(below, lo, hi) / put_s, np.nan
-        )
-        cols["puts_above_intrinsic_pct"] = np.where(
-            put_s > 0, _count(above_p, lo, hi) / put_s, np.nan
-        )
-        cols["calls_above_intrinsic_pct"] = np.where(
-            call_s > 0, _count(above_c, lo, hi) / call_s, np.nan
-        )
-    call_dollar = dollar[is_call]
-    c_lo, c_hi = _bounds(o_ts[is_call], starts, wns)
-    cols["calls_dollar_value"] = np.nan_to_num(_reduce_slices(np.add, call_dollar, c_lo, c_hi))
-
-    ok_call = is_call & ok
-    ok_put = is_put & ok
-    samples["puts_dadvv"] = _sample(o_ts, dadvv, ok_put, starts, wns)
-    samples["puts_gadvv"] = _sample(o_ts, gadvv, ok_put, starts, wns)
-    samples["calls_dadvv"] = _sample(o_ts, dadvv, ok_call, starts, wns)
-    samples["calls_gadvv"] = _sample(o_ts, gadvv, ok_call, starts, wns)
-
-    stat_groups = dict(_STATS_BASE)
-    if include_aggression:
-        stat_groups.update(_STATS_AGG)
-        if AGGRESSOR_COLUMN in options.column_names:
-            side = options.column(AGGRESSOR_COLUMN)
-            buy = _is(side, "buy")[idx]
-            sell = _is(side, "sell")[idx]
-            samples["calls_dadvv_agg_buy"] = _sample(o_ts, dadvv, ok_call & buy, starts, wns)
-            samples["calls_dadvv_agg_sell"] = _sample(o_ts, dadvv, ok_call & sell, starts, wns)
-            samples["puts_dadvv_agg_buy"] = _sample(o_ts, dadvv, ok_put & buy, starts, wns)
-            samples["puts_dadvv_agg_sell"] = _sample(o_ts, dadvv, ok_put & sell, starts, wns)
-
-    for prefix, items in stat_groups.items():
-        arrs = {name: np.full(nw, np.nan) for _, name in items}
-        sample = samples.get(prefix)
-        if sample is not None:
-            suffixes = [s for s, _ in items]
-            for w in range(nw):
-                res = describe(sample.values[sample.lo[w] : sample.hi[w]], suffixes, stats)
-                for s, name in items:
-                    v = res[s]
-                    if v is not None:
-                        arrs[name][w] = v
-        cols.update(arrs)
-
-    schema = output_schema(include_aggression)
-    arrays: list[pa.Array] = [
-        pa.array(np.full(nw, symbol, dtype=object), pa.string()),
-        pa.array(np.full(nw, window, dtype=object), pa.string()),
-        pa.array(starts, pa.int64()).cast(TS),
-        pa.array(starts + wns, pa.int64()).cast(TS),
-    ]
-    for f in list(schema)[4:]:
-        v = cols[f.name]
-        if f.type == pa.int64():
-            arrays.append(pa.array(v, pa.int64()))
-        else:
-            arrays.append(pa.array(v, pa.float64(), mask=np.isnan(v)))
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return window_rows(
+        StockTrades.from_arrow(stock, symbol, rules).ordered(),
+        OptionTrades.from_arrow(options, symbol).ordered(),
+        starts_ns,
+        window_ns,
+        symbol,
+        window,
+        stats,
+        include_aggression,
+    )
 
 
 def features_for_day(

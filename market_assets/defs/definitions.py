@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from market_assets.defs.assets.features import build_features_asset
+from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
+from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.jobs import DAILY_FEATURES_JOB
+from market_assets.defs.live import build_live_sensor, build_live_spec
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.defs.schedules import build_daily_schedule
@@ -25,6 +27,7 @@ from market_assets.settings import Settings, config_path, load_settings
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Build the graph for ``settings``."""
     partitions = trading_day_partitions(settings.partitions.start_date)
+    rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
     assets = [
         build_ingest_asset(
             "stock_trades",
@@ -39,8 +42,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
             settings.massive.source,
         ),
-        build_greeks_asset(partitions),
-        *[build_features_asset(w, partitions) for w in settings.features.windows],
+        *([build_treasury_yields_asset(partitions)] if rate_curve else []),
+        build_greeks_asset(partitions, rate_curve),
+        build_features_assets(list(settings.features.windows), partitions),
+        build_live_spec(partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,
@@ -56,7 +61,10 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         jobs=[all_days],
         asset_checks=build_asset_checks(settings, partitions),
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
-        sensors=[build_new_trading_day_sensor(settings, job_name=all_days.name)],
+        sensors=[
+            build_new_trading_day_sensor(settings, job_name=all_days.name),
+            build_live_sensor(settings, partitions),
+        ],
         resources={
             "settings": settings_resource,
             "source": FlatFileSource(settings=settings_resource),

@@ -9,7 +9,13 @@ from functools import cached_property
 
 import dagster as dg
 
-from market_assets.io.source import FlatFileStore, OpenedFile, flat_file_key, store_from_settings
+from market_assets.io.source import (
+    FlatFileStore,
+    OpenedFile,
+    RetryLog,
+    flat_file_key,
+    store_from_settings,
+)
 from market_assets.settings import Settings, load_settings
 
 
@@ -41,5 +47,6 @@ class FlatFileSource(dg.ConfigurableResource):
     def _store(self) -> FlatFileStore:
         return store_from_settings(self.settings.settings.massive, os.environ)
 
-    def open(self, dataset: str, day: dt.date) -> OpenedFile:
-        return self._store.open(flat_file_key(dataset, day))
+    def open(self, dataset: str, day: dt.date, log: RetryLog | None = None) -> OpenedFile:
+        """Open the day's file; S3 retry lines go to ``log`` (e.g. ``context.log``)."""
+        return self._store.with_log(log).open(flat_file_key(dataset, day))

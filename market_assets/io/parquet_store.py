@@ -2,22 +2,28 @@
 """The one place Parquet is written: rotated part files, atomic partition replacement.
 
 Layout: ``{root}/{asset_path}/dt=YYYY-MM-DD/part-NNNNN.parquet`` (hive style). A partition
-is staged under a hidden ``_staging-...`` folder (pyarrow, DuckDB, polars and pandas
-ignore names starting with ``_``) and swapped in only after every file is closed, so a
-failed or interrupted run leaves the previous partition as it was and no reader sees a
-half-written one. Batches are written by a separate thread through a bounded queue, so
-parsing and compression overlap.
+is staged under ``{root}/_staging/{asset_path}/dt=.../{writer}/new``, outside every asset's
+folder, so no reader of a dataset (pyarrow, polars, DuckDB, pandas) ever sees a half-written
+file. :meth:`ParquetStore.stage` lets the caller look at the staged rows (run checks on
+them) and decide: ``commit()`` swaps the partition in, anything else discards it, so a
+failed, rejected or interrupted write leaves the previous partition as it was. A writer
+killed before it could clean up leaves its staging folder behind; the next write removes
+it (and puts back a partition it had moved aside). Batches are written by a separate
+thread through a bounded queue, so parsing and compression overlap.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
+import re
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -53,6 +59,11 @@ STATISTICS_COLUMNS = (
     "window_start",
 )
 _END = object()
+STAGING = "_staging"
+# A staging folder's name: who writes it, so that a later write can tell a leftover of a
+# dead writer from a write still running.
+_WRITER = re.compile(r"^(?P<uid>[0-9a-f]{12})-(?P<pid>[0-9]+)-(?P<host>.+)$")
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
 
 
 def asset_path(asset: str) -> str:
@@ -121,6 +132,19 @@ class ParquetStore:
         return sorted(i.path for i in self.fs.get_file_info(sel) if i.path.endswith(".parquet"))
 
     # -- write ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def stage(self, asset_path: str, partition: str) -> Iterator[StagedPartition]:
+        """Stage one partition outside the dataset; it replaces the stored partition only
+        when the caller calls ``commit()``, and is removed otherwise (also on error)."""
+        self.remove_leftovers()
+        staged = StagedPartition(self, asset_path, partition)
+        try:
+            yield staged
+        finally:
+            if not staged.committed:
+                with contextlib.suppress(Exception):
+                    self.fs.delete_dir(staged.directory)
+
     def write_partition(
         self,
         asset_path: str,
@@ -130,55 +154,35 @@ class ParquetStore:
         metadata: Mapping[str, str] | None = None,
     ) -> WriteResult:
         """Write ``batches`` as the whole of one partition, replacing it atomically."""
-        started = time.monotonic()
-        final = self.partition_dir(asset_path, partition)
-        staging = f"{self.root}/{asset_path}/_staging-dt={partition}-{uuid.uuid4().hex[:12]}"
-        self.fs.create_dir(staging, recursive=True)
-        file_meta = {
-            "market_assets.schema_version": SCHEMA_VERSION,
-            "market_assets.asset": asset_path,
-            "market_assets.partition": partition,
-            **{f"market_assets.{k}": str(v) for k, v in (metadata or {}).items()},
-        }
-        schema = schema.with_metadata(
-            {**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in file_meta.items()}}
-        )
-        writer = _RotatingWriter(self, staging, schema, self.row_group_rows, self.file_target_bytes)
-        try:
-            writer.run(batches)
-            if writer.result.rows == 0 and not writer.result.files:
-                writer.open_empty()
-            self._swap_in(staging, final)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.fs.delete_dir(staging)
-            raise
-        res = writer.result
-        res.files = [f.replace(staging, final) for f in res.files]
-        res.elapsed_s = time.monotonic() - started
-        return res
+        with self.stage(asset_path, partition) as staged:
+            staged.write(batches, schema, metadata)
+            return staged.commit()
 
-    def _swap_in(self, staging: str, final: str) -> None:
-        if self.is_s3:
-            # S3 has no rename: the old partition stays until every new file is complete,
-            # then objects are replaced. Readers may briefly see the partition empty.
-            old = self._files(final)
-            for f in old:
-                self.fs.delete_file(f)
-            for f in self._files(staging):
-                self.fs.copy_file(f, f"{final}/{f.rsplit('/', 1)[1]}")
-            self.fs.delete_dir(staging)
-            return
-        graveyard = None
-        if self.fs.get_file_info(final).type != pafs.FileType.NotFound:
-            graveyard = (
-                final.rsplit("/", 1)[0]
-                + f"/_replaced-{final.rsplit('/', 1)[1]}-{uuid.uuid4().hex[:12]}"
-            )
-            self.fs.move(final, graveyard)
-        self.fs.move(staging, final)
-        if graveyard:
-            self.fs.delete_dir(graveyard)
+    def remove_leftovers(self) -> list[str]:
+        """Remove the staging folders of writers that died on this host (a killed run),
+        putting back a partition one had moved aside; returns the folders removed."""
+        removed = []
+        selector = pafs.FileSelector(f"{self.root}/{STAGING}", allow_not_found=True, recursive=True)
+        for info in self.fs.get_file_info(selector):
+            name = info.path.rsplit("/", 1)[-1]
+            parent = info.path.rsplit("/", 2)[-2] if info.path.count("/") >= 2 else ""
+            found = _WRITER.match(name)
+            if info.type != pafs.FileType.Directory or not found or not parent.startswith("dt="):
+                continue
+            if found["host"] != _HOST or _alive(int(found["pid"])):
+                continue
+            relative = info.path[len(f"{self.root}/{STAGING}/") :].rsplit("/", 1)[0]
+            final = f"{self.root}/{relative}"
+            old = f"{info.path}/old"
+            if (
+                self.fs.get_file_info(old).type == pafs.FileType.Directory
+                and self.fs.get_file_info(final).type == pafs.FileType.NotFound
+            ):
+                self.fs.move(old, final)  # killed between moving the old one out and the new in
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_dir(info.path)
+            removed.append(info.path)
+        return removed
 
     # -- read ----------------------------------------------------------------------------
     def dataset(
@@ -236,6 +240,104 @@ class ParquetStore:
             return None
         self.fs.move(tmp, path)
         return path
+
+
+class StagedPartition:
+    """A partition written under ``{root}/_staging/``: invisible to readers of the dataset
+    until :meth:`commit` swaps it in."""
+
+    def __init__(self, store: ParquetStore, asset_path: str, partition: str):
+        self.store = store
+        self.asset_path, self.partition = asset_path, partition
+        self.final = store.partition_dir(asset_path, partition)
+        writer = f"{uuid.uuid4().hex[:12]}-{os.getpid()}-{_HOST}"
+        self.directory = f"{store.root}/{STAGING}/{asset_path}/dt={partition}/{writer}"
+        self.new = f"{self.directory}/new"
+        self.result: WriteResult | None = None
+        self.committed = False
+
+    def write(
+        self,
+        batches: Iterable[pa.RecordBatch],
+        schema: pa.Schema,
+        metadata: Mapping[str, str] | None = None,
+    ) -> WriteResult:
+        """Write every batch into the staged partition (at least one file, even empty)."""
+        started = time.monotonic()
+        self.store.fs.create_dir(self.new, recursive=True)
+        file_meta = {
+            "market_assets.schema_version": SCHEMA_VERSION,
+            "market_assets.asset": self.asset_path,
+            "market_assets.partition": self.partition,
+            **{f"market_assets.{k}": str(v) for k, v in (metadata or {}).items()},
+        }
+        schema = schema.with_metadata(
+            {**(schema.metadata or {}), **{k.encode(): v.encode() for k, v in file_meta.items()}}
+        )
+        store = self.store
+        writer = _RotatingWriter(
+            store, self.new, schema, store.row_group_rows, store.file_target_bytes
+        )
+        writer.run(batches)
+        if writer.result.rows == 0 and not writer.result.files:
+            writer.open_empty()
+        self.result = writer.result
+        self.result.elapsed_s = time.monotonic() - started
+        return self.result
+
+    def dataset(self) -> ds.Dataset:
+        """The staged rows, as a lazy dataset."""
+        files = [f for f in (self.result.files if self.result else []) if f.endswith(".parquet")]
+        return ds.dataset(files, format="parquet", filesystem=self.store.fs)
+
+    def commit(self) -> WriteResult:
+        """Replace the stored partition with the staged one; returns the final files."""
+        if self.result is None:
+            raise RuntimeError("nothing staged: write() first")
+        started = time.monotonic()
+        self._swap_in()
+        self.committed = True
+        with contextlib.suppress(Exception):
+            self.store.fs.delete_dir(self.directory)
+        res = self.result
+        res.files = [f.replace(self.new, self.final) for f in res.files]
+        res.elapsed_s += time.monotonic() - started
+        return res
+
+    def _swap_in(self) -> None:
+        fs = self.store.fs
+        if self.store.is_s3:
+            # S3 has no rename: the old partition stays until every new file is complete,
+            # then objects are replaced. Readers may briefly see the partition empty.
+            for f in self.store._files(self.final):
+                fs.delete_file(f)
+            for f in self.store._files(self.new):
+                fs.copy_file(f, f"{self.final}/{f.rsplit('/', 1)[1]}")
+            return
+        # Two renames; the old partition waits in the staging folder until the new one is
+        # in place (a writer killed in between gets it put back by the next write).
+        old = f"{self.directory}/old"
+        moved = fs.get_file_info(self.final).type != pafs.FileType.NotFound
+        if moved:
+            fs.move(self.final, old)
+        try:
+            fs.create_dir(self.final.rsplit("/", 1)[0], recursive=True)
+            fs.move(self.new, self.final)
+        except BaseException:
+            if moved:
+                fs.move(old, self.final)
+            raise
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _RotatingWriter:

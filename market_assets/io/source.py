@@ -5,11 +5,14 @@
 returns an :class:`OpenedFile` whose stream yields the compressed bytes of one day's file.
 The S3 stream resumes a dropped connection with a ranged GET from the byte offset reached,
 so a consumer sees exactly the bytes of an uninterrupted read, without the object being
-buffered in memory.
+buffered in memory. Every S3 request has explicit connect/read timeouts; failures are
+retried under a :class:`RetryPolicy` (each retry logged, the total bounded in time) and
+every error names the endpoint, bucket and key.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import http.client
 import io
@@ -18,12 +21,13 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, TypeVar
 
-log = logging.getLogger("market_assets.io.source")
+_log = logging.getLogger("market_assets.io.source")
+_T = TypeVar("_T")
 
 DATASETS = {
     "stock_trades": "us_stocks_sip/trades_v1",
@@ -90,13 +94,17 @@ class SourceError(RuntimeError):
 
 
 class FileNotPublished(SourceError):
-    """The file for a day does not exist (not yet published, or not a trading day)."""
+    """The file for a day does not exist (not yet published, or not a trading day).
 
-    def __init__(self, name: str, key: str) -> None:
+    ``where`` says where it was looked for (an S3 store names endpoint, bucket and key);
+    ``check`` names the settings to check when the file is overdue.
+    """
+
+    def __init__(self, name: str, key: str, where: str = "", check: str = "") -> None:
         self.name = name
         self.key = key
         self.day = day_for_key(key)
-        msg = f"flat file {name} does not exist: {PUBLISH_NOTE}"
+        msg = f"flat file {name} does not exist{' ' + where if where else ''}: {PUBLISH_NOTE}"
         trading, publish_day = _trading_status(self.day) if self.day else (None, None)
         if self.day is not None and trading is False:
             msg += (
@@ -104,11 +112,26 @@ class FileNotPublished(SourceError):
                 "so there is no file for it"
             )
         elif self.day is not None and publish_day is not None:
-            msg += (
-                f" (the file for {self.day.isoformat()} is due by about 11:00 ET on "
-                f"{publish_day.isoformat()})"
-            )
+            if publish_day < _today_in_new_york():
+                msg += (
+                    f" (the file for {self.day.isoformat()} was due by about 11:00 ET on "
+                    f"{publish_day.isoformat()}; unless Massive is late, check "
+                    f"{check or 'the [massive] settings'})"
+                )
+            else:
+                msg += (
+                    f" (the file for {self.day.isoformat()} is due by about 11:00 ET on "
+                    f"{publish_day.isoformat()})"
+                )
+        elif check:
+            msg += f"; check {check}"
         super().__init__(msg)
+
+
+def _today_in_new_york() -> dt.date:
+    from market_assets.core.calendar import NEW_YORK
+
+    return dt.datetime.now(NEW_YORK).date()
 
 
 def _trading_status(day: dt.date) -> tuple[bool | None, dt.date | None]:
@@ -217,28 +240,85 @@ class _CountingFile(io.RawIOBase):
 
 
 def _connection_errors() -> tuple[type[BaseException], ...]:
-    from botocore.exceptions import (
-        ConnectionClosedError,
-        EndpointConnectionError,
-        IncompleteReadError,
-        ReadTimeoutError,
-        ResponseStreamingError,
-    )
+    """Errors of a request that may succeed when tried again (no answer, dropped socket)."""
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+    from botocore.exceptions import HTTPClientError, IncompleteReadError
     from urllib3.exceptions import ProtocolError
     from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
     return (
-        ReadTimeoutError,
-        ResponseStreamingError,
+        BotoConnectionError,  # connect timeouts, refused connections, ...
+        HTTPClientError,  # read timeouts, connections closed mid-answer, ...
         IncompleteReadError,
-        ConnectionClosedError,
-        EndpointConnectionError,
         ProtocolError,
         Urllib3ReadTimeout,
         http.client.IncompleteRead,
         ConnectionError,
         TimeoutError,
     )
+
+
+def _not_retryable(e: BaseException) -> bool:
+    from botocore.exceptions import SSLError
+
+    return isinstance(e, SSLError)  # a certificate problem does not go away by retrying
+
+
+_RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def _retryable_client_error(e: BaseException) -> bool:
+    """An S3 error answer worth retrying: HTTP 5xx or throttling."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(e, ClientError):
+        return False
+    code = str(e.response.get("Error", {}).get("Code", ""))
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+    return code in _RETRYABLE_CODES or int(status) >= 500 or int(status) == 429
+
+
+class RetryLog(Protocol):
+    """Where retry lines go: a ``logging.Logger`` or a Dagster ``context.log``."""
+
+    def warning(self, msg: str) -> None: ...
+
+    def info(self, msg: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing S3 request is retried.
+
+    Up to ``max_retries`` retries in a row, waiting ``backoff_s * 2**(n-1)`` before the
+    n-th; a retry is started only if it could time out (``attempt_timeout_s``, connect plus
+    read timeout) before ``max_total_s`` have passed since the request last made progress,
+    so the final error arrives within ``max_total_s``.
+    """
+
+    max_retries: int = 5
+    backoff_s: float = 1.0
+    max_total_s: float = 120.0
+    attempt_timeout_s: float = 40.0
+
+    def wait_before_retry(self, failures: int, elapsed_s: float) -> float | None:
+        """Seconds to wait before retry number ``failures``, or None to give up."""
+        if failures > self.max_retries:
+            return None
+        wait = self.backoff_s * 2 ** (failures - 1)
+        if elapsed_s + wait + self.attempt_timeout_s > self.max_total_s:
+            return None
+        return wait
 
 
 class _ShortRead(Exception):
@@ -248,30 +328,22 @@ class _ShortRead(Exception):
 class _ResumableS3Stream(io.RawIOBase):
     """Streams one S3 object; a dropped connection is resumed with ``Range: bytes=offset-``.
 
-    Up to ``max_retries`` consecutive failures (with no bytes delivered in between) are
-    retried, sleeping ``retry_backoff_s * 2**attempt``; each ranged GET carries
-    ``IfMatch=etag`` and its ETag is checked, so a changed object fails rather than
-    splicing two versions together.
+    Failures in a row (no bytes delivered in between) are retried under the store's
+    :class:`RetryPolicy`, each one logged; each ranged GET carries ``IfMatch=etag`` and its
+    ETag is checked, so a changed object fails rather than splicing two versions together.
     """
 
-    def __init__(
-        self,
-        store: S3Store,
-        key: str,
-        size: int,
-        etag: str | None,
-        body: Any,
-    ) -> None:
+    def __init__(self, store: S3Store, key: str, size: int, etag: str | None) -> None:
         self._store = store
         self._key = key
         self._name = store.uri(key)
         self.size = size
         self._etag = etag
-        self._body = body
+        self._body: Any = None
         self._offset = 0
         self._failures = 0
+        self._last_progress = time.monotonic()
         self.resumes = 0
-        self._errors = _connection_errors()
 
     @property
     def bytes_read(self) -> int:
@@ -283,39 +355,42 @@ class _ResumableS3Stream(io.RawIOBase):
     def tell(self) -> int:
         return self._offset
 
+    def _connect(self) -> None:
+        """Open the body from the current offset, retrying until it answers or gives up."""
+        while self._body is None:
+            try:
+                self._body = self._store._get_body(self._key, self._offset, self._etag)
+            except Exception as e:
+                if not self._store._is_transient(e):
+                    raise
+                self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        """Log a retry and wait, or raise the final error (naming endpoint, bucket, key)."""
+        self._drop_body()
+        self._failures += 1
+        how = f"a ranged GET from byte {self._offset}" if self._offset else "a new GET"
+        self._store._retry_or_give_up(
+            "reading",
+            self._key,
+            e,
+            self._failures,
+            time.monotonic() - self._last_progress,
+            at=f" at byte offset {self._offset} of {self.size}",
+            then=f" with {how}",
+        )
+        self.resumes += 1
+
     def _read_some(self, n: int) -> bytes:
         """Up to ``n`` (> 0) bytes from the current offset, resuming on dropped connections."""
         while True:
+            self._connect()
             try:
-                if self._body is None:
-                    self._body = self._store._ranged_get(self._key, self._offset, self._etag)
                 data = self._body.read(n)
                 if not data:
                     raise _ShortRead(f"body ended at byte {self._offset} of {self.size}")
-            except (*self._errors, _ShortRead) as e:
-                self._drop_body()
-                self._failures += 1
-                if self._failures > self._store.max_retries:
-                    raise SourceError(
-                        f"gave up reading {self._name} at byte offset {self._offset} of "
-                        f"{self.size} after {self._store.max_retries} retries of a dropped "
-                        f"connection: {type(e).__name__}: {e}"
-                    ) from e
-                delay = self._store.retry_backoff_s * 2 ** (self._failures - 1)
-                log.warning(
-                    "connection dropped reading %s at byte %d of %d (%s); retry %d/%d in %.3g s "
-                    "with a ranged GET",
-                    self._name,
-                    self._offset,
-                    self.size,
-                    type(e).__name__,
-                    self._failures,
-                    self._store.max_retries,
-                    delay,
-                )
-                if delay > 0:
-                    time.sleep(delay)
-                self.resumes += 1
+            except (*_connection_errors(), _ShortRead) as e:
+                self._failed(e)
                 continue
             if len(data) > self.size - self._offset:
                 raise SourceError(
@@ -324,6 +399,7 @@ class _ResumableS3Stream(io.RawIOBase):
                 )
             self._offset += len(data)
             self._failures = 0
+            self._last_progress = time.monotonic()
             return data
 
     def read(self, size: int = -1) -> bytes:
@@ -390,6 +466,10 @@ class FlatFileStore(ABC):
     def uri(self, key: str) -> str:
         """A display name for ``key`` (``s3://bucket/key`` or a local path)."""
 
+    def with_log(self, log: RetryLog | None) -> FlatFileStore:
+        """This store, writing its retry lines to ``log`` (None: where it writes now)."""
+        return self
+
 
 class LocalStore(FlatFileStore):
     """A local mirror: the bucket's keys as relative paths under ``root``."""
@@ -447,7 +527,13 @@ class LocalStore(FlatFileStore):
 
 
 class S3Store(FlatFileStore):
-    """Massive's S3-compatible endpoint (SigV4, path-style addressing) via boto3."""
+    """Massive's S3-compatible endpoint (SigV4, path-style addressing) via boto3.
+
+    Every request has explicit connect and read timeouts; a request that times out, drops
+    its connection or gets an HTTP 5xx/throttling answer is retried under ``retry`` (a
+    :class:`RetryPolicy`), each retry logged to ``log``, and the final error names the
+    endpoint, bucket and key. botocore's own silent retries are off.
+    """
 
     def __init__(
         self,
@@ -460,13 +546,26 @@ class S3Store(FlatFileStore):
         retry_backoff_s: float = 1.0,
         client: Any = None,
         page_size: int = 1000,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
+        max_total_retry_s: float = 120.0,
+        log: RetryLog | None = None,
     ) -> None:
         self.bucket = bucket
         self.endpoint_url = endpoint_url
         self.region = region
         self.max_retries = int(max_retries)
         self.retry_backoff_s = float(retry_backoff_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.read_timeout_s = float(read_timeout_s)
+        self.retry = RetryPolicy(
+            max_retries=self.max_retries,
+            backoff_s=self.retry_backoff_s,
+            max_total_s=float(max_total_retry_s),
+            attempt_timeout_s=self.connect_timeout_s + self.read_timeout_s,
+        )
         self.page_size = int(page_size)
+        self.log: RetryLog = log if log is not None else _log
         self._key_id = access_key_id
         if client is None:
             import boto3
@@ -475,10 +574,11 @@ class S3Store(FlatFileStore):
             config = Config(
                 signature_version="s3v4",
                 region_name=region,
-                retries={"max_attempts": self.max_retries + 1, "mode": "standard"},
+                # One attempt per call: retries are ours, logged and bounded in time.
+                retries={"total_max_attempts": 1, "mode": "standard"},
                 s3={"addressing_style": "path"},
-                connect_timeout=20,
-                read_timeout=60,
+                connect_timeout=self.connect_timeout_s,
+                read_timeout=self.read_timeout_s,
                 # S3-compatible endpoints need not implement the newer default checksums.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
@@ -499,35 +599,119 @@ class S3Store(FlatFileStore):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
+    def with_log(self, log: RetryLog | None) -> S3Store:
+        """A copy sharing this store's client, logging retries to ``log`` (e.g. a run's
+        ``context.log``)."""
+        if log is None:
+            return self
+        other = copy.copy(self)
+        other.log = log
+        return other
+
+    def where(self, key: str) -> str:
+        """``at endpoint E (bucket B, key K)``: every S3 error message names all three."""
+        return f"at endpoint {self.endpoint_url} (bucket {self.bucket!r}, key {key!r})"
+
+    # -- retries --
+
+    def _is_transient(self, e: BaseException) -> bool:
+        if isinstance(e, _connection_errors()):
+            return not _not_retryable(e)
+        return _retryable_client_error(e)
+
+    def _retry_or_give_up(
+        self,
+        doing: str,
+        key: str,
+        cause: BaseException,
+        failures: int,
+        elapsed_s: float,
+        at: str = "",
+        then: str = "",
+    ) -> None:
+        """After the ``failures``-th failure in a row: log and wait, or raise SourceError."""
+        # A body read that times out names no endpoint ("None"): say what timed out.
+        detail = str(cause).replace(
+            'Read timeout on endpoint URL: "None"', f"no data for {self.read_timeout_s:g} s"
+        )
+        reason = f"{type(cause).__name__}: {detail}"
+        wait = self.retry.wait_before_retry(failures, elapsed_s)
+        if wait is None:
+            limit = (
+                f"massive.max_retries = {self.max_retries} reached"
+                if failures > self.max_retries
+                else f"another retry would pass massive.max_total_retry_s = "
+                f"{self.retry.max_total_s:g}"
+            )
+            raise SourceError(
+                f"gave up {doing} {self.uri(key)} {self.where(key)}{at} after "
+                f"{failures - 1} retries ({failures} attempts over {elapsed_s:.1f} s without "
+                f"progress; {limit}; timeouts: connect {self.connect_timeout_s:g} s, read "
+                f"{self.read_timeout_s:g} s): {reason}"
+            ) from cause
+        self.log.warning(
+            f"S3 {doing} {self.uri(key)} from {self.endpoint_url}{at}: attempt {failures} "
+            f"failed after {elapsed_s:.1f} s without progress ({reason}); retry "
+            f"{failures}/{self.max_retries} in {wait:.3g} s{then}"
+        )
+        if wait > 0:
+            time.sleep(wait)
+
+    def _call(self, doing: str, key: str, request: Callable[[], _T]) -> _T:
+        """``request()``, retried while it fails transiently (timeouts, drops, 5xx)."""
+        started = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                return request()
+            except Exception as e:
+                if not self._is_transient(e):
+                    raise
+                failures += 1
+                self._retry_or_give_up(doing, key, e, failures, time.monotonic() - started)
+
     # -- error mapping --
+
+    def _not_found(self, key: str) -> FileNotPublished:
+        return FileNotPublished(
+            self.uri(key), key, self.where(key), "massive.endpoint_url and massive.bucket"
+        )
 
     def _map_error(self, e: Exception, key: str, what: str) -> SourceError:
         from botocore.exceptions import ClientError
 
         if not isinstance(e, ClientError):
-            return SourceError(f"could not {what} {self.uri(key)}: {type(e).__name__}: {e}")
+            return SourceError(
+                f"could not {what} {self.uri(key)} {self.where(key)}: {type(e).__name__}: {e}"
+            )
         code = str(e.response.get("Error", {}).get("Code", ""))
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in _BAD_CREDENTIAL_CODES:
             return _bad_credentials(code, self._key_id, self.endpoint_url)
         if code in _NOT_FOUND_CODES or (status == 404 and code != "NoSuchBucket"):
-            return FileNotPublished(self.uri(key), key)
+            return self._not_found(key)
         if code == "NoSuchBucket":
             return SourceError(
-                f"bucket {self.bucket!r} does not exist at {self.endpoint_url} (check massive.bucket)"
+                f"bucket {self.bucket!r} does not exist at {self.endpoint_url} (check "
+                f"massive.bucket and massive.endpoint_url; looking for key {key!r})"
             )
         if code in ("403", "AccessDenied", "Forbidden") or status == 403:
             return AccessDenied(self.uri(key), key)
         if code in ("412", "PreconditionFailed") or status == 412:
             return SourceError(f"{self.uri(key)} changed while it was being read; run again")
-        return SourceError(f"could not {what} {self.uri(key)}: S3 error {code} (HTTP {status})")
+        return SourceError(
+            f"could not {what} {self.uri(key)} {self.where(key)}: S3 error {code} (HTTP {status})"
+        )
 
     def _clarify_403(self, key: str) -> SourceError:
         """A HEAD 403 has no error body: a one-byte GET tells bad credentials from no access."""
         from botocore.exceptions import ClientError
 
-        try:
+        def probe() -> None:
             self.client.get_object(Bucket=self.bucket, Key=key, Range="bytes=0-0")["Body"].close()
+
+        try:
+            self._call("looking up", key, probe)
         except ClientError as e:
             err = self._map_error(e, key, "read")
             if isinstance(err, BadCredentials | AccessDenied | FileNotPublished):
@@ -538,7 +722,9 @@ class S3Store(FlatFileStore):
         from botocore.exceptions import ClientError
 
         try:
-            return self.client.head_object(Bucket=self.bucket, Key=key)
+            return self._call(
+                "looking up", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key)
+            )
         except ClientError as e:
             err = self._map_error(e, key, "look up")
             if isinstance(err, AccessDenied):
@@ -546,20 +732,30 @@ class S3Store(FlatFileStore):
             if isinstance(err, FileNotPublished):
                 return None
             raise err from None
-        except _connection_errors() as e:
+        except _connection_errors() as e:  # one not worth retrying (a TLS failure)
             raise self._map_error(e, key, "look up") from e
 
-    def _ranged_get(self, key: str, offset: int, etag: str | None) -> Any:
-        """The body of ``key`` from ``offset`` on; used to resume a dropped connection."""
+    def _get_body(self, key: str, offset: int, etag: str | None) -> Any:
+        """The body of ``key`` from ``offset`` on (a ranged GET past byte 0).
+
+        A transient failure is raised as is (the stream retries it); any other error answer
+        as a SourceError.
+        """
         from botocore.exceptions import ClientError
 
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "Range": f"bytes={offset}-"}
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if offset:
+            kwargs["Range"] = f"bytes={offset}-"
         if etag:
             kwargs["IfMatch"] = etag
         try:
             resp = self.client.get_object(**kwargs)
         except ClientError as e:
-            raise self._map_error(e, key, "resume reading") from None
+            if _retryable_client_error(e):
+                raise
+            raise self._map_error(e, key, "read") from None
+        if not offset:
+            return resp["Body"]
         got = resp.get("ETag")
         content_range = str(resp.get("ContentRange") or "")
         if (etag and got and got != etag) or not content_range.startswith(f"bytes {offset}-"):
@@ -568,31 +764,22 @@ class S3Store(FlatFileStore):
                 f"{self.uri(key)} changed while it was being read (resume at byte {offset} got "
                 f"ETag {got}, range {content_range!r}); run again"
             )
-        log.info("resumed %s at byte %d with a ranged GET", self.uri(key), offset)
+        self.log.info(f"resumed {self.uri(key)} at byte {offset} with a ranged GET")
         return resp["Body"]
 
     # -- public --
 
     def open(self, key: str) -> OpenedFile:
-        from botocore.exceptions import ClientError
-
         head = self._head(key)
         if head is None:
-            raise FileNotPublished(self.uri(key), key)
+            raise self._not_found(key)
         size = int(head["ContentLength"])
-        etag = head.get("ETag")
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
-        if etag:
-            kwargs["IfMatch"] = etag
+        stream = _ResumableS3Stream(self, key, size, head.get("ETag"))
         try:
-            body = self.client.get_object(**kwargs)["Body"]
-        except ClientError as e:
-            raise self._map_error(e, key, "read") from None
-        except _connection_errors():
-            # The first GET itself failed after botocore's own retries: let the stream's
-            # resume loop (ranged GET from byte 0) take over.
-            body = None
-        stream = _ResumableS3Stream(self, key, size, etag, body)
+            stream._connect()  # the first GET: error answers surface here, not at first read
+        except BaseException:
+            stream.close()
+            raise
         return OpenedFile(name=self.uri(key), size=size, stream=stream)  # type: ignore[arg-type]
 
     def exists(self, key: str) -> bool:
@@ -610,9 +797,11 @@ class S3Store(FlatFileStore):
             kwargs["StartAfter"] = start_after
         while True:
             try:
-                resp = self.client.list_objects_v2(**kwargs)
+                resp = self._call("listing", prefix, lambda: self.client.list_objects_v2(**kwargs))
             except ClientError as e:
                 raise self._map_error(e, prefix, "list") from None
+            except _connection_errors() as e:
+                raise self._map_error(e, prefix, "list") from e
             for obj in resp.get("Contents", ()):
                 yield obj["Key"]
             token = resp.get("NextContinuationToken")
@@ -622,9 +811,10 @@ class S3Store(FlatFileStore):
 
 
 def store_from_settings(
-    massive_settings: Any, environ: Mapping[str, str] = os.environ
+    massive_settings: Any, environ: Mapping[str, str] = os.environ, log: RetryLog | None = None
 ) -> FlatFileStore:
-    """The store named by ``[massive]``; for ``s3`` the credentials come from ``environ``."""
+    """The store named by ``[massive]``; for ``s3`` the credentials come from ``environ``
+    and retry lines go to ``log`` (default: this module's logger)."""
     s = massive_settings
     if s.source == "local":
         return LocalStore(s.local_root)
@@ -648,4 +838,8 @@ def store_from_settings(
         secret_access_key=secret,
         max_retries=s.max_retries,
         retry_backoff_s=s.retry_backoff_s,
+        connect_timeout_s=s.connect_timeout_s,
+        read_timeout_s=s.read_timeout_s,
+        max_total_retry_s=s.max_total_retry_s,
+        log=log,
     )

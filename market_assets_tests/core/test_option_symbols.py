@@ -50,3 +50,12 @@ def test_malformed_tickers_and_impossible_dates_are_flagged_not_guessed():
     table, ok = parse_option_tickers(pa.array(bad))
     assert ok.to_pylist() == [False] * 5
     assert table.column("underlying").null_count == 5
+
+
+def test_repeated_tickers_in_any_mix_get_each_rows_own_parse():
+    tickers = ["O:SPY230327P00390000", None, "O:BAD", "O:A261120C00012500"]
+    mixed = [tickers[i] for i in (3, 0, 0, 1, 2, 0, 3, 2, 1)]
+    one_by_one = [parse_option_tickers(pa.array([t], pa.string())) for t in mixed]
+    table, ok = parse_option_tickers(pa.chunked_array([mixed[:4], mixed[4:]], pa.string()))
+    assert ok.to_pylist() == [o.to_pylist()[0] for _, o in one_by_one]
+    assert table.to_pylist() == [t.to_pylist()[0] for t, _ in one_by_one]

@@ -271,3 +271,76 @@ def test_kde_peaks_large_sample_uses_binning_and_matches_exact() -> None:
     x = np.concatenate([rng.normal(0, 1, 30000), rng.normal(4, 0.5, 10000), rng.normal(9, 2, 5000)])
     got = describe(x, ["kde_peaks"])["kde_peaks"]
     assert got == ref_kde_peaks(x) == 3
+
+
+def _bc_sample(shape: str, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if shape == "near_zero":  # lognormal: the optimum lies near lambda = 0
+        return rng.lognormal(5.0, 1.0, n)
+    if shape == "uniform":
+        return rng.uniform(1.0, 2.0, n)
+    if shape == "wide":  # 12 orders of magnitude
+        return rng.lognormal(0.0, 6.0, n)
+    if shape == "below_one":
+        return rng.uniform(0.01, 0.9, n)
+    if shape == "left_skewed":
+        return 100.0 - rng.lognormal(2.0, 0.8, n).clip(max=99.0)
+    if shape == "narrow":  # 100-share trades a few cents apart: a nearly flat likelihood
+        return 100.0 * np.round(600.0 + rng.normal(0.0, 0.3, n), 2)
+    if shape == "symmetric_logs":  # the optimum is exactly lambda = 0
+        z = rng.normal(0.0, 1.0, (n + 1) // 2)
+        return np.exp(3.0 + np.concatenate([z, -z]))
+    return _sample(shape, n, seed)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "lognormal",
+        "pareto",
+        "dollars",
+        "bimodal",
+        "near_zero",
+        "uniform",
+        "wide",
+        "below_one",
+        "left_skewed",
+        "narrow",
+        "symmetric_logs",
+    ],
+)
+def test_boxcox_lambda_matches_scipy_mle(shape: str) -> None:
+    for n in (3, 4, 7, 30, 400, 5000):
+        for seed in range(4):
+            x = _bc_sample(shape, n, seed * 101 + n)
+            xs = np.sort(x)
+            if xs[0] <= 0 or xs[0] == xs[-1]:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # On the sorted sample, as describe() sees it: on a nearly flat likelihood
+                # scipy's own answer moves with the order of the values.
+                ref = float(st.boxcox_normmax(xs, method="mle"))
+            assert_stat_equal("bc", describe(x, ["bc"])["bc"], ref)
+
+
+def test_boxcox_lambda_that_would_overflow_is_scipys_constrained_one() -> None:
+    x = np.array([59991.0, 59994.0, 59995.0])  # optimum near 18554: x ** lambda overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = float(st.boxcox_normmax(x, method="mle"))
+    assert describe(x, ["bc"])["bc"] == pytest.approx(ref, rel=1e-9)
+
+
+def test_kde_peaks_of_two_values_are_counted_without_scipy(monkeypatch) -> None:
+    # Two values give a symmetric top between the two middle grid points: their densities
+    # are equal up to rounding, and either way exactly one of them is the peak.
+    def no_scipy(*args, **kwargs):
+        raise AssertionError("scipy's gaussian_kde was asked")
+
+    rng = np.random.default_rng(8)
+    pairs = [rng.lognormal(8.0, 1.5, 2) for _ in range(50)]
+    monkeypatch.setattr(statistics.stats, "gaussian_kde", no_scipy)
+    got = [describe(x, ["kde_peaks"])["kde_peaks"] for x in pairs]
+    monkeypatch.undo()
+    assert got == [float(ref_kde_peaks(x)) for x in pairs] == [1.0] * 50

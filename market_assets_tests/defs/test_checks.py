@@ -1,5 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""Asset checks against real Parquet partitions written to a temp warehouse."""
+"""Asset checks: the ingest and greeks checks run in their assets' steps and guard the
+partition swap; the features checks read the stored windows. Real files, real runs."""
 
 from __future__ import annotations
 
@@ -15,102 +16,201 @@ import pytest
 
 from market_assets.core.calendar import window_ns, window_starts_ns
 from market_assets.core.feature_names import FEATURE_NAMES, IDENTITY_COLUMNS
-from market_assets.core.schemas import OPTION_TRADES_GREEKS, STOCK_TRADES
-from market_assets.defs.checks import (
-    features_summary,
-    greeks_share_violations,
-    greeks_summary,
-    option_exact_duplicates,
-)
+from market_assets.defs.checks import features_summary
+from market_assets.defs.checks.in_step import tickers_parsed_check
 from market_assets.defs.definitions import build_definitions
+from market_assets.devtools.sample_day import generate_day
 from market_assets.io.parquet_store import ParquetStore
 from market_assets.io.source import flat_file_key
 from market_assets.settings import load_settings
 from market_assets_tests.config_files import FIXTURES
+from market_assets_tests.defs.test_ingest_assets import HEADER
 
 DAY = dt.date(2026, 11, 20)
 REAL_DAY = dt.date(2023, 3, 13)  # the day of the real option trades sample
+# 15:00 UTC on DAY, inside the regular session.
+SIP0 = int(dt.datetime(2026, 11, 20, 15, tzinfo=dt.UTC).timestamp()) * 1_000_000_000
 
 
-def _run_checks(config: Path, partition: str, assets: list[str]) -> dict[tuple[str, str], object]:
-    """Run only the checks of ``assets`` for ``partition``; evaluations by (asset, check)."""
+def stock_row(ticker: str, seq: int, trade_id: int = 1) -> str:
+    return f"{ticker},,,4,{trade_id},{SIP0 + seq},600.5,{seq},{SIP0 + seq},10,3,,0"
+
+
+def write_stock_file(root: Path, rows: list[str], day: dt.date = DAY) -> Path:
+    """The day's stock trades file in the test mirror (replaced if there)."""
+    src = root / "massive" / flat_file_key("stock_trades", day)
+    src.parent.mkdir(parents=True, exist_ok=True)
+    src.write_bytes(gzip.compress(("\n".join([HEADER, *rows]) + "\n").encode()))
+    return src
+
+
+def run(config: Path, assets: list[str] | None, day: dt.date = DAY, instance=None):
+    """Materialize ``assets`` (None: the whole graph) and their checks for ``day``."""
     job = build_definitions(load_settings(config)).resolve_job_def("daily_features_job")
-    wanted = {
-        k for k in job.asset_layer.asset_graph.asset_check_keys if k.asset_key.path[0] in assets
+    selection = [dg.AssetKey(a) for a in assets] if assets else None
+    with dg.instance_for_test() as own:
+        return job.execute_in_process(
+            instance=instance or own,
+            partition_key=day.isoformat(),
+            asset_selection=selection,
+            raise_on_error=False,
+        )
+
+
+def evaluations(result) -> dict[tuple[str, str], object]:
+    return {
+        (d.asset_key.to_user_string(), d.check_name): d
+        for d in (e.event_specific_data for e in result.all_events)
+        if type(d).__name__ == "AssetCheckEvaluation"
     }
-    job_def = job.get_subset(asset_selection=set(), asset_check_selection=wanted)
-    result = job_def.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key=partition, raise_on_error=False
-    )
-    out = {}
-    for ev in result.all_events:
-        if ev.event_type_value == "ASSET_CHECK_EVALUATION":
-            d = ev.event_specific_data
-            out[(d.asset_key.to_user_string(), d.check_name)] = d
-    return out
 
 
-def _store(config: Path) -> ParquetStore:
-    return ParquetStore(load_settings(config).storage.root)
+def failure_message(result) -> str:
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    return error.message + (error.cause.message if error.cause else "")
 
 
-def _stock_table(seq: list[int]) -> pa.Table:
-    n = len(seq)
-    ts = pa.array(
-        np.arange(n, dtype=np.int64) + 1_763_650_000_000_000_000, pa.timestamp("ns", "UTC")
-    )
-    return pa.table(
-        {
-            "ticker": ["SPY"] * n,
-            "sip_timestamp": ts,
-            "participant_timestamp": ts,
-            "price": [600.0] * n,
-            "size": [100.0] * n,
-            "exchange": pa.array([4] * n, pa.int32()),
-            "conditions": pa.array([[]] * n, pa.list_(pa.int32())),
-            "correction": pa.array([0] * n, pa.int32()),
-            "sequence_number": pa.array(seq, pa.int64()),
-            "id": [str(i) for i in range(n)],
-            "tape": pa.array([2] * n, pa.int32()),
-            "trf_id": pa.array([None] * n, pa.int32()),
-            "trf_timestamp": pa.array([None] * n, pa.timestamp("ns", "UTC")),
-        },
-        schema=STOCK_TRADES,
-    )
+def stored_rows(config: Path, asset: str, day: dt.date = DAY) -> int:
+    return ParquetStore(load_settings(config).storage.root).dataset(asset, [str(day)]).count_rows()
 
 
-def test_stock_checks_pass_on_unique_sequence_numbers_and_fail_on_a_repeat(project_config):
-    config = project_config()
-    store = _store(config)
-    store.write_partition("stock_trades", DAY.isoformat(), [], STOCK_TRADES)
-    evals = _run_checks(config, DAY.isoformat(), ["stock_trades"])
-    assert not evals[("stock_trades", "non_empty")].passed
-    assert evals[("stock_trades", "non_empty")].severity == dg.AssetCheckSeverity.ERROR
-    assert evals[("stock_trades", "non_empty")].blocking
+@pytest.fixture
+def tiny_day(tmp_path, project_config):
+    generate_day(DAY, tmp_path / "massive", scale="tiny", seed=3)
+    return project_config(partitions={"start_date": "2026-11-02"}, features={"windows": ["30m"]})
 
+
+def test_ingest_checks_run_in_the_assets_steps_one_result_per_partition(tiny_day):
+    result = run(tiny_day, ["stock_trades", "option_trades"])
+    assert result.success
+    evals = evaluations(result)
+    assert set(evals) == {
+        ("stock_trades", "non_empty"),
+        ("stock_trades", "no_duplicate_trades"),
+        ("option_trades", "non_empty"),
+        ("option_trades", "exact_duplicates"),
+        ("option_trades", "tickers_parsed"),
+    }
+    assert all(e.passed and e.partition == DAY.isoformat() for e in evals.values())
+    blocking = {k for k, e in evals.items() if e.blocking}
+    assert blocking == set(evals) - {("option_trades", "exact_duplicates")}
+    assert evals[("option_trades", "exact_duplicates")].severity == dg.AssetCheckSeverity.WARN
+    assert evals[("stock_trades", "non_empty")].metadata["rows"].value > 0
+    # No separate check steps: each check is reported by its asset's step.
+    steps = {
+        e.step_key for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert steps == {"stock_trades", "option_trades"}
+    assert len({e.step_key for e in result.all_events if e.step_key}) == 2
+
+
+def test_a_repeated_sequence_number_fails_and_keeps_the_previous_partition(
+    tmp_path, project_config
+):
+    config = project_config(partitions={"start_date": "2026-11-02"})
     # A correction repeats the trade id with a new sequence number: not a duplicate.
-    table = _stock_table([10, 11, 12])
-    table = table.set_column(table.schema.get_field_index("id"), "id", pa.array(["1", "1", "2"]))
-    store.write_partition("stock_trades", DAY.isoformat(), table.to_batches(), STOCK_TRADES)
-    evals = _run_checks(config, DAY.isoformat(), ["stock_trades"])
-    assert evals[("stock_trades", "non_empty")].passed
-    assert evals[("stock_trades", "no_duplicate_trades")].passed
-
-    store.write_partition(
-        "stock_trades",
-        DAY.isoformat(),
-        _stock_table([10, 11, 11, 12, 12]).to_batches(),
-        STOCK_TRADES,
+    write_stock_file(
+        tmp_path, [stock_row("SPY", 10, 1), stock_row("SPY", 11, 1), stock_row("SPY", 12, 2)]
     )
-    ev = _run_checks(config, DAY.isoformat(), ["stock_trades"])[
-        ("stock_trades", "no_duplicate_trades")
-    ]
-    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    result = run(config, ["stock_trades"])
+    assert result.success and evaluations(result)[("stock_trades", "no_duplicate_trades")].passed
+
+    rows = [stock_row("SPY", s) for s in (10, 11, 11, 12, 12, 13)]
+    write_stock_file(tmp_path, rows)
+    result = run(config, ["stock_trades"])
+    assert not result.success
+    ev = evaluations(result)[("stock_trades", "no_duplicate_trades")]
+    assert not ev.passed and ev.blocking and ev.severity == dg.AssetCheckSeverity.ERROR
     assert ev.metadata["duplicate_rows"].value == 2
+    assert ev.metadata["example_tickers"].value == "SPY"
     assert ev.partition == DAY.isoformat()
+    msg = failure_message(result)
+    assert "stock_trades 2026-11-20 was not replaced" in msg and "no_duplicate_trades" in msg
+    assert "previous partition is kept" in msg
+    assert stored_rows(config, "stock_trades") == 3
 
 
-def _ingest_real_option_sample(tmp_path: Path, project_config, copies: int = 1) -> Path:
+def test_a_ticker_coming_back_after_its_run_is_still_counted_exactly(tmp_path, project_config):
+    config = project_config(
+        partitions={"start_date": "2026-11-02"}, ingest={"stock_tickers": ["*"]}
+    )
+    rows = [stock_row("AAPL", 1), stock_row("SPY", 5), stock_row("SPY", 6)]
+    rows += [stock_row("AAPL", 2), stock_row("SPY", 6), stock_row("AAPL", 1)]  # not in order
+    write_stock_file(tmp_path, rows)
+    result = run(config, ["stock_trades"])
+    ev = evaluations(result)[("stock_trades", "no_duplicate_trades")]
+    assert ev.metadata["duplicate_rows"].value == 2 and not ev.passed
+    assert "hash-partitioned" in ev.metadata["counted"].value
+    assert not result.success
+
+
+@pytest.mark.parametrize(
+    ("asset", "change"),
+    [
+        ("stock_trades", "header_only"),
+        ("stock_trades", "unmatched"),
+        ("option_trades", "header_only"),
+        ("option_trades", "unmatched"),
+    ],
+)
+def test_an_empty_result_never_replaces_the_previous_partition(
+    tiny_day, tmp_path, project_config, asset, change
+):
+    assert run(tiny_day, [asset]).success
+    before = stored_rows(tiny_day, asset)
+    assert before > 0
+    config = tiny_day
+    if change == "header_only":
+        src = tmp_path / "massive" / flat_file_key(asset, DAY)
+        header = gzip.decompress(src.read_bytes()).split(b"\n", 1)[0]
+        src.write_bytes(gzip.compress(header + b"\n"))
+    else:
+        setting = "stock_tickers" if asset == "stock_trades" else "option_underlyings"
+        other = "option_underlyings" if asset == "stock_trades" else "stock_tickers"
+        config = project_config(  # the features symbol must be ingested: ZZZZ
+            partitions={"start_date": "2026-11-02"},
+            features={"windows": ["30m"], "symbol": "ZZZZ"},
+            realtime={"symbol": "ZZZZ"},
+            ingest={setting: ["ZZZZ", "QQQQ"], other: ["*"]},
+        )
+    result = run(config, [asset])
+    assert not result.success
+    ev = evaluations(result)[(asset, "non_empty")]
+    assert not ev.passed and ev.metadata["rows"].value == 0
+    msg = failure_message(result)
+    assert f"{asset} 2026-11-20 was not replaced" in msg and "non_empty" in msg
+    assert "the previous partition is kept unchanged" in msg
+    if change == "unmatched":
+        assert "(ZZZZ, QQQQ) is in" in msg and flat_file_key(asset, DAY) in msg
+    else:
+        assert "has no trades (0 rows read)" in msg
+    assert stored_rows(config, asset) == before
+    assert not list((tmp_path / "warehouse" / "_staging").rglob("*.parquet"))
+
+
+def test_an_empty_first_materialization_writes_nothing(tmp_path, project_config):
+    config = project_config(partitions={"start_date": "2026-11-02"})
+    write_stock_file(tmp_path, [])
+    result = run(config, ["stock_trades"])
+    assert "nothing was written for this day" in failure_message(result)
+    assert not (tmp_path / "warehouse" / "stock_trades").exists()
+
+
+def test_configured_tickers_absent_from_the_file_are_named(tiny_day, project_config):
+    config = project_config(
+        partitions={"start_date": "2026-11-02"}, ingest={"stock_tickers": ["SPY", "ZZZZ"]}
+    )
+    with dg.instance_for_test() as instance:
+        result = run(config, ["stock_trades"], instance=instance)
+        assert result.success
+        logs = [e.user_message for e in instance.all_logs(result.run_id)]
+    mat = result.asset_materializations_for_node("stock_trades")[0]
+    assert mat.metadata["absent_tickers"].value == "ZZZZ"
+    assert any("ingest.stock_tickers: ZZZZ not in" in m for m in logs)
+
+
+def _ingest_real_option_sample(tmp_path: Path, project_config, copies: int = 1):
     """The real OPRA sample as 2023-03-13's option_trades file, ingested by the real asset."""
     dest = tmp_path / "massive" / flat_file_key("option_trades", REAL_DAY)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -118,116 +218,99 @@ def _ingest_real_option_sample(tmp_path: Path, project_config, copies: int = 1) 
     body = lines[1:] * copies
     dest.write_bytes(gzip.compress(b"\n".join([lines[0], *body]) + b"\n"))
     config = project_config(partitions={"start_date": "2023-01-03"})
-    defs = build_definitions(load_settings(config))
-    with dg.instance_for_test() as instance:
-        result = defs.resolve_job_def("daily_features_job").execute_in_process(
-            instance=instance,
-            partition_key=REAL_DAY.isoformat(),
-            asset_selection=[dg.AssetKey("option_trades")],
-        )
-    assert result.success
-    return config
+    return config, run(config, ["option_trades"], day=REAL_DAY)
 
 
 def test_real_option_sample_exact_duplicates_are_counted_but_only_warned_above_the_share(
     tmp_path, project_config
 ):
-    config = _ingest_real_option_sample(tmp_path, project_config)
-    evals = _run_checks(config, REAL_DAY.isoformat(), ["option_trades"])
+    config, result = _ingest_real_option_sample(tmp_path, project_config)
+    assert result.success
+    evals = evaluations(result)
     dup = evals[("option_trades", "exact_duplicates")]
     # Three identical pairs in Massive's real file: distinct prints, reported, not failed.
     assert dup.passed and dup.severity == dg.AssetCheckSeverity.WARN
     assert dup.metadata["rows"].value == 62
     assert dup.metadata["exact_duplicate_rows"].value == 3
+    assert dup.metadata["counted"].value == "per ticker run"
     assert evals[("option_trades", "tickers_parsed")].passed
     assert evals[("option_trades", "non_empty")].passed
 
-    # The same file loaded twice: more than half the rows repeat -> a warning.
+    # The same file loaded twice: more than half the rows repeat -> a warning, and (WARN
+    # is not blocking) the partition is still replaced.
     shutil.rmtree(tmp_path / "warehouse")
-    config = _ingest_real_option_sample(tmp_path, project_config, copies=2)
-    dup = _run_checks(config, REAL_DAY.isoformat(), ["option_trades"])[
-        ("option_trades", "exact_duplicates")
-    ]
+    config, result = _ingest_real_option_sample(tmp_path, project_config, copies=2)
+    assert result.success
+    dup = evaluations(result)[("option_trades", "exact_duplicates")]
     assert not dup.passed and dup.severity == dg.AssetCheckSeverity.WARN
     assert dup.metadata["exact_duplicate_rows"].value == 65
+    # One contract: its second copy goes back in time, so it is counted again from the
+    # written rows.
+    assert "1 run(s) out of time order counted again" in dup.metadata["counted"].value
     assert not dup.blocking
+    assert stored_rows(config, "option_trades", REAL_DAY) == 124
 
 
-def test_option_exact_duplicates_distinguish_conditions(tmp_path):
-    store = ParquetStore(str(tmp_path))
-    t = pa.table(
-        {
-            "ticker": ["O:SPY261120C00600000"] * 3,
-            "sip_timestamp": pa.array([1, 1, 1], pa.timestamp("ns", "UTC")),
-            "exchange": pa.array([300, 300, 300], pa.int32()),
-            "price": [1.0, 1.0, 1.0],
-            "size": [1.0, 1.0, 1.0],
-            "conditions": pa.array([[209], [209, 1], None], pa.list_(pa.int32())),
-            "correction": pa.array([0, 0, 0], pa.int32()),
-        }
+def test_unparsed_option_ticker_fails_the_blocking_check():
+    check = tickers_parsed_check()
+    check.accumulator.update(
+        pa.record_batch(
+            {
+                "ticker": ["O:SPY261120C00600000", "O:BROKEN"],
+                "underlying": ["SPY", None],
+                "expiration": pa.array([DAY, None], pa.date32()),
+                "contract_type": ["call", None],
+                "strike": [600.0, None],
+            }
+        )
     )
-    store.write_partition("option_trades", "2026-11-20", t.to_batches(), t.schema)
-    assert option_exact_duplicates(store.dataset("option_trades", ["2026-11-20"]))[:2] == (3, 0)
-    t2 = pa.concat_tables([t, t.slice(2, 1)])
-    store.write_partition("option_trades", "2026-11-20", t2.to_batches(), t2.schema)
-    assert option_exact_duplicates(store.dataset("option_trades", ["2026-11-20"]))[:2] == (4, 1)
+    result = check.judge(lambda: None)
+    assert not result.passed and check.blocks(result)
+    assert result.metadata["unparsed_rows"].value == 1
+    assert result.metadata["examples"].value == "O:BROKEN"
 
 
-def test_unparsed_option_ticker_fails_the_blocking_check(project_config):
-    config = project_config()
-    t = pa.table(
-        {
-            "ticker": ["O:SPY261120C00600000", "O:BROKEN"],
-            "underlying": ["SPY", None],
-            "expiration": pa.array([DAY, None], pa.date32()),
-            "contract_type": ["call", None],
-            "strike": [600.0, None],
-        }
+def test_a_failed_blocking_greeks_check_keeps_its_partition_and_stops_the_features(
+    tiny_day, project_config
+):
+    # A bound the generated day cannot meet (about 97% of its option trades price).
+    config = project_config(
+        partitions={"start_date": "2026-11-02"},
+        features={"windows": ["30m"]},
+        checks={"min_ok_share": 0.999},
     )
-    _store(config).write_partition("option_trades", DAY.isoformat(), t.to_batches(), t.schema)
-    ev = _run_checks(config, DAY.isoformat(), ["option_trades"])[
-        ("option_trades", "tickers_parsed")
-    ]
-    assert not ev.passed and ev.blocking and ev.severity == dg.AssetCheckSeverity.ERROR
-    assert ev.metadata["unparsed_rows"].value == 1
-    assert ev.metadata["examples"].value == "O:BROKEN"
+    names = ("stock_trades", "option_trades", "option_trades_greeks", "features_30m")
+    with dg.instance_for_test() as instance:
+        result = run(config, None, instance=instance)
+        materialized = {a for a in names if instance.get_materialized_partitions(dg.AssetKey(a))}
+    evals = evaluations(result)
+    ev = evals[("option_trades_greeks", "status_shares")]
+    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
+    assert "ok share" in ev.description and "checks.min_ok_share" in ev.description
+    # The greeks partition is not swapped in, the features do not run, the run fails.
+    assert materialized == {"stock_trades", "option_trades"}
+    assert not result.success
+    assert "option_trades_greeks 2026-11-20 was not replaced" in failure_message(result)
+    assert not (Path(load_settings(config).storage.root) / "option_trades_greeks").exists()
+    assert all(e.passed for k, e in evals.items() if k[0] in ("stock_trades", "option_trades"))
 
 
-def _greeks_table(statuses: list[str], iv: list[float | None]) -> pa.Table:
-    n = len(statuses)
-    cols = {f.name: pa.nulls(n, f.type) for f in OPTION_TRADES_GREEKS}
-    cols["greeks_status"] = pa.array(statuses)
-    cols["iv"] = pa.array(iv, pa.float64())
-    return pa.table(cols, schema=OPTION_TRADES_GREEKS)
+# --- features: separate checks over the stored windows -----------------------------------
 
 
-@pytest.mark.parametrize(
-    ("statuses", "iv", "passed"),
-    [
-        (["ok"] * 95 + ["below_intrinsic"] * 4 + ["no_underlying"], [0.2] * 95 + [None] * 5, True),
-        (["ok"] * 70 + ["expired"] * 30, [0.2] * 70 + [None] * 30, False),  # ok share < 0.80
-        (["ok"] * 90 + ["no_underlying"] * 10, [0.2] * 90 + [None] * 10, False),  # > 0.05
-        (["ok"] * 99 + ["bad_input"], [0.2] * 99 + [None], False),  # bad_input > 0.001
-        (["ok"] * 100, [0.2] * 98 + [float("nan"), 0.0], False),  # ok trades need a real iv
-        (["ok"] * 100, [0.2] * 99 + [float("inf")], False),
-    ],
-)
-def test_greeks_status_shares_and_iv(project_config, statuses, iv, passed):
-    config = project_config()
-    t = _greeks_table(statuses, iv)
-    _store(config).write_partition(
-        "option_trades_greeks", DAY.isoformat(), t.to_batches(), t.schema
+def _run_features_check(config: Path, partition: str, window: str):
+    """Run only features_<window>'s check for ``partition``."""
+    job = build_definitions(load_settings(config)).resolve_job_def("daily_features_job")
+    wanted = {
+        k
+        for k in job.asset_layer.asset_graph.asset_check_keys
+        if k.asset_key.path[0] == f"features_{window}"
+    }
+    job_def = job.get_subset(asset_selection=set(), asset_check_selection=wanted)
+    result = job_def.execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), partition_key=partition, raise_on_error=False
     )
-    ev = _run_checks(config, DAY.isoformat(), ["option_trades_greeks"])[
-        ("option_trades_greeks", "status_shares")
-    ]
-    assert ev.passed is passed
-    assert ev.severity == dg.AssetCheckSeverity.ERROR and ev.blocking
-    summary = greeks_summary(_store(config).dataset("option_trades_greeks", [DAY.isoformat()]))
-    assert summary.rows == len(statuses)
-    assert (
-        not greeks_share_violations(summary, load_settings(config).checks) and not summary.ok_bad_iv
-    ) is passed
+    return evaluations(result)[(f"features_{window}", "windows_and_columns")]
 
 
 def _features_table(day: dt.date, window: str, extra: dict | None = None) -> pa.Table:
@@ -251,13 +334,13 @@ def _features_table(day: dt.date, window: str, extra: dict | None = None) -> pa.
 
 def test_features_check_passes_on_the_contract_and_catches_each_breach(project_config):
     config = project_config(features={"windows": ["30m"]})
-    store = _store(config)
+    store = ParquetStore(load_settings(config).storage.root)
     key = DAY.isoformat()
     path = "features/window=30m"
 
     def check(table: pa.Table):
         store.write_partition(path, key, table.to_batches(), table.schema)
-        return _run_checks(config, key, ["features_30m"])[("features_30m", "windows_and_columns")]
+        return _run_features_check(config, key, "30m")
 
     good = _features_table(DAY, "30m")
     assert list(good.column_names) == [*IDENTITY_COLUMNS, *FEATURE_NAMES]
@@ -287,34 +370,3 @@ def test_features_summary_counts_an_early_close_session(tmp_path):
     assert s.expected_rows == 210 and s.rows == 210 and s.columns_ok
     s = features_summary(store.dataset("f", ["d"]), DAY, "1m", "regular")
     assert s.expected_rows == 390 and s.missing_windows == 390 and s.unexpected_windows == 210
-
-
-def test_a_failed_blocking_check_stops_the_days_downstream_assets(tmp_path, project_config):
-    from market_assets.devtools.sample_day import generate_day
-
-    generate_day(DAY, tmp_path / "massive", scale="tiny")
-    # A bound the generated day cannot meet (about 97% of its option trades price).
-    config = project_config(
-        partitions={"start_date": "2026-11-02"},
-        features={"windows": ["30m"]},
-        checks={"min_ok_share": 0.999},
-    )
-    job = build_definitions(load_settings(config)).resolve_job_def("daily_features_job")
-    names = ("stock_trades", "option_trades", "option_trades_greeks", "features_30m")
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(
-            instance=instance, partition_key=DAY.isoformat(), raise_on_error=False
-        )
-        materialized = {a for a in names if instance.get_materialized_partitions(dg.AssetKey(a))}
-    evals = {
-        (d.asset_key.to_user_string(), d.check_name): d
-        for d in (e.event_specific_data for e in result.all_events)
-        if type(d).__name__ == "AssetCheckEvaluation"
-    }
-    ev = evals[("option_trades_greeks", "status_shares")]
-    assert not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
-    assert "ok share" in ev.description and "checks.min_ok_share" in ev.description
-    # The failed check blocks the day's features; the run fails loudly.
-    assert materialized == {"stock_trades", "option_trades", "option_trades_greeks"}
-    assert not result.success
-    assert all(e.passed for k, e in evals.items() if k[0] in ("stock_trades", "option_trades"))

@@ -30,9 +30,10 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     settings = load_settings()
     windows = {f"features_{w}" for w in settings.features.windows}
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == INGEST | {"option_trades_greeks"} | windows
+    assert keys == INGEST | {"option_trades_greeks", "live_features"} | windows
     job = repo.get_job("daily_features_job")
-    assert {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()} == keys
+    in_job = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
+    assert in_job - {"live_features"} == keys - {"live_features"}  # live is observed, not run
     # Every check runs in the daily job (so a run reports them for its partition).
     assert job.asset_layer.asset_graph.asset_check_keys == repo.asset_graph.asset_check_keys
     checks = _check_names(repo)
@@ -41,7 +42,10 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     assert checks["option_trades_greeks"] == {"status_shares"}
     assert all(checks[w] == {"windows_and_columns"} for w in windows)
     assert [s.name for s in repo.schedule_defs] == ["daily_features_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["new_trading_day_sensor"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "live_output_sensor",
+        "new_trading_day_sensor",
+    ]
     assert repo.get_sensor_def("new_trading_day_sensor").job_name == "daily_features_job"
 
 

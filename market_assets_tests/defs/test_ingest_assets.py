@@ -201,7 +201,11 @@ def test_every_malformed_row_is_quarantined_even_past_the_in_memory_sample(
     config = project_config(
         partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.9}
     )
-    rows = [GOOD_ROW, BAD_PRICE_ROW] * (MAX_KEPT_REJECTS + 500)
+    # Good rows with their own sequence numbers (a repeat would fail no_duplicate_trades).
+    good = [
+        GOOD_ROW.replace(",600.5,1,", f",600.5,{i + 1},") for i in range(MAX_KEPT_REJECTS + 500)
+    ]
+    rows = [row for pair in zip(good, [BAD_PRICE_ROW] * len(good), strict=True) for row in pair]
     write_stock_file(tmp_path, rows)
     md = metadata(materialize(config, names=("stock_trades",)), "stock_trades")
     assert md["rejected_rows"] == MAX_KEPT_REJECTS + 500

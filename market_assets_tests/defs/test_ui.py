@@ -300,7 +300,11 @@ def test_features_materialization_carries_the_chart_and_preview(tmp_path, projec
     result = job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), partition_key=DAY.isoformat()
     )
-    (mat,) = [m for m in result.asset_materializations_for_node("features_30m")]
+    (mat,) = [
+        m
+        for m in result.asset_materializations_for_node("features")  # the multi-asset's node
+        if m.asset_key == dg.AssetKey("features_30m")
+    ]
     md = mat.metadata
     assert md["chart"].value.startswith("![")
     png = base64.b64decode(md["chart"].value.split("base64,", 1)[1].rstrip(")"))

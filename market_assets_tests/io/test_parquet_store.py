@@ -1,6 +1,13 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
 import boto3
 import numpy as np
 import pyarrow as pa
@@ -9,7 +16,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
-from market_assets.io.parquet_store import ParquetStore
+from market_assets.io.parquet_store import _HOST, ParquetStore
 
 SCHEMA = pa.schema([("ticker", pa.string()), ("x", pa.float64()), ("n", pa.int64())])
 
@@ -118,3 +125,115 @@ def test_s3_warehouse_root(s3_server):
     ]
     assert keys == ["prefix/a/dt=2026-11-20/part-00000.parquet"]
     assert store.dataset("a", ["2026-11-20"]).count_rows() == 20_000
+
+
+def test_a_partition_is_staged_outside_the_assets_folder(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(5_000), SCHEMA)
+    seen = []
+
+    def watched():
+        for i, b in enumerate(batches(30_000)):
+            if i == 2:  # mid-write: the asset's folder holds only the finished partition
+                seen.append(sorted(p.name for p in (tmp_path / "a").rglob("*")))
+                seen.append(list((tmp_path / "_staging" / "a" / "dt=2026-11-20").iterdir()))
+            yield b
+
+    store.write_partition("a", "2026-11-20", watched(), SCHEMA)
+    assert seen[0] == ["dt=2026-11-20", "part-00000.parquet"]
+    assert len(seen[1]) == 1
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 30_000
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+
+
+def test_a_staged_partition_not_committed_is_discarded(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(5_000), SCHEMA)
+    with store.stage("a", "2026-11-20") as staged:
+        staged.write(batches(7), SCHEMA)
+        assert staged.dataset().count_rows() == 7  # the staged rows can be checked
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 5_000
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+
+
+KILLED_WRITER = """
+import sys, time
+import numpy as np, pyarrow as pa
+from market_assets.io.parquet_store import _HOST, ParquetStore
+schema = pa.schema([("ticker", pa.string()), ("x", pa.float64()), ("n", pa.int64())])
+def batches():
+    for i in range(100):
+        yield pa.record_batch([pa.array(["SPY"] * 10_000), pa.array(np.zeros(10_000)),
+                               pa.array(range(10_000))], schema=schema)
+        if i == 5:
+            time.sleep(600)  # killed here, a part file half written
+ParquetStore(sys.argv[1], row_group_rows=4096).write_partition("a", "2026-11-20", batches(), schema)
+"""
+
+
+def _killed_write(root) -> None:
+    """Run a write of a/dt=2026-11-20 in another process and SIGKILL it mid-file."""
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(root)])
+    deadline = time.monotonic() + 60
+    try:
+        while not any(p.stat().st_size > 0 for p in root.glob("_staging/**/*.parquet")):
+            assert time.monotonic() < deadline and proc.poll() is None, "writer never started"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def test_readers_never_see_a_killed_write_and_the_next_write_removes_it(tmp_path):
+    import duckdb
+    import polars as pl
+
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(5_000), SCHEMA)
+    store.write_partition("a", "2026-11-19", batches(3_000), SCHEMA)
+    _killed_write(tmp_path)
+    # Inside the asset's folder the half-written file would break every scan.
+    half = next(tmp_path.glob("_staging/**/*.parquet"))
+    shutil.copytree(tmp_path / "a", tmp_path / "copy" / "a")
+    shutil.copy(half, tmp_path / "copy" / "a" / "dt=2026-11-20" / "part-99999.parquet")
+    with pytest.raises(pl.exceptions.ComputeError, match="PAR1"):
+        pl.scan_parquet(tmp_path / "copy" / "a", hive_partitioning=True).collect()
+    shutil.rmtree(tmp_path / "copy")
+
+    assert ds.dataset(tmp_path / "a", partitioning="hive").count_rows() == 8_000
+    lazy = pl.scan_parquet(tmp_path / "a", hive_partitioning=True)
+    assert lazy.select(pl.len()).collect().item() == 8_000
+    assert sorted(lazy.select("dt").unique().collect()["dt"].cast(str).to_list()) == [
+        "2026-11-19",
+        "2026-11-20",
+    ]
+    sql = f"SELECT count(*) FROM read_parquet('{tmp_path}/a/**/*.parquet', hive_partitioning=true)"
+    assert duckdb.connect().execute(sql).fetchone()[0] == 8_000
+
+    # The next write (any partition) removes the dead writer's staging folder.
+    store.write_partition("a", "2026-11-19", batches(1_000), SCHEMA)
+    assert not list((tmp_path / "_staging").rglob("*.parquet"))
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 5_000
+
+
+def test_a_writer_killed_between_its_two_renames_gets_the_old_partition_put_back(tmp_path):
+    store = ParquetStore(str(tmp_path), row_group_rows=4096)
+    store.write_partition("a", "2026-11-20", batches(5_000), SCHEMA)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    pid = int(dead.stdout)
+    # What a writer killed right after moving the old partition aside leaves behind.
+    leftover = tmp_path / "_staging" / "a" / "dt=2026-11-20" / f"{'0' * 12}-{pid}-{_HOST}"
+    leftover.mkdir(parents=True)
+    (tmp_path / "a" / "dt=2026-11-20").rename(leftover / "old")
+    assert store.remove_leftovers() == [str(leftover)]
+    assert store.dataset("a", ["2026-11-20"]).count_rows() == 5_000
+    assert not leftover.exists()
+
+
+def test_a_running_writers_staging_is_left_alone(tmp_path):
+    store = ParquetStore(str(tmp_path))
+    running = tmp_path / "_staging" / "a" / "dt=2026-11-20" / f"{'0' * 12}-{os.getpid()}-{_HOST}"
+    running.mkdir(parents=True)
+    assert store.remove_leftovers() == [] and running.exists()

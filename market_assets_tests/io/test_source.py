@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import http.server
 import logging
 import re
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from market_assets.core.calendar import NEW_YORK, trading_days
 from market_assets.io.source import (
     DATASETS,
     AccessDenied,
@@ -28,6 +32,7 @@ from market_assets.io.source import (
 from market_assets.settings import MassiveSettings
 from market_assets_tests.s3_server import (  # noqa: F401 - fixtures used by parameter name
     dropping_proxy,
+    hanging_s3,
     iam_credentials,
     s3_bucket,
     s3_server,
@@ -81,6 +86,9 @@ def _settings(**kw) -> MassiveSettings:
         region="us-east-1",
         max_retries=5,
         retry_backoff_s=1.0,
+        connect_timeout_s=10.0,
+        read_timeout_s=30.0,
+        max_total_retry_s=120.0,
     )
     base.update(kw)
     return MassiveSettings(**base)
@@ -223,16 +231,166 @@ def test_s3_list_keys_paginates_and_honours_start_after(s3_bucket):
     assert list(store.list_keys("us_options_opra/quotes_v1/")) == []
 
 
-def test_s3_missing_key_raises_file_not_published_with_publish_time(s3_bucket):
+def _next_session() -> dt.date:
+    """Today's session in New York or the next one: its file is not due yet."""
+    today = dt.datetime.now(NEW_YORK).date()
+    return trading_days(today, today + dt.timedelta(days=10))[0]
+
+
+def test_s3_404_names_endpoint_bucket_and_key_and_says_when_files_are_published(s3_bucket):
     _, bucket, endpoint = s3_bucket
     store = _store(endpoint, bucket)
     key = flat_file_key("option_trades", TRADING_DAY)
     with pytest.raises(FileNotPublished, match="11:00 ET the next trading day") as e:
         store.open(key)
-    assert f"s3://{bucket}/{key}" in str(e.value)
-    assert "2026-01-05" in str(e.value)  # the next session after Friday 2026-01-02
+    msg = str(e.value)
+    assert f"s3://{bucket}/{key}" in msg
+    assert f"at endpoint {endpoint} (bucket '{bucket}', key '{key}')" in msg
+    # Long overdue: say what to check besides Massive being late.
+    assert "was due by about 11:00 ET on 2026-01-05" in msg  # the session after Fri 01-02
+    assert "check massive.endpoint_url and massive.bucket" in msg
     with pytest.raises(FileNotPublished, match="not an NYSE trading day"):
         store.open(flat_file_key("option_trades", dt.date(2026, 1, 3)))  # a Saturday
+
+
+def test_s3_404_for_a_day_not_yet_due_keeps_the_publication_hint(s3_bucket):
+    _, bucket, endpoint = s3_bucket
+    day = _next_session()
+    key = flat_file_key("stock_trades", day)
+    with pytest.raises(FileNotPublished) as e:
+        _store(endpoint, bucket).open(key)
+    msg = str(e.value)
+    assert f"at endpoint {endpoint} (bucket '{bucket}', key '{key}')" in msg
+    assert f"the file for {day.isoformat()} is due by about 11:00 ET on" in msg
+    assert "check massive" not in msg
+
+
+class _NotFoundEverywhere(http.server.BaseHTTPRequestHandler):
+    """A web server that is not S3: every request gets an empty 404."""
+
+    def _not_found(self) -> None:
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET = _not_found
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_a_wrong_endpoint_answering_404_is_named_in_the_error():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFoundEverywhere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    key = flat_file_key("stock_trades", TRADING_DAY)
+    try:
+        with pytest.raises(FileNotPublished) as e:
+            _store(endpoint, "flatfiles").open(key)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert f"at endpoint {endpoint} (bucket 'flatfiles', key '{key}')" in str(e.value)
+    assert "check massive.endpoint_url" in str(e.value)
+
+
+# --- a hanging endpoint: timeouts, logged retries, a bounded total ------------------------------
+
+
+class _Lines:
+    """Collects log lines, as a Dagster ``context.log`` would receive them."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.infos: list[str] = []
+
+    def warning(self, msg: str) -> None:
+        self.warnings.append(msg)
+
+    def info(self, msg: str) -> None:
+        self.infos.append(msg)
+
+
+SECRET_KEY_ID = "AKIAHANGINGTEST98765"
+SECRET = "never-shown-s3cr3t-value"
+BOUND_S = 3.0
+
+
+def _short_timeouts(endpoint: str, lines: _Lines) -> S3Store:
+    return _store(
+        endpoint,
+        "flatfiles",
+        key_id=SECRET_KEY_ID,
+        secret=SECRET,
+        connect_timeout_s=0.5,
+        read_timeout_s=0.5,
+        retry_backoff_s=0.05,
+        max_retries=50,
+        max_total_retry_s=BOUND_S,
+        log=lines,
+    )
+
+
+def _assert_no_credentials(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text and SECRET_KEY_ID not in text
+
+
+def test_a_silent_endpoint_fails_within_the_bound_naming_endpoint_bucket_and_key(hanging_s3):
+    server = hanging_s3("silent")
+    lines = _Lines()
+    store = _short_timeouts(server.endpoint_url, lines)
+    key = flat_file_key("stock_trades", TRADING_DAY)
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        store.open(key)
+    elapsed = time.monotonic() - t0
+    msg = str(e.value)
+    assert elapsed < BOUND_S
+    assert f"gave up looking up s3://flatfiles/{key}" in msg
+    assert f"at endpoint {server.endpoint_url} (bucket 'flatfiles', key '{key}')" in msg
+    assert "ReadTimeoutError" in msg
+    assert "another retry would pass massive.max_total_retry_s = 3" in msg
+    # Every attempt was a request on its own connection, and every retry was logged.
+    attempts = len(server.requests)
+    assert attempts >= 3 and server.connections == attempts
+    assert len(lines.warnings) == attempts - 1
+    for n, line in enumerate(lines.warnings, 1):
+        assert f"attempt {n} failed" in line
+        assert re.search(rf"retry {n}/50 in \d", line)
+        assert "ReadTimeoutError" in line and server.endpoint_url in line and key in line
+    _assert_no_credentials(msg, *lines.warnings)
+
+
+def test_a_body_that_stalls_midway_resumes_then_fails_within_the_bound(hanging_s3):
+    server = hanging_s3("stall_body")
+    lines = _Lines()
+    store = _short_timeouts(server.endpoint_url, lines)
+    key = flat_file_key("option_trades", TRADING_DAY)
+    with store.open(key) as f:  # HEAD and the GET's headers come back
+        assert f.size == server.size
+        t0 = time.monotonic()
+        with pytest.raises(SourceError) as e:
+            _read_all(f, 1024)
+        elapsed = time.monotonic() - t0
+        assert f.bytes_read == server.first_bytes  # then the body stalled
+    msg = str(e.value)
+    # The bound counts from the last bytes received, which came at once.
+    assert elapsed < BOUND_S
+    assert f"gave up reading s3://flatfiles/{key}" in msg
+    assert f"at endpoint {server.endpoint_url} (bucket 'flatfiles', key '{key}')" in msg
+    assert f"at byte offset {server.first_bytes} of {server.size}" in msg
+    assert "ReadTimeoutError: no data for 0.5 s" in msg
+    assert len(lines.warnings) >= 2
+    for n, line in enumerate(lines.warnings, 1):
+        assert f"at byte offset {server.first_bytes} of {server.size}: attempt {n} failed" in line
+        assert re.search(rf"retry {n}/50 in [\d.]+ s with a ranged GET from byte 4096", line)
+    # Each retry was a ranged GET from the byte reached, and each answered before stalling.
+    gets = [r for r in server.requests if r.startswith("GET")]
+    assert len(gets) == len(lines.warnings) + 1
+    assert len(lines.infos) == len(lines.warnings)
+    assert all("resumed" in i and "at byte 4096" in i for i in lines.infos)
+    _assert_no_credentials(msg, *lines.warnings, *lines.infos)
 
 
 def test_dropped_connection_resumes_with_a_ranged_get_and_identical_bytes(
@@ -375,3 +533,27 @@ def test_store_from_settings_builds_s3_and_local_stores(tmp_path):
     assert "sekrit" not in repr(store)
     local = store_from_settings(_settings(source="local", local_root=tmp_path), environ={})
     assert isinstance(local, LocalStore) and local.root == tmp_path
+
+
+def test_store_from_settings_sets_the_timeouts_and_leaves_retries_to_the_store():
+    env = {"MASSIVE_ACCESS_KEY_ID": "AKIAEXAMPLE9876", "MASSIVE_SECRET_ACCESS_KEY": "sekrit"}
+    settings = _settings(connect_timeout_s=4.0, read_timeout_s=12.0, max_total_retry_s=50.0)
+    store = store_from_settings(settings, environ=env)
+    config = store.client.meta.config
+    assert (config.connect_timeout, config.read_timeout) == (4.0, 12.0)
+    # botocore retries nothing by itself (its retries were silent): one attempt per call.
+    assert config.retries["total_max_attempts"] == 1
+    assert store.retry.max_total_s == 50.0 and store.retry.attempt_timeout_s == 16.0
+
+
+def test_retry_policy_waits_longer_each_time_and_stops_before_the_bound():
+    from market_assets.io.source import RetryPolicy
+
+    policy = RetryPolicy(max_retries=5, backoff_s=1.0, max_total_s=120.0, attempt_timeout_s=40.0)
+    assert [policy.wait_before_retry(n, 0.0) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert policy.wait_before_retry(6, 0.0) is None  # max_retries
+    # A hanging endpoint (30 s read timeout): retries at 30 s and 61 s, gives up at 93 s,
+    # since a third retry could time out only after 137 s.
+    assert policy.wait_before_retry(1, 30.0) == 1.0
+    assert policy.wait_before_retry(2, 61.0) == 2.0
+    assert policy.wait_before_retry(3, 93.0) is None

@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 """option_trades_greeks: implied volatility and greeks for every option trade."""
 
-import collections
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,14 +9,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from market_assets.core.enrich import GreeksParams, enrich_option_trades, status_counts
+from market_assets.core.enrich import GreeksParams, enrich_option_trades
+from market_assets.core.quality import GreeksStatusShares
+from market_assets.core.rates import TreasuryCurve
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import UnderlyingIndex
+from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
+from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 
+ORDER = ("underlying", "sip_timestamp")
 UNDERLYING_COLUMNS = [
     "ticker",
     "sip_timestamp",
@@ -28,29 +32,36 @@ UNDERLYING_COLUMNS = [
 ]
 
 
-def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def build_greeks_asset(
+    partitions_def: dg.PartitionsDefinition, rate_curve: bool = False
+) -> dg.AssetsDefinition:
+    """``rate_curve``: greeks.risk_free_rate = "curve", read from the treasury_yields input."""
+    curve_in = {"treasury_yields": dg.AssetIn()} if rate_curve else {}
+
     @dg.asset(
         name="option_trades_greeks",
         partitions_def=partitions_def,
         io_manager_key="parquet_io_manager",
         group_name="derived",
         kinds={"parquet", "numpy"},
-        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn()},
+        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn(), **curve_in},
         description=(
             "option_trades + the underlying price as of each trade, time to expiry, BSM implied "
             "volatility from the trade price, delta/gamma/vega/theta, intrinsic value, dollar "
             "value, dadvv and gadvv, and a greeks_status per trade."
         ),
+        check_specs=check_specs("option_trades_greeks", partitions_def),
     )
     def option_trades_greeks(
         context: dg.AssetExecutionContext,
         settings: SettingsResource,
         option_trades: ds.Dataset,
         stock_trades: ds.Dataset,
-    ) -> dg.Output:
+        **curve: ds.Dataset,
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         s = settings.settings
         params = GreeksParams(
-            rate=s.greeks.risk_free_rate,
+            rate=_rate(s.greeks.risk_free_rate, curve.get("treasury_yields")),
             dividend_yield=s.greeks.dividend_yield,
             contract_multiplier=s.greeks.contract_multiplier,
             gadvv_scale=s.features.gadvv_scale,
@@ -64,12 +75,12 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
             columns=UNDERLYING_COLUMNS, filter=pc.field("ticker").isin(underlyings)
         )
         index = UnderlyingIndex(stock, rules)
-        counts: collections.Counter[str] = collections.Counter()
+        # Fed every written batch by the IO manager: the status_shares check and the metadata.
+        shares = GreeksStatusShares()
 
         def batches() -> Iterator[pa.RecordBatch]:
             for batch in option_trades.to_batches(batch_size=262_144):
                 out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
-                counts.update(status_counts(out))
                 yield from out.to_batches()
 
         def finalize(
@@ -77,17 +88,34 @@ def build_greeks_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefi
         ) -> dict[str, Any]:
             if result is None:
                 return {}
-            total = sum(counts.values())
             md: dict[str, Any] = {
                 "underlying_trades_loaded": stock.num_rows,
                 "elapsed_seconds": round(result.elapsed_s, 3),
-                "rows_per_second": round(total / max(result.elapsed_s, 1e-9)),
+                "rows_per_second": round(shares.rows / max(result.elapsed_s, 1e-9)),
             }
             for status in GREEKS_STATUSES:
-                md[f"share_{status}"] = round(counts.get(status, 0) / total, 6) if total else 0.0
-                md[f"count_{status}"] = int(counts.get(status, 0))
+                md[f"share_{status}"] = round(shares.share(status), 6)
+                md[f"count_{status}"] = shares.counts.get(status, 0)
             return md
 
-        return dg.Output(BatchStream(batches(), OPTION_TRADES_GREEKS, {}, finalize))
+        check = status_shares_check(s.checks, shares)
+        check.selected = bool(context.selected_asset_check_keys)
+        # Stored by (underlying, sip_timestamp), so one symbol's trades stream in time order.
+        ordered = sorted_batches(batches(), OPTION_TRADES_GREEKS, ORDER)
+        stream = BatchStream(ordered, OPTION_TRADES_GREEKS, {}, finalize, [check])
+        # Written by the IO manager, swapped in only if status_shares passes.
+        yield dg.Output(stream)
+        yield from stream.check_results
 
     return option_trades_greeks
+
+
+def _rate(setting: float | str, treasury_yields: ds.Dataset | None) -> float | TreasuryCurve:
+    if setting != "curve":
+        return float(setting)
+    if treasury_yields is None:
+        raise dg.Failure(
+            'greeks.risk_free_rate = "curve" but the definitions were loaded with a constant '
+            "rate (no treasury_yields input): reload the definitions"
+        )
+    return TreasuryCurve.from_table(treasury_yields.to_table())

@@ -6,24 +6,33 @@ import datetime as dt
 import json
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import dagster as dg
+import pyarrow as pa
 
+from market_assets.core.quality import PresentValues
+from market_assets.defs.checks import check_specs, ingest_checks
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 from market_assets.io.progress import ProgressReporter
 from market_assets.io.reader import IngestError, Reject, TradeReader
 from market_assets.io.sizes import MIB
-from market_assets.io.source import SourceError, flat_file_key
+from market_assets.io.source import OpenedFile, SourceError, flat_file_key
+
+# The setting naming what to keep, and the column it is matched on.
+KEEP = {
+    "stock_trades": ("ingest.stock_tickers", "ticker"),
+    "option_trades": ("ingest.option_underlyings", "underlying"),
+}
 
 
 def build_ingest_asset(
     name: str, partitions_def: dg.PartitionsDefinition, description: str, source: str = "local"
 ) -> dg.AssetsDefinition:
-    """An asset streaming one dataset's file for the partition's day into Parquet;
-    ``source`` (massive.source) only labels it in the UI."""
+    """An asset streaming one dataset's file for the partition's day into Parquet, its
+    checks computed on the way; ``source`` (massive.source) only labels it in the UI."""
 
     @dg.asset(
         name=name,
@@ -33,33 +42,23 @@ def build_ingest_asset(
         kinds={"parquet", "s3" if source == "s3" else "csv"},
         description=description,
         pool="ingest",
+        check_specs=check_specs(name, partitions_def),
     )
     def _asset(
         context: dg.AssetExecutionContext, settings: SettingsResource, source: FlatFileSource
-    ) -> dg.Output:
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         s = settings.settings
         day = dt.date.fromisoformat(context.partition_key)
-        key = flat_file_key(name, day)
         try:
-            opened = source.open(name, day)
+            opened = source.open(name, day, log=context.log)
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
         keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
-        # Every malformed row is spooled to disk as it is found, then quarantined whole.
-        spool = tempfile.TemporaryFile("w+", encoding="utf-8")
-
-        def spool_reject(r: Reject) -> None:
-            spool.write(json.dumps(dataclasses.asdict(r) | {"file": opened.name}) + "\n")
-
-        def spooled() -> Iterator[dict[str, Any]]:
-            spool.seek(0)
-            for line in spool:
-                yield json.loads(line)
-
+        run = _IngestRun(name, day, opened, keep, context.log)
         context.log.info(
             f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}"
         )
-        reader = TradeReader(
+        run.reader = TradeReader(
             opened,
             name,
             day=day,
@@ -69,48 +68,102 @@ def build_ingest_asset(
                 context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
             ),
             max_reject_fraction=s.ingest.max_reject_fraction,
-            reopen=lambda: source.open(name, day),
-            reject_sink=spool_reject,
+            reopen=lambda: source.open(name, day, log=context.log),
+            reject_sink=run.spool_reject,
         )
-
-        def finalize(
-            store: ParquetStore, result: WriteResult | None, error: BaseException | None
-        ) -> dict[str, Any]:
-            opened.close()
-            with spool:
-                rejects_path = store.write_rejects(name, context.partition_key, spooled())
-            st = reader.stats
-            if error is not None:
-                if isinstance(error, IngestError | SourceError):
-                    context.log.error(str(error))
-                return {}
-            md: dict[str, Any] = {
-                "source_key": key,
-                "source_bytes": opened.size,
-                "rows_in": reader.rows_in,
-                "rows_out": st.rows_kept,
-                "rejected_rows": st.rows_rejected,
-                "elapsed_seconds": round(st.elapsed_s, 3),
-                "throughput_mb_s": round(opened.size / 1e6 / max(st.elapsed_s, 1e-9), 1),
-                "rows_per_second": round(st.rows_read / max(st.elapsed_s, 1e-9)),
-                "careful_reread": reader.careful_pass,
-            }
-            if rejects_path:
-                md["rejects"] = dg.MetadataValue.path(
-                    f"{store.uri}/_rejects/{name}/dt={context.partition_key}"
-                )
-                context.log.warning(
-                    f"{st.rows_rejected} malformed rows quarantined in {rejects_path}"
-                )
-            return md
-
-        return dg.Output(
-            BatchStream(
-                reader,
-                reader.schema,
-                {"source_key": key, "source_size": str(opened.size)},
-                finalize,
-            )
+        selected = {k.name for k in context.selected_asset_check_keys}
+        stream = BatchStream(
+            run.batches(),
+            run.reader.schema,
+            {"source_key": run.key, "source_size": str(opened.size)},
+            run.finalize,
+            ingest_checks(name, selected, run.why_empty),
         )
+        # The IO manager writes the stream, feeding the checks, and swaps the partition in
+        # only if no blocking check failed; then their results are reported here.
+        yield dg.Output(stream)
+        yield from stream.check_results
 
     return _asset
+
+
+class _IngestRun:
+    """One ingest of a day's file: its reader, its rejects spooled to disk as they are
+    found (then quarantined whole), and which configured names the file holds."""
+
+    def __init__(
+        self,
+        name: str,
+        day: dt.date,
+        opened: OpenedFile,
+        keep: list[str],
+        log: dg.DagsterLogManager,
+    ) -> None:
+        self.name, self.day, self.opened, self.keep, self.log = name, day, opened, keep, log
+        self.key = flat_file_key(name, day)
+        self.setting, column = KEEP[name]
+        self.present = None if "*" in keep else PresentValues(column, keep)
+        self.spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.reader: TradeReader
+
+    def spool_reject(self, r: Reject) -> None:
+        self.spool.write(json.dumps(dataclasses.asdict(r) | {"file": self.opened.name}) + "\n")
+
+    def _spooled(self) -> Iterator[dict[str, Any]]:
+        self.spool.seek(0)
+        for line in self.spool:
+            yield json.loads(line)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The reader's batches, the configured names seen on the way."""
+        for batch in self.reader:
+            if self.present is not None:
+                self.present.update(batch)
+            yield batch
+
+    def why_empty(self) -> str:
+        """Why nothing was kept, for the non_empty check."""
+        why = f"{self.name} is empty for {self.day}: "
+        if self.reader.rows_in == 0:
+            return why + f"{self.key} has no trades (0 rows read)"
+        if self.present is not None:
+            return why + f"none of {self.setting} ({', '.join(self.keep)}) is in {self.key}"
+        return why + f"no row of {self.key} was kept ({self.reader.rows_in:,} read)"
+
+    def finalize(
+        self, store: ParquetStore, result: WriteResult | None, error: BaseException | None
+    ) -> dict[str, Any]:
+        """After the write: quarantine the rejects, name absent tickers, give metadata."""
+        self.opened.close()
+        with self.spool:
+            rejects = store.write_rejects(self.name, str(self.day), self._spooled())
+        absent = self.present.absent() if self.present is not None else []
+        if absent:
+            self.log.warning(f"{self.setting}: {', '.join(absent)} not in {self.key}")
+        if error is not None:
+            if isinstance(error, IngestError | SourceError):
+                self.log.error(str(error))
+            return {}
+        md = self._metadata()
+        if self.present is not None:
+            md[f"absent_{KEEP[self.name][1]}s"] = ", ".join(absent)
+        if rejects:
+            md["rejects"] = dg.MetadataValue.path(f"{store.uri}/_rejects/{self.name}/dt={self.day}")
+            self.log.warning(
+                f"{self.reader.stats.rows_rejected} malformed rows quarantined in {rejects}"
+            )
+        return md
+
+    def _metadata(self) -> dict[str, Any]:
+        st, size = self.reader.stats, self.opened.size
+        return {
+            "source_key": self.key,
+            "source_bytes": size,
+            "rows_in": self.reader.rows_in,
+            "rows_out": st.rows_kept,
+            "rejected_rows": st.rows_rejected,
+            "elapsed_seconds": round(st.elapsed_s, 3),
+            "throughput_mb_s": round(size / 1e6 / max(st.elapsed_s, 1e-9), 1),
+            "rows_per_second": round(st.rows_read / max(st.elapsed_s, 1e-9)),
+            "careful_reread": self.reader.careful_pass,
+        }

@@ -1,0 +1,535 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Aggressor classification of trades against the NBBO in force at their SIP time.
+
+For each trade: the latest NBBO of its ticker with SIP time <= the trade's (ties at one
+nanosecond: the highest sequence number, then the last row), usable when its age is within
+the staleness limit and its state is Normal. Buyer when price >= ask - epsilon, Seller when
+price <= bid + epsilon, method ``touch`` (within epsilon of the touch) or ``beyond``; else
+Unknown with a reason. With the tick-rule fallback on, a trade without a usable NBBO (no
+quote, stale, Invalid, Locked, Crossed; not one inside the spread) is Buyer on an uptick and
+Seller on a downtick from the previous trade of the same ticker (method ``tick_rule``).
+docs/classification.md states the rules. Batch and live use :func:`classify`; the live side
+keeps its NBBO in a :class:`NbboBook`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_assets.core.nbbo import CROSSED, INVALID, LOCKED, NORMAL, nbbo_states, state_names
+from market_assets.core.schemas import (
+    AGGRESSOR_SIDES,
+    CLASS_METHODS,
+    CLASSIFICATION_COLUMNS,
+    TS,
+    UNKNOWN_REASONS,
+)
+from market_assets.core.ticks import TickRules, tick_sizes_coded
+
+BUY, SELL, UNKNOWN = range(3)
+TOUCH, BEYOND, TICK_RULE, NO_METHOD = range(4)
+BAD_TRADE, NO_QUOTE, STALE, R_INVALID, R_LOCKED, R_CROSSED, INSIDE = range(7)
+_STATE_REASON = {INVALID: R_INVALID, LOCKED: R_LOCKED, CROSSED: R_CROSSED}
+_SIDES = pa.array(AGGRESSOR_SIDES, pa.string())
+_METHODS = pa.array(CLASS_METHODS, pa.string())
+_REASONS = pa.array(UNKNOWN_REASONS, pa.string())
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """Maximum NBBO age: ``fixed_ms``, or adaptive: the ``quantile`` of observed ages
+    clamped to [``min_ms``, ``max_ms``] (a ticker with fewer than ``min_samples`` ages uses
+    the pooled ages of its kind; none at all gives ``max_ms``)."""
+
+    adaptive: bool = True
+    fixed_ms: float = 150.0
+    quantile: float = 0.99
+    min_ms: float = 10.0
+    max_ms: float = 150.0
+    min_samples: int = 20
+
+    @classmethod
+    def options(cls, adaptive: bool = True) -> Staleness:
+        """SPEC default for options: p99 clamped to 10-150 ms (fixed: 150 ms)."""
+        return cls(adaptive=adaptive, fixed_ms=150.0, min_ms=10.0, max_ms=150.0)
+
+    @classmethod
+    def equities(cls, adaptive: bool = True) -> Staleness:
+        """SPEC default for equities: p99 clamped to 5-50 ms (fixed: 50 ms)."""
+        return cls(adaptive=adaptive, fixed_ms=50.0, min_ms=5.0, max_ms=50.0)
+
+    def limit_us(self, quantile_age_ns: float | None) -> int:
+        """The limit (us) for an observed age quantile (ns; None when nothing observed)."""
+        if not self.adaptive:
+            return round(self.fixed_ms * 1000)
+        if quantile_age_ns is None:
+            return round(self.max_ms * 1000)
+        us = math.ceil(quantile_age_ns / 1000)
+        return int(min(max(us, round(self.min_ms * 1000)), round(self.max_ms * 1000)))
+
+
+@dataclass(frozen=True)
+class ClassifyParams:
+    """Classifier settings: staleness per kind, tick rules, the tick-rule fallback."""
+
+    option_staleness: Staleness = field(default_factory=Staleness.options)
+    equity_staleness: Staleness = field(default_factory=Staleness.equities)
+    tick_rules: TickRules = field(default_factory=TickRules)
+    tick_rule_fallback: bool = False
+
+
+def _array(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
+    col = table.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return col
+
+
+def _ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ns and validity of a timestamp or integer array."""
+    ints = arr.cast(pa.int64()) if pa.types.is_timestamp(arr.type) else arr.cast(pa.int64())
+    valid = ~np.asarray(ints.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(ints.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64), valid
+
+
+def _floats(arr: pa.Array) -> np.ndarray:
+    return np.asarray(
+        arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+    )
+
+
+def _codes(arr: pa.Array, value_set: pa.Array) -> np.ndarray:
+    return np.asarray(
+        pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
+
+
+class QuoteIndex:
+    """Quote rows (NBBO deltas, or raw quotes) of one or many tickers sorted once by
+    (ticker, SIP time, sequence number, row) for repeated as-of lookups.
+
+    The sort key is one int64 per row: ticker code x span + the row's time relative to the
+    earliest (span: the time range; over a day this fits 100,000+ tickers, beyond that the
+    rank of the time among the distinct times), so an as-of lookup for many tickers is a
+    single ``searchsorted`` (no loop over tickers). Rows already in that order (a flat
+    file's, or deltas written from one) are not sorted again.
+    """
+
+    def __init__(self, quotes: pa.Table | pa.RecordBatch):
+        tickers = _array(quotes, "ticker").cast(pa.string())
+        encoded = pc.dictionary_encode(tickers)
+        self.tickers = encoded.dictionary
+        code = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
+        if "sequence_number" in quotes.column_names:
+            seq = np.asarray(
+                _array(quotes, "sequence_number")
+                .cast(pa.int64())
+                .fill_null(-1)
+                .to_numpy(zero_copy_only=False),
+                np.int64,
+            )
+        else:
+            seq = np.full(len(code), -1, np.int64)
+        usable = (code >= 0) & ts_ok
+        rows = None if usable.all() else np.flatnonzero(usable)
+        if rows is not None:
+            code, ts, seq = code[rows], ts[rows], seq[rows]
+        self._tmin = int(ts.min()) if len(ts) else 0
+        span = (int(ts.max()) - self._tmin + 2) if len(ts) else 2
+        if (len(self.tickers) + 1) * span < 2**62:
+            self.times = None
+            self._span = span
+            key = code * span + (ts - self._tmin)
+        else:
+            self.times = np.unique(ts)
+            self._span = len(self.times) + 1
+            key = code * self._span + np.searchsorted(self.times, ts)
+        if len(key) > 1 and not _in_order(key, seq):
+            order = np.lexsort((seq, key))  # stable: full ties keep row order
+            key, code, ts = key[order], code[order], ts[order]
+            rows = order if rows is None else rows[order]
+        self.key, self.code, self.ts = key, code, ts
+        values = [
+            _floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")
+        ]
+        if rows is not None:
+            values = [v[rows] for v in values]
+        self.bid, self.bid_size, self.ask, self.ask_size = values
+        self.state = nbbo_states(self.bid, self.bid_size, self.ask, self.ask_size)
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def codes(self, tickers: pa.Array) -> np.ndarray:
+        """This index's ticker code per ticker (-1 where it has no quotes)."""
+        return _codes(tickers.cast(pa.string()), self.tickers)
+
+    def asof(self, tickers: pa.Array, ts_ns: np.ndarray) -> np.ndarray:
+        """Position (into the sorted quotes) of the latest quote of each ticker with SIP
+        time <= ``ts_ns``; -1 where there is none."""
+        encoded = pc.dictionary_encode(tickers.cast(pa.string()))
+        row_code = np.asarray(
+            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64
+        )
+        return self.asof_codes(np.append(self.codes(encoded.dictionary), -1)[row_code], ts_ns)
+
+    def asof_codes(self, code: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
+        """:meth:`asof` for tickers given as this index's codes (see :meth:`codes`)."""
+        if len(self.code) == 0:
+            return np.full(len(code), -1, np.int64)
+        if self.times is None:
+            rel = np.clip(ts_ns - self._tmin, -1, self._span - 2)
+        else:
+            rel = np.searchsorted(self.times, ts_ns, side="right") - 1
+        pos = np.searchsorted(self.key, code * self._span + rel, side="right") - 1
+        found = (code >= 0) & (pos >= 0)
+        found[found] = self.code[pos[found]] == code[found]
+        return np.where(found, pos, -1)
+
+
+def _in_order(key: np.ndarray, seq: np.ndarray) -> bool:
+    """True when rows are sorted by (key, seq)."""
+    step = np.diff(key)
+    if (step < 0).any():
+        return False
+    tie = step == 0
+    return not (tie.any() and (seq[1:][tie] < seq[:-1][tie]).any())
+
+
+def _higher_quantile(values: np.ndarray, q: float) -> int:
+    """The ``q`` quantile with numpy's method 'higher' (an observed value)."""
+    k = math.ceil(q * (len(values) - 1))
+    return int(np.partition(values, k)[k])
+
+
+def _group_quantiles(
+    group: np.ndarray, values: np.ndarray, q: float, cap: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group (ascending ids >= 0): the ``q`` quantile (method 'higher') of the values
+    capped at ``cap`` (order statistics above the cap only ever clamp to it), and the
+    count. One sort of a packed (group, value) int64 key."""
+    if len(group) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    shift = int(cap).bit_length()
+    if int(group.max()) >= 2 ** (62 - shift):
+        raise ValueError("too many tickers for the adaptive staleness quantile")
+    packed = np.sort((group.astype(np.int64) << shift) | np.minimum(values, cap))
+    g = packed >> shift
+    start = np.flatnonzero(np.concatenate(([True], g[1:] != g[:-1])))
+    count = np.diff(np.append(start, len(packed)))
+    k = np.ceil(q * (count - 1)).astype(np.int64)
+    return g[start], packed[start + k] & ((1 << shift) - 1), count
+
+
+def adaptive_limits_us(
+    ticker_codes: np.ndarray,
+    is_option: np.ndarray,
+    ages_ns: np.ndarray,
+    has_age: np.ndarray,
+    params: ClassifyParams,
+) -> np.ndarray:
+    """Staleness limit (us) per row from the ages observed on these rows (the batch side
+    of SPEC's adaptive staleness): per ticker, pooled by kind below ``min_samples``."""
+    out = np.zeros(len(ticker_codes), np.int64)
+    for kind_mask, policy in (
+        (is_option, params.option_staleness),
+        (~is_option, params.equity_staleness),
+    ):
+        if not kind_mask.any():
+            continue
+        m = kind_mask & has_age
+        if not policy.adaptive or not m.any():
+            out[kind_mask] = policy.limit_us(None)
+            continue
+        cap = round(policy.max_ms * 1_000_000) + 1
+        ages = np.minimum(ages_ns[m], cap)
+        limits = np.full(
+            len(ticker_codes), policy.limit_us(_higher_quantile(ages, policy.quantile))
+        )
+        ids, qs, counts = _group_quantiles(ticker_codes[m], ages, policy.quantile, cap)
+        own = counts >= policy.min_samples
+        if own.any():
+            lut_ids = ids[own]
+            lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
+            lut = np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+            at = np.minimum(np.searchsorted(lut_ids, ticker_codes), len(lut_ids) - 1)
+            limits = np.where(lut_ids[at] == ticker_codes, lut[at], limits)
+        out[kind_mask] = limits[kind_mask]
+    return out
+
+
+@dataclass
+class _Nbbo:
+    """The NBBO in force per trade (NaN / -1 where none)."""
+
+    has: np.ndarray
+    bid: np.ndarray
+    bid_size: np.ndarray
+    ask: np.ndarray
+    ask_size: np.ndarray
+    ts: np.ndarray
+    state: np.ndarray
+
+
+def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> _Nbbo:
+    pos = quotes.asof_codes(qcode, ts)
+    pos[bad] = -1
+    has = pos >= 0
+    if not len(quotes):
+        nan = np.full(len(ts), np.nan)
+        return _Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
+    p = np.where(has, pos, 0)
+
+    def take(a: np.ndarray) -> np.ndarray:
+        return np.where(has, a[p], np.nan)
+
+    return _Nbbo(
+        has,
+        take(quotes.bid),
+        take(quotes.bid_size),
+        take(quotes.ask),
+        take(quotes.ask_size),
+        np.where(has, quotes.ts[p], 0),
+        np.where(has, quotes.state[p], -1),
+    )
+
+
+def classify(
+    trades: pa.Table | pa.RecordBatch,
+    quotes: QuoteIndex,
+    params: ClassifyParams | None = None,
+    *,
+    limits_us: np.ndarray | None = None,
+    prev_price: np.ndarray | None = None,
+) -> pa.Table:
+    """The classification columns (``CLASSIFICATION_COLUMNS``) for ``trades``, row for row.
+
+    ``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``; it may hold many tickers
+    in any order. ``limits_us`` overrides the staleness limit per row (the live book passes
+    its rolling adaptive limits); otherwise fixed or adaptive over these trades' ages.
+    ``prev_price`` is, per row, the ticker's last trade price before this batch (NaN: none)
+    for the tick rule; within the batch the previous trade is found by (SIP time, row).
+    """
+    params = params or ClassifyParams()
+    tickers = _array(trades, "ticker").cast(pa.string())
+    ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+    price = _floats(_array(trades, "price"))
+    encoded = pc.dictionary_encode(tickers)
+    tcode = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+    tick = tick_sizes_coded(encoded.dictionary, tcode, price, params.tick_rules)
+    eps = tick * params.tick_rules.epsilon_ticks
+    option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
+    is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
+    is_option = is_option[tcode]
+    with np.errstate(invalid="ignore"):
+        bad = ~ts_ok | ~(price > 0) | (tcode < 0)
+
+    nbbo = _nbbo_at(quotes, np.append(quotes.codes(encoded.dictionary), -1)[tcode], ts, bad)
+    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
+    if limits_us is None:
+        limits_us = adaptive_limits_us(tcode, is_option, age_ns, nbbo.has, params)
+    fresh = nbbo.has & (age_ns <= limits_us * 1000)
+
+    reason = np.full(len(ts), -1, np.int8)
+    reason[~fresh] = STALE
+    reason[~nbbo.has] = NO_QUOTE
+    reason[bad] = BAD_TRADE
+    for st, r in _STATE_REASON.items():
+        reason[fresh & (nbbo.state == st)] = r
+    ok = fresh & (nbbo.state == NORMAL)
+    bid, ask = nbbo.bid, nbbo.ask
+    with np.errstate(invalid="ignore"):
+        buy = ok & (price >= ask - eps)
+        sell = ok & ~buy & (price <= bid + eps)
+        side = np.where(buy, BUY, np.where(sell, SELL, UNKNOWN)).astype(np.int8)
+        beyond = (buy & (price > ask + eps)) | (sell & (price < bid - eps))
+        method = np.where(buy | sell, np.where(beyond, BEYOND, TOUCH), NO_METHOD).astype(np.int8)
+        reason[ok & ~buy & ~sell] = INSIDE
+        touch = np.where(buy, (price - ask) / tick, np.where(sell, (bid - price) / tick, np.nan))
+        mid = (bid + ask) / 2
+        mid_bp = np.where(fresh & (nbbo.state != INVALID), (price - mid) / mid * 1e4, np.nan)
+
+    if params.tick_rule_fallback:
+        fallback = (reason >= NO_QUOTE) & (reason <= R_CROSSED)
+        prev = _previous_prices(tcode, ts, price, ~bad, prev_price)
+        with np.errstate(invalid="ignore"):
+            up = fallback & (price > prev + eps)
+            down = fallback & (price < prev - eps)
+        side[up], side[down] = BUY, SELL
+        method[up | down] = TICK_RULE
+        reason[up | down] = -1
+
+    def floats(a: np.ndarray) -> pa.Array:
+        return pa.array(a, pa.float64(), from_pandas=True)
+
+    cols = {
+        "aggressor_side": _SIDES.take(pa.array(side.astype(np.int32))),
+        "class_method": _METHODS.take(pa.array(method.astype(np.int32))),
+        "unknown_reason": _REASONS.take(pa.array(reason.astype(np.int32), mask=reason < 0)),
+        "nbbo_bid": floats(bid),
+        "nbbo_ask": floats(ask),
+        "nbbo_bid_size": floats(nbbo.bid_size),
+        "nbbo_ask_size": floats(nbbo.ask_size),
+        "nbbo_ts": pa.array(nbbo.ts, pa.int64(), mask=~nbbo.has).cast(TS),
+        "nbbo_age_us": pa.array(age_ns // 1000, pa.int64(), mask=~nbbo.has),
+        "nbbo_state": state_names(nbbo.state),
+        "tick_size_used": floats(tick),
+        "mid_offset_bp": floats(mid_bp),
+        "touch_offset_ticks": floats(touch),
+        "staleness_limit_us": pa.array(limits_us, pa.int64()),
+    }
+    return pa.table(cols, schema=CLASSIFICATION_COLUMNS)
+
+
+def _previous_prices(
+    code: np.ndarray,
+    ts: np.ndarray,
+    price: np.ndarray,
+    valid: np.ndarray,
+    carried: np.ndarray | None,
+) -> np.ndarray:
+    """Per row: the price of the previous valid trade of the same ticker by (SIP time, row);
+    for a ticker's first trade the carried price (NaN without one)."""
+    n = len(code)
+    prev = np.full(n, np.nan) if carried is None else np.asarray(carried, np.float64).copy()
+    rows = np.flatnonzero(valid)
+    order = rows[np.lexsort((rows, ts[rows], code[rows]))]
+    if len(order) > 1:
+        same = code[order[1:]] == code[order[:-1]]
+        prev[order[1:][same]] = price[order[:-1][same]]
+    return prev
+
+
+def classify_table(
+    trades: pa.Table, quotes: pa.Table | QuoteIndex, params: ClassifyParams | None = None
+) -> pa.Table:
+    """``trades`` with the classification columns appended (a day's trades of many contracts
+    against that day's NBBO deltas); the raw columns are returned unchanged."""
+    index = quotes if isinstance(quotes, QuoteIndex) else QuoteIndex(quotes)
+    cols = classify(trades, index, params)
+    out = trades
+    for name in cols.column_names:
+        out = out.append_column(cols.schema.field(name), cols.column(name))
+    return out
+
+
+class NbboBook:
+    """Live NBBO per ticker, updated by quotes and classifying trades with :func:`classify`.
+
+    Keeps the last ``history`` NBBO deltas per ticker (a trade may arrive after a quote
+    stamped later than it), the last trade price per ticker (tick rule), and the last
+    ``window`` observed ages per ticker and per kind for the adaptive staleness limit, which
+    is computed from the ages seen before each batch (causal, unlike the batch path's
+    whole-day quantile: the two agree exactly with fixed staleness).
+    """
+
+    def __init__(self, params: ClassifyParams | None = None, history: int = 64, window: int = 2000):
+        self.params = params or ClassifyParams()
+        self.history, self.window = history, window
+        self._quotes: dict[str, deque[tuple[int, int, float, float, float, float]]] = {}
+        self._last_price: dict[str, float] = {}
+        self._ages: dict[str, deque[int]] = {}
+        self._pooled: dict[bool, deque[int]] = {
+            True: deque(maxlen=window),
+            False: deque(maxlen=window),
+        }
+
+    def update(self, quotes: pa.Table | pa.RecordBatch) -> None:
+        """Apply quote rows (ticker, sip_timestamp, bid/ask price and size, optional
+        sequence_number) in arrival order."""
+        names = _array(quotes, "ticker").cast(pa.string()).to_pylist()
+        ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
+        if "sequence_number" in quotes.column_names:
+            seqs = _array(quotes, "sequence_number").cast(pa.int64()).fill_null(-1).to_pylist()
+        else:
+            seqs = [-1] * quotes.num_rows
+        values = np.column_stack(
+            [_floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")]
+        ).tolist()
+        for i, ticker in enumerate(names):
+            if ticker is None or not ts_ok[i]:
+                continue
+            row = (int(ts[i]), seqs[i], *values[i])
+            book = self._quotes.get(ticker)
+            if book is None:
+                book = self._quotes[ticker] = deque(maxlen=self.history)
+            if book and _same_nbbo(book[-1], row):
+                continue
+            book.append(row)
+
+    def current(self, ticker: str) -> dict | None:
+        """The latest NBBO of ``ticker`` (by SIP time) with its state, or None."""
+        book = self._quotes.get(ticker)
+        if not book:
+            return None
+        ts, seq, bid, bid_size, ask, ask_size = max(book, key=lambda r: (r[0], r[1]))
+        state = nbbo_states(*(np.array([v]) for v in (bid, bid_size, ask, ask_size)))[0]
+        return {
+            "sip_timestamp": ts,
+            "sequence_number": seq,
+            "bid_price": bid,
+            "bid_size": bid_size,
+            "ask_price": ask,
+            "ask_size": ask_size,
+            "nbbo_state": state_names(np.array([state])).to_pylist()[0],
+        }
+
+    def classify(self, trades: pa.Table | pa.RecordBatch) -> pa.Table:
+        """Classification columns for ``trades`` (one or many), as :func:`classify` gives."""
+        names = _array(trades, "ticker").cast(pa.string()).to_pylist()
+        wanted = [t for t in dict.fromkeys(names) if t in self._quotes]
+        rows = [(t, *q) for t in wanted for q in self._quotes[t]]
+        quotes = pa.table(
+            {
+                "ticker": pa.array([r[0] for r in rows], pa.string()),
+                "sip_timestamp": pa.array([r[1] for r in rows], pa.int64()),
+                "sequence_number": pa.array([r[2] for r in rows], pa.int64()),
+                "bid_price": pa.array([r[3] for r in rows], pa.float64()),
+                "bid_size": pa.array([r[4] for r in rows], pa.float64()),
+                "ask_price": pa.array([r[5] for r in rows], pa.float64()),
+                "ask_size": pa.array([r[6] for r in rows], pa.float64()),
+            }
+        )
+        prev = np.array([self._last_price.get(t, np.nan) for t in names], np.float64)
+        limits = np.array([self._limit_us(t) for t in names], np.int64)
+        out = classify(trades, QuoteIndex(quotes), self.params, limits_us=limits, prev_price=prev)
+        self._remember(trades, names, out)
+        return out
+
+    def _limit_us(self, ticker: str) -> int:
+        is_option = ticker.startswith("O:")
+        policy = self.params.option_staleness if is_option else self.params.equity_staleness
+        if not policy.adaptive:
+            return policy.limit_us(None)
+        ages = self._ages.get(ticker)
+        if ages is None or len(ages) < policy.min_samples:
+            ages = self._pooled[is_option]
+        if not ages:
+            return policy.limit_us(None)
+        a = np.sort(np.fromiter(ages, np.int64, len(ages)))
+        return policy.limit_us(float(a[math.ceil(policy.quantile * (len(a) - 1))]))
+
+    def _remember(self, trades: pa.Table | pa.RecordBatch, names: list[str], out: pa.Table) -> None:
+        ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+        price = _floats(_array(trades, "price"))
+        ages = out.column("nbbo_ts").cast(pa.int64()).to_pylist()
+        order = np.lexsort((np.arange(len(names)), ts))
+        for i in order:
+            if ages[i] is not None:
+                age = int(ts[i] - ages[i])
+                self._ages.setdefault(names[i], deque(maxlen=self.window)).append(age)
+                self._pooled[names[i].startswith("O:")].append(age)
+            if ts_ok[i] and price[i] > 0:
+                self._last_price[names[i]] = float(price[i])
+
+
+def _same_nbbo(a: tuple, b: tuple) -> bool:
+    return all(x == y or (x != x and y != y) for x, y in zip(a[2:], b[2:], strict=True))

@@ -1,0 +1,183 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Sort a stream of record batches by key columns in bounded memory (external merge sort).
+
+Batches are gathered into runs of at most ``run_rows`` rows, each sorted in memory. A
+stream that fits in one run is sorted and re-emitted without touching the disk; otherwise
+every run is spilled to a temporary Arrow IPC file and the runs are merged, reading each a
+slice at a time. The sort is stable (equal keys keep their input order) and nulls sort last.
+Key columns may be strings or integers/timestamps.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+RUN_ROWS = 524_288  # rows sorted in memory at once
+MERGE_ROWS = 524_288  # rows held by the merge, over all runs
+OUT_ROWS = 65_536  # rows per emitted batch
+_MAX = np.iinfo(np.int64).max
+
+
+def sorted_batches(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    keys: Sequence[str],
+    run_rows: int = RUN_ROWS,
+    merge_rows: int = MERGE_ROWS,
+    tmp_dir: str | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """``batches`` re-emitted in ascending order of ``keys`` (stable, nulls last)."""
+    for k in keys:
+        t = schema.field(k).type
+        if not (pa.types.is_string(t) or pa.types.is_integer(t) or pa.types.is_timestamp(t)):
+            raise TypeError(f"sort key {k!r} is {t}; only strings, integers, timestamps sort")
+    sort_keys = [(k, "ascending") for k in keys]
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    with tempfile.TemporaryDirectory(prefix="market-assets-sort-", dir=tmp_dir) as folder:
+        runs: list[_Run] = []
+        for batch in batches:
+            if batch.num_rows:
+                pending.append(batch)
+                rows += batch.num_rows
+            if rows >= run_rows:
+                runs.append(_spill(_sorted(pending, schema, sort_keys), folder, len(runs)))
+                pending, rows = [], 0
+        last = _sorted(pending, schema, sort_keys)
+        if not runs:
+            yield from last.to_batches(max_chunksize=OUT_ROWS)
+            return
+        if last.num_rows:
+            runs.append(_spill(last, folder, len(runs)))
+        del last, pending
+        yield from _merge(runs, schema, keys, max(1, merge_rows // len(runs)))
+
+
+def _sorted(batches: list[pa.RecordBatch], schema: pa.Schema, sort_keys: list) -> pa.Table:
+    table = pa.Table.from_batches(batches, schema=schema)
+    return table.sort_by(sort_keys) if table.num_rows else table
+
+
+@dataclass
+class _Run:
+    """A sorted run on disk and the distinct values of its string keys."""
+
+    path: str
+    rows: int
+    values: dict[str, pa.Array]
+
+
+def _spill(table: pa.Table, folder: str, i: int) -> _Run:
+    path = os.path.join(folder, f"run-{i:05d}.arrow")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=OUT_ROWS)
+    values = {
+        f.name: pc.unique(table.column(f.name)).drop_null()
+        for f in table.schema
+        if pa.types.is_string(f.type)
+    }
+    return _Run(path, table.num_rows, values)
+
+
+class _Cursor:
+    """Reads one run a slice at a time; ``buffer`` holds its rows not yet emitted."""
+
+    def __init__(self, run: _Run, slice_rows: int) -> None:
+        self.file = pa.OSFile(run.path, "rb")
+        self.reader = pa.ipc.open_file(self.file)
+        self.next_batch = 0
+        self.slice_rows = slice_rows
+        self.buffer: pa.Table | None = None
+
+    def fill(self) -> bool:
+        """Append up to ``slice_rows`` more rows to the buffer; False when the run is done."""
+        parts = [] if self.buffer is None else [self.buffer]
+        got = 0
+        while got < self.slice_rows and self.next_batch < self.reader.num_record_batches:
+            b = self.reader.get_batch(self.next_batch)
+            self.next_batch += 1
+            parts.append(pa.Table.from_batches([b]))
+            got += b.num_rows
+        if not got:
+            return False
+        self.buffer = pa.concat_tables(parts)
+        return True
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _codes(table: pa.Table, keys: Sequence[str], dictionaries: dict[str, pa.Array]) -> list:
+    """Each key as int64 numpy codes that order like the key (nulls largest)."""
+    out = []
+    for k in keys:
+        col = table.column(k)
+        if k in dictionaries:
+            col = pc.index_in(col, value_set=dictionaries[k])
+        col = pc.fill_null(pc.cast(col, pa.int64()), _MAX)
+        out.append(col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+    return out
+
+
+def _before(codes: list[np.ndarray], bound: list[int]) -> np.ndarray:
+    """Rows whose key tuple is strictly less than ``bound``."""
+    less = np.zeros(codes[0].size, dtype=bool)
+    equal = np.ones(codes[0].size, dtype=bool)
+    for c, b in zip(codes, bound, strict=True):
+        less |= equal & (c < b)
+        equal &= c == b
+    return less
+
+
+def _merge(
+    runs: list[_Run], schema: pa.Schema, keys: Sequence[str], slice_rows: int
+) -> Iterator[pa.RecordBatch]:
+    dictionaries = {
+        k: pc.unique(pa.concat_arrays([r.values[k] for r in runs])).sort()
+        for k in keys
+        if pa.types.is_string(schema.field(k).type)
+    }
+    cursors = [_Cursor(r, slice_rows) for r in runs]
+    reading = [c.fill() for c in cursors]  # False once a run has no more rows on disk
+    try:
+        while any(c.buffer is not None and c.buffer.num_rows for c in cursors):
+            codes = [
+                _codes(c.buffer, keys, dictionaries) if c.buffer is not None else None
+                for c in cursors
+            ]
+            # Every buffered row below the smallest last buffered key of the runs still
+            # reading is final: no run holds anything smaller further on. Once every run
+            # is fully read, everything left is.
+            lasts = [tuple(int(k[-1]) for k in codes[i]) for i in range(len(cursors)) if reading[i]]
+            bound = list(min(lasts)) if lasts else None
+            parts, part_codes = [], []
+            for c, code in zip(cursors, codes, strict=True):
+                if code is None or not c.buffer.num_rows:
+                    continue
+                # A prefix (the buffer is sorted).
+                n = c.buffer.num_rows if bound is None else int(_before(code, bound).sum())
+                if n:
+                    parts.append(c.buffer.slice(0, n))
+                    part_codes.append([k[:n] for k in code])
+                    c.buffer = c.buffer.slice(n)
+            if parts:
+                merged = pa.concat_tables(parts)
+                # Stable: equal keys keep the run order, then the order within the run.
+                order = np.lexsort(
+                    [np.concatenate(k) for k in reversed(list(zip(*part_codes, strict=True)))]
+                )
+                yield from merged.combine_chunks().take(order).to_batches(max_chunksize=OUT_ROWS)
+            # The runs holding the bound read on: all their buffered rows equal it.
+            for i, c in enumerate(cursors):
+                if reading[i] and tuple(int(k[-1]) for k in codes[i]) == tuple(bound or ()):
+                    reading[i] = c.fill()
+    finally:
+        for c in cursors:
+            c.close()

@@ -1,0 +1,120 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""The ``market-assets live`` command line (the run itself: :mod:`market_assets.live.run`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+API_KEY_ENV = "MASSIVE_API_KEY"
+EXIT_AUTH = 2
+
+
+def _hhmm(s: str) -> dt.time:
+    try:
+        return dt.datetime.strptime(s, "%H:%M").time()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a time as HH:MM (ET)") from None
+
+
+def _seconds(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number of seconds") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError("expected a positive number of seconds")
+    return v
+
+
+def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> None:  # type: ignore[assignment]
+    """Register ``market-assets live`` on the CLI's subparsers (``parents``: the options
+    every command shares)."""
+    p = sub.add_parser(
+        "live",
+        parents=list(parents),
+        help="live prelim windows of realtime.symbol from Massive's WebSocket feed",
+        description=(
+            "Stream realtime.symbol's stock and option trades from realtime.feed, compute "
+            "the windows of realtime.windows as the batch does and write each closed window "
+            "to realtime.output/window=<w>/dt=<day>/ (quality = prelim). The API key is read "
+            f"from ${API_KEY_ENV}."
+        ),
+    )
+    p.add_argument("--until", type=_hhmm, help="stop once the watermark passes HH:MM (ET)")
+    p.add_argument("--idle-exit", type=_seconds, metavar="S", help="stop after S s without data")
+    p.add_argument("--feed", help="override realtime.feed (e.g. 127.0.0.1:8765)")
+    p.add_argument(
+        "--option-contracts",
+        choices=("snapshot", "all"),
+        help="override realtime.option_contracts (all: T.* on the options socket)",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="ws:// instead of wss:// (the replay server)"
+    )
+    p.add_argument(
+        "--view",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="the terminal view (auto: when stdout is a terminal)",
+    )
+    p.add_argument("--metrics-port", type=int, help="override realtime.metrics_port (0: off)")
+    p.set_defaults(func=cmd_live)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from market_assets.live.feed import FeedAuthError
+    from market_assets.live.run import LiveOptions, LivePipeline, run_live
+    from market_assets.settings import load_settings
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    settings = load_settings()
+    changes: dict[str, Any] = {}
+    if args.feed:
+        changes["feed"] = args.feed
+    if args.insecure:
+        changes["secure"] = False
+    if args.option_contracts:
+        changes["option_contracts"] = args.option_contracts
+    if changes:
+        rt = settings.realtime.model_copy(update=changes)
+        settings = settings.model_copy(update={"realtime": rt})
+    api_key = os.environ.get(API_KEY_ENV, "")
+    if not api_key:
+        print(f"error: set {API_KEY_ENV} to your Massive API key", file=sys.stderr)
+        return EXIT_AUTH
+    view = args.view == "on" or (args.view == "auto" and sys.stdout.isatty())
+    options = LiveOptions(
+        until=args.until, idle_exit_s=args.idle_exit, view=view, metrics_port=args.metrics_port
+    )
+
+    async def main() -> LivePipeline:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_live(settings, api_key, options, stop)
+
+    try:
+        pipeline = asyncio.run(main())
+    except FeedAuthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_AUTH
+    c = pipeline.counters
+    print(
+        f"live {settings.realtime.symbol} {pipeline.day}: {c.windows_written} windows written "
+        f"to {settings.realtime.output} ({c.stock_trades:,} stock + {c.option_trades:,} option "
+        f"trades, {c.late_dropped} late, {c.duplicates} duplicates, "
+        f"{sum(c.malformed.values())} malformed, {c.gaps} gaps)",
+        flush=True,
+    )
+    return 0

@@ -1,0 +1,386 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Massive's WebSocket messages: the one place that turns normalised rows into the feed's
+JSON and back.
+
+A frame is a JSON array of events. Each event is an object with ``ev`` (``T`` trade, ``Q``
+quote, ``status``) and short field names. The tables below (``FIELDS``) are the wire
+format, used by both directions:
+
+=============  ==================================================================
+stocks ``T``   ``sym`` ticker, ``x`` exchange, ``i`` trade id, ``z`` tape, ``p`` price,
+               ``s`` size, ``ds`` size as a decimal string (only for fractional sizes),
+               ``c`` conditions, ``t`` SIP time, ``q`` sequence number, ``trfi`` TRF id,
+               ``trft`` TRF time
+options ``T``  ``sym`` contract, ``x``, ``p``, ``s``, ``c``, ``t``, ``q``
+stocks ``Q``   ``sym``, ``bx``/``bp``/``bs`` bid exchange/price/size, ``ax``/``ap``/``as``
+               ask, ``c`` condition (one integer), ``i`` indicators, ``t``, ``q``, ``z``
+options ``Q``  ``sym``, ``bx``, ``ax``, ``bp``, ``ap``, ``bs``, ``as``, ``t``, ``q``
+=============  ==================================================================
+
+Choices, where the flat file and the feed differ:
+
+- Times: ``t`` (and ``trft``) are Unix **milliseconds**, as Massive documents for every
+  field of these four channels (the flat files' nanoseconds, floored). The feed has no
+  nanosecond or participant time; decoding gives ``sip_timestamp = t * 1_000_000`` ns.
+- Absent values are omitted, not null: no ``c`` for a trade without conditions, no
+  ``z``/``trfi``/``trft`` when the flat file has none (as the real feed and Massive's own
+  client tests do).
+- ``s`` is an integer (the spec's type). A fractional size (flat files carry them from
+  2026) is sent as ``s`` = its integer part plus ``ds`` = the exact decimal text; decoding
+  prefers ``ds``. (``ds`` is what massive 2.9.1 reads as ``fractional_shares``.)
+- Stock quotes: ``c`` is the first of the flat file's conditions (the feed has one).
+  Quote sizes are sent as the flat file has them (Massive's WebSocket docs describe
+  ``bs``/``as`` in round lots; the SIP moved to shares in November 2025, as the files did).
+- Option trades: OPRA flat files have no sequence number; ``q`` is the trade's 1-based
+  position among its contract's trades in the file (unique and rising per contract, as
+  Massive documents ``q``). It is kept as ``sequence_number`` when decoded.
+- The feed carries no correction code: a corrected trade is sent like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from market_assets.core.option_symbols import parse_option_tickers
+from market_assets.core.schemas import STOCK_TRADES
+from market_assets.live.schemas import OPTION_QUOTES, STOCK_QUOTES, WIRE_OPTION_TRADES
+
+MARKETS = ("stocks", "options")
+CHANNELS = ("T", "Q")
+NS_PER_MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class WireField:
+    """One event field: its short ``key``, the normalised ``column`` and how it is coded."""
+
+    key: str
+    column: str
+    codec: str  # str | int | float | size | ms | int_list | first_int
+    required: bool = False
+
+
+_F = WireField
+FIELDS: dict[tuple[str, str], tuple[WireField, ...]] = {
+    ("stocks", "T"): (
+        _F("sym", "ticker", "str", True),
+        _F("x", "exchange", "int", True),
+        _F("i", "id", "str"),
+        _F("z", "tape", "int"),
+        _F("p", "price", "float", True),
+        _F("s", "size", "size", True),
+        _F("c", "conditions", "int_list"),
+        _F("t", "sip_timestamp", "ms", True),
+        _F("q", "sequence_number", "int"),
+        _F("trfi", "trf_id", "int"),
+        _F("trft", "trf_timestamp", "ms"),
+    ),
+    ("options", "T"): (
+        _F("sym", "ticker", "str", True),
+        _F("x", "exchange", "int", True),
+        _F("p", "price", "float", True),
+        _F("s", "size", "size", True),
+        _F("c", "conditions", "int_list"),
+        _F("t", "sip_timestamp", "ms", True),
+        _F("q", "sequence_number", "int"),
+    ),
+    ("stocks", "Q"): (
+        _F("sym", "ticker", "str", True),
+        _F("bx", "bid_exchange", "int"),
+        _F("bp", "bid_price", "float", True),
+        _F("bs", "bid_size", "int", True),
+        _F("ax", "ask_exchange", "int"),
+        _F("ap", "ask_price", "float", True),
+        _F("as", "ask_size", "int", True),
+        _F("c", "conditions", "first_int"),
+        _F("i", "indicators", "int_list"),
+        _F("t", "sip_timestamp", "ms", True),
+        _F("q", "sequence_number", "int"),
+        _F("z", "tape", "int"),
+    ),
+    ("options", "Q"): (
+        _F("sym", "ticker", "str", True),
+        _F("bx", "bid_exchange", "int"),
+        _F("ax", "ask_exchange", "int"),
+        _F("bp", "bid_price", "float", True),
+        _F("ap", "ask_price", "float", True),
+        _F("bs", "bid_size", "int", True),
+        _F("as", "ask_size", "int", True),
+        _F("t", "sip_timestamp", "ms", True),
+        _F("q", "sequence_number", "int"),
+    ),
+}
+
+SCHEMAS: dict[tuple[str, str], pa.Schema] = {
+    ("stocks", "T"): STOCK_TRADES,
+    ("options", "T"): WIRE_OPTION_TRADES,
+    ("stocks", "Q"): STOCK_QUOTES,
+    ("options", "Q"): OPTION_QUOTES,
+}
+
+# --- status messages -----------------------------------------------------------------------
+
+CONNECTED = ("connected", "Connected Successfully")
+AUTH_SUCCESS = ("auth_success", "authenticated")
+AUTH_FAILED = ("auth_failed", "authentication failed")
+
+
+def subscribed(topic: str) -> tuple[str, str]:
+    return ("success", f"subscribed to: {topic}")
+
+
+def unsubscribed(topic: str) -> tuple[str, str]:
+    return ("success", f"unsubscribed to: {topic}")
+
+
+def status_frame(*statuses: tuple[str, str]) -> str:
+    """A frame of ``status`` events, e.g. ``status_frame(AUTH_SUCCESS)``."""
+    return json.dumps(
+        [{"ev": "status", "status": s, "message": m} for s, m in statuses],
+        separators=(",", ":"),
+    )
+
+
+def frame(messages: Iterable[str]) -> str:
+    """A frame (JSON array) of already encoded events."""
+    return "[" + ",".join(messages) + "]"
+
+
+# --- rows -> wire (vectorized) --------------------------------------------------------------
+
+
+def _json_string(values: pa.Array) -> pa.Array:
+    text = pc.cast(values, pa.string())
+    if pc.any(pc.match_substring_regex(text, r'["\\]')).as_py():
+        text = pc.replace_substring(text, "\\", "\\\\")
+        text = pc.replace_substring(text, '"', '\\"')
+    return pc.binary_join_element_wise('"', text, '"', "")
+
+
+def _finite_text(values: pa.Array) -> pa.Array:
+    values = pc.cast(values, pa.float64())
+    finite = pc.is_finite(values)
+    return pc.cast(pc.if_else(finite, values, pa.scalar(None, pa.float64())), pa.string())
+
+
+def _int_text(values: pa.Array) -> pa.Array:
+    if pa.types.is_floating(values.type):
+        values = pc.if_else(pc.is_finite(values), values, pa.scalar(None, values.type))
+        values = pc.cast(pc.floor(values), pa.int64(), safe=False)
+    return pc.cast(values, pa.string())
+
+
+def _ms_text(values: pa.Array) -> pa.Array:
+    ns = pc.cast(values, pa.int64())
+    return pc.cast(pc.divide(ns, NS_PER_MS), pa.string())
+
+
+def _int_list_text(values: pa.Array) -> pa.Array:
+    non_empty = pc.greater(pc.fill_null(pc.list_value_length(values), 0), 0)
+    joined = pc.binary_join(pc.cast(values, pa.list_(pa.string())), ",")
+    text = pc.binary_join_element_wise("[", joined, "]", "")
+    return pc.if_else(non_empty, text, pa.scalar(None, pa.string()))
+
+
+def _first_int_text(values: pa.Array) -> pa.Array:
+    non_empty = pc.greater(pc.fill_null(pc.list_value_length(values), 0), 0)
+    safe = pc.if_else(non_empty, values, pa.scalar([0], values.type))
+    first = pc.list_element(safe, 0)
+    return pc.if_else(non_empty, pc.cast(first, pa.string()), pa.scalar(None, pa.string()))
+
+
+def _piece(key: str, text: pa.Array) -> pa.Array:
+    """``,"key":text``, or an empty string where ``text`` is null (the value is absent)."""
+    return pc.fill_null(pc.binary_replace_slice(text, 0, 0, f',"{key}":'), "")
+
+
+def _pieces(f: WireField, values: pa.Array) -> list[pa.Array]:
+    """The field's ``,"key":value`` texts (empty where the value is absent)."""
+    if f.codec == "str":
+        text = _json_string(values)
+    elif f.codec == "int":
+        text = _int_text(values)
+    elif f.codec == "float":
+        text = _finite_text(values)
+    elif f.codec == "ms":
+        text = _ms_text(values)
+    elif f.codec == "int_list":
+        text = _int_list_text(values)
+    elif f.codec == "first_int":
+        text = _first_int_text(values)
+    elif f.codec == "size":
+        size = pc.cast(values, pa.float64())
+        size = pc.if_else(pc.is_finite(size), size, pa.scalar(None, pa.float64()))
+        fractional = pc.fill_null(pc.not_equal(size, pc.floor(size)), False)
+        decimal = pc.if_else(fractional, _json_string(pc.cast(size, pa.string())), None)
+        return [_piece(f.key, _int_text(size)), _piece("ds", decimal)]
+    else:  # pragma: no cover - the tables above use only the codecs handled here
+        raise ValueError(f"unknown codec {f.codec!r}")
+    return [_piece(f.key, text)]
+
+
+def encode_events(batch: pa.RecordBatch | pa.Table, market: str, channel: str) -> pa.Array:
+    """One JSON event object per row of ``batch`` (columns of ``SCHEMAS[market, channel]``;
+    a missing optional column is sent as absent), as a string array."""
+    fields = FIELDS[(market, channel)]
+    n = batch.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
+    names = set(batch.schema.names)
+    pieces: list[pa.Array] = [pa.repeat(pa.scalar(f'{{"ev":"{channel}"'), n)]
+    for f in fields:
+        if f.column not in names:
+            if f.required:
+                raise ValueError(f"{market} {channel} rows need a {f.column!r} column")
+            continue
+        col = batch.column(f.column)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        pieces += _pieces(f, col)
+    pieces.append(pa.repeat(pa.scalar("}"), n))
+    return pc.binary_join_element_wise(*pieces, "")
+
+
+# --- wire -> rows -------------------------------------------------------------------------
+
+
+class MalformedFrame(ValueError):
+    """A frame that is not a JSON array of objects."""
+
+
+def decode_frame(data: str | bytes) -> list[dict[str, Any]]:
+    """The events of one frame; raises :class:`MalformedFrame` for anything else."""
+    try:
+        events = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise MalformedFrame(f"invalid JSON: {e}") from None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise MalformedFrame("a frame must be a JSON array of objects")
+    return events
+
+
+@dataclass
+class Decoded:
+    """The events of some frames of one market, sorted by kind; rows are normalised."""
+
+    trades: pa.RecordBatch
+    quotes: pa.RecordBatch
+    statuses: list[dict[str, Any]] = field(default_factory=list)
+    unknown: list[dict[str, Any]] = field(default_factory=list)
+    malformed: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _value(f: WireField, event: dict[str, Any]) -> Any:
+    """The normalised value of field ``f`` in ``event``; ValueError says what is wrong."""
+    v = event.get(f.key)
+    if v is None:
+        if f.required:
+            raise ValueError(f"missing field {f.key!r}")
+        return None
+    codec = f.codec
+    if codec == "str":
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"field {f.key!r}: expected a non-empty string, got {v!r}")
+        return v
+    if codec in ("int", "ms", "first_int"):
+        if not _is_int(v):
+            raise ValueError(f"field {f.key!r}: expected an integer, got {v!r}")
+        return v * NS_PER_MS if codec == "ms" else [v] if codec == "first_int" else v
+    if codec == "float":
+        if not (_is_int(v) or isinstance(v, float)) or not math.isfinite(v):
+            raise ValueError(f"field {f.key!r}: expected a finite number, got {v!r}")
+        return float(v)
+    if codec == "size":
+        if not _is_int(v):
+            raise ValueError(f"field {f.key!r}: expected an integer, got {v!r}")
+        ds = event.get("ds")
+        if ds is None:
+            return float(v)
+        try:
+            size = float(ds)
+        except (TypeError, ValueError):
+            raise ValueError(f"field 'ds': expected a decimal string, got {ds!r}") from None
+        if not math.isfinite(size) or math.floor(size) != v:
+            raise ValueError(f"field 'ds' {ds!r} does not match 's' {v!r}")
+        return size
+    if codec == "int_list":
+        if not isinstance(v, list) or not all(_is_int(x) for x in v):
+            raise ValueError(f"field {f.key!r}: expected a list of integers, got {v!r}")
+        return v or None
+    raise ValueError(f"unknown codec {codec!r}")  # pragma: no cover
+
+
+def _rows(
+    events: Sequence[dict[str, Any]], market: str, channel: str
+) -> tuple[pa.RecordBatch, list[tuple[str, dict[str, Any]]]]:
+    fields = FIELDS[(market, channel)]
+    schema = SCHEMAS[(market, channel)]
+    columns: dict[str, list[Any]] = {f.column: [] for f in fields}
+    bad: list[tuple[str, dict[str, Any]]] = []
+    good: list[dict[str, Any]] = []
+    for event in events:
+        try:
+            values = [_value(f, event) for f in fields]
+        except ValueError as e:
+            bad.append((str(e), event))
+            continue
+        good.append(event)
+        for f, v in zip(fields, values, strict=True):
+            columns[f.column].append(v)
+    n = len(good)
+    arrays: dict[str, pa.Array] = {}
+    for name, typ in zip(schema.names, schema.types, strict=True):
+        if name in columns:
+            values = columns[name]
+            if pa.types.is_timestamp(typ):
+                arrays[name] = pa.array(values, pa.int64()).cast(typ)
+            else:
+                arrays[name] = pa.array(values, typ)
+    if market == "options" and channel == "T":
+        parsed, ok = parse_option_tickers(pa.array(columns["ticker"], pa.string()))
+        ok_list = ok.to_pylist()
+        if not all(ok_list):
+            keep = pa.array(ok_list)
+            for i in (i for i, parsed_ok in enumerate(ok_list) if not parsed_ok):
+                bad.append((f"field 'sym': {good[i]['sym']!r} is not an option ticker", good[i]))
+            arrays = {k: v.filter(keep) for k, v in arrays.items()}
+            parsed = parsed.filter(keep)
+            n = len(arrays["ticker"])
+        for name in parsed.column_names:
+            arrays[name] = parsed.column(name).combine_chunks()
+    out = {
+        name: arrays.get(name, pa.nulls(n, typ))
+        for name, typ in zip(schema.names, schema.types, strict=True)
+    }
+    return pa.RecordBatch.from_pydict(out, schema=schema), bad
+
+
+def decode_events(events: Iterable[dict[str, Any]], market: str) -> Decoded:
+    """Normalised trade and quote rows of ``market``'s events (``decode_frame`` output);
+    status events, events of other types and malformed events are returned apart."""
+    if market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; expected one of {MARKETS}")
+    by_channel: dict[str, list[dict[str, Any]]] = {"T": [], "Q": []}
+    statuses, unknown = [], []
+    for event in events:
+        ev = event.get("ev")
+        if ev in by_channel:
+            by_channel[ev].append(event)
+        elif ev == "status":
+            statuses.append(event)
+        else:
+            unknown.append(event)
+    trades, bad_trades = _rows(by_channel["T"], market, "T")
+    quotes, bad_quotes = _rows(by_channel["Q"], market, "Q")
+    return Decoded(trades, quotes, statuses, unknown, bad_trades + bad_quotes)

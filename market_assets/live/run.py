@@ -1,0 +1,196 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""``market-assets live``: the configured symbol's windows from Massive's WebSocket feed.
+
+Two sockets (stocks: ``T.<symbol>``; options: the symbol's contracts), frames through a
+bounded queue into one :class:`~market_assets.live.pipeline.LivePipeline` on the same
+asyncio loop, closed windows written as they close. Stops on ``--until HH:MM`` (ET, the
+events' day: once the watermark passes it), ``--idle-exit S`` (no frame for S seconds),
+SIGINT or SIGTERM; then closes and writes every window ending by ``--until`` (or by the
+latest event time seen) and exits 0. A rejected key exits 2 (the key is never printed).
+
+Option contracts (``realtime.option_contracts``): ``snapshot`` asks the REST options chain
+snapshot for the ``realtime.max_option_contracts`` most active contracts (volume, then open
+interest) and subscribes ``T.<contract>`` for each in chunks; ``all`` subscribes ``T.*`` on
+the options socket and keeps the symbol's contracts (the replay server serves only those;
+on the real feed that is every OPRA trade).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from market_assets.core.calendar import NEW_YORK
+from market_assets.core.enrich import GreeksParams
+from market_assets.core.statistics import StatsOptions
+from market_assets.live.feed import FeedConnection, snapshot_contracts
+from market_assets.live.metrics import LiveMetrics
+from market_assets.live.pipeline import LivePipeline
+from market_assets.live.view import Rate, render, summary_line
+from market_assets.settings import Settings
+
+log = logging.getLogger("market_assets.live")
+
+API_KEY_ENV = "MASSIVE_API_KEY"
+EXIT_AUTH = 2
+DRAIN_FRAMES = 256  # frames handled between two ticks
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    until: dt.time | None = None
+    idle_exit_s: float | None = None
+    view: bool = False
+    metrics_port: int | None = None  # None: realtime.metrics_port; 0: off
+    day: dt.date | None = None
+
+
+def _until_ns(day: dt.date, at: dt.time) -> int:
+    return int(dt.datetime.combine(day, at, NEW_YORK).timestamp()) * 1_000_000_000
+
+
+async def run_live(
+    settings: Settings,
+    api_key: str,
+    options: LiveOptions,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+) -> LivePipeline:
+    """Run until a stop condition; returns the pipeline (its counters tell what happened).
+    Raises :class:`FeedAuthError` when the key is rejected."""
+    from market_assets.io.condition_rules import load_condition_rules
+
+    rt, f, g = settings.realtime, settings.features, settings.greeks
+    rules = load_condition_rules(
+        settings.conditions.rules_file or None, settings.conditions.overrides
+    )
+    params = GreeksParams(
+        rate=g.risk_free_rate,
+        dividend_yield=g.dividend_yield,
+        contract_multiplier=g.contract_multiplier,
+        gadvv_scale=f.gadvv_scale,
+        max_underlying_staleness_s=g.max_underlying_staleness_s,
+    )
+    stats = StatsOptions(
+        kde_grid=f.kde_grid,
+        dip_method=f.dip_pval_method,
+        dip_bootstrap_draws=f.dip_bootstrap_draws,
+        dip_seed=f.dip_seed,
+    )
+    stop = stop or asyncio.Event()
+    queue: asyncio.Queue = asyncio.Queue(maxsize=rt.queue_frames)
+    metrics: LiveMetrics | None = None
+    feeds: list[FeedConnection] = []
+    pipeline = LivePipeline(
+        rt.symbol,
+        list(rt.windows),
+        f.session,
+        rules,
+        params,
+        stats,
+        rt.output,
+        rt.allowed_lateness_s,
+        rt.stream_idle_s,
+        day=options.day,
+        on_closed=lambda c: metrics.close_latency.observe(c.latency_s) if metrics else None,
+    )
+    if rt.option_contracts == "all":
+        option_topics = ["T.*"]
+    else:
+        contracts = await asyncio.to_thread(
+            snapshot_contracts, api_key, rt.rest_url, rt.symbol, rt.max_option_contracts
+        )
+        option_topics = [f"T.{c}" for c in contracts]
+        log.info("options: %d contracts of %s from the chain snapshot", len(contracts), rt.symbol)
+    for market, topics in (("stocks", [f"T.{rt.symbol}"]), ("options", option_topics)):
+        feeds.append(
+            FeedConnection(
+                market,
+                topics,
+                api_key=api_key,
+                feed=rt.feed,
+                secure=rt.secure,
+                queue=queue,
+                backoff_s=rt.reconnect_backoff_s,
+                max_backoff_s=rt.max_reconnect_backoff_s,
+                on_lost=pipeline.connection_lost,
+            )
+        )
+    port = rt.metrics_port if options.metrics_port is None else options.metrics_port
+    if port:
+        metrics = LiveMetrics(
+            lambda: pipeline.counters, lambda: [x.state for x in feeds], queue.qsize
+        )
+        port = metrics.serve(port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", port)
+    tasks = [asyncio.create_task(x.run(), name=f"feed-{x.market}") for x in feeds]
+    if ready is not None:
+        ready({"metrics_port": port or None, "feeds": [x.state for x in feeds]})
+    rate = Rate()
+    live_view = None
+    if options.view:
+        from rich.live import Live
+
+        live_view = Live(auto_refresh=False, transient=False)
+        live_view.start()
+    last_frame = time.monotonic()
+    last_draw = 0.0
+    until_ns: int | None = None
+    try:
+        while not stop.is_set():
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=0.1)
+            except TimeoutError:
+                item = None
+            now = time.monotonic()
+            if item is not None:
+                items = [item]
+                while len(items) < DRAIN_FRAMES and not queue.empty():
+                    items.append(queue.get_nowait())
+                for market, gen, wall, frame in items:
+                    pipeline.frame(market, frame, wall, gen)
+                last_frame = now
+            pipeline.tick(now)
+            for t in tasks:  # a feed that ended with an error (e.g. auth_failed) ends the run
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if options.until is not None and pipeline.day is not None and until_ns is None:
+                until_ns = _until_ns(pipeline.day, options.until)
+            if until_ns is not None and pipeline.counters.watermark_ns >= until_ns:
+                log.info("the watermark passed --until %s", options.until)
+                break
+            if options.idle_exit_s is not None and now - last_frame >= options.idle_exit_s:
+                log.info("no message for %.1f s (--idle-exit)", options.idle_exit_s)
+                break
+            if now - last_draw >= 0.5:
+                last_draw = now
+                r = rate.update(pipeline.counters.stock_trades + pipeline.counters.option_trades)
+                if live_view is not None:
+                    live_view.update(
+                        render(
+                            rt.symbol, pipeline.counters, [x.state for x in feeds], queue.qsize(), r
+                        ),
+                        refresh=True,
+                    )
+        pipeline.finish(until_ns)
+    finally:
+        for x in feeds:
+            await x.stop()
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if live_view is not None:
+            live_view.stop()
+        if metrics is not None:
+            metrics.stop()
+    c = pipeline.counters
+    log.info(summary_line(c, 0.0))
+    return pipeline

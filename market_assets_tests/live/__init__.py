@@ -1,0 +1,1 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.

@@ -1,0 +1,377 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""``market-assets live`` against the replay server over real sockets on 127.0.0.1: parity
+with the batch features, reconnects, late/duplicate/bad messages and a rejected key."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import gzip
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from market_assets.core.calendar import NEW_YORK
+from market_assets.core.enrich import GreeksParams, enrich_option_trades
+from market_assets.core.statistics import StatsOptions
+from market_assets.core.underlying import UnderlyingIndex
+from market_assets.core.windows import features_for_day
+from market_assets.devtools.sample_day import generate_day
+from market_assets.io.condition_rules import load_condition_rules
+from market_assets.io.live_store import live_partitions
+from market_assets.io.reader import TradeReader
+from market_assets.io.source import LocalStore, flat_file_key
+from market_assets.live.day import prepare_day
+from market_assets.live.feed import FeedAuthError
+from market_assets.live.replay import Injection, ReplayOptions, serve_in_thread
+from market_assets.live.run import LiveOptions, run_live
+from market_assets.settings import Settings, load_settings
+from market_assets_tests.config_files import write_config
+
+DAY = dt.date(2026, 11, 20)
+KEY = "live-test-key"
+WINDOWS = ["1m", "5m"]
+CLOSE = dt.time(16, 0)
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("massive")
+    generate_day(DAY, root, scale="tiny", seed=3)
+    _whole_millisecond_option_times(root / flat_file_key("option_trades", DAY))
+    return root
+
+
+def _whole_millisecond_option_times(path: Path) -> None:
+    """Floor the generated option trades' SIP times to whole milliseconds, as in Massive's
+    OPRA flat files (the generator writes nanoseconds; the feed carries milliseconds)."""
+    with gzip.open(path, "rt", newline="") as f:
+        rows = list(csv.reader(f))
+    col = rows[0].index("sip_timestamp")
+    for row in rows[1:]:
+        row[col] = str(int(row[col]) // 1_000_000 * 1_000_000)
+    with gzip.open(path, "wt", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def spy_day(mirror: Path):
+    with prepare_day(LocalStore(mirror), DAY, ["SPY"], quotes=False) as day:
+        yield day
+
+
+def _read(mirror: Path, dataset: str) -> pa.Table:
+    store = LocalStore(mirror)
+    reader = TradeReader(store.open(flat_file_key(dataset, DAY)), dataset, keep=["SPY"])
+    return pa.Table.from_batches(list(reader))
+
+
+@pytest.fixture(scope="module")
+def batch(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
+    """The batch features of the day (the assets' core calls), per window size."""
+    s = _settings(tmp_path_factory.mktemp("cfg"), mirror, 1)
+    rules = load_condition_rules()
+    stock = _read(mirror, "stock_trades")
+    options = _read(mirror, "option_trades")
+    g, f = s.greeks, s.features
+    params = GreeksParams(
+        g.risk_free_rate,
+        g.dividend_yield,
+        g.contract_multiplier,
+        f.gadvv_scale,
+        g.max_underlying_staleness_s,
+    )
+    greeked = enrich_option_trades(options, UnderlyingIndex(stock, rules), params, rules)
+    stats = StatsOptions(f.kde_grid, f.dip_pval_method, f.dip_bootstrap_draws, f.dip_seed)
+    out = {
+        w: features_for_day(stock, greeked, DAY, "SPY", w, f.session, rules, stats) for w in WINDOWS
+    }
+    out["_corrected_ns"] = pa.table(
+        {
+            "t": pc.cast(
+                stock.filter(pc.fill_null(pc.not_equal(stock["correction"], 0), False))[
+                    "sip_timestamp"
+                ],
+                pa.int64(),
+            )
+        }
+    )
+    return out
+
+
+def _settings(tmp: Path, mirror: Path, port: int, **realtime: object) -> Settings:
+    cfg = write_config(
+        tmp / "config.toml",
+        massive={"local_root": str(mirror)},
+        realtime={
+            "feed": f"127.0.0.1:{port}",
+            "secure": False,
+            "option_contracts": "all",
+            "output": str(tmp / "live"),
+            "windows": WINDOWS,
+            "metrics_port": 0,
+            "reconnect_backoff_s": 0.05,
+            "max_reconnect_backoff_s": 0.5,
+            **realtime,
+        },
+    )
+    return load_settings(cfg)
+
+
+def _live(settings: Settings, key: str = KEY, **options: object):
+    opts = LiveOptions(**{"until": CLOSE, "idle_exit_s": 3.0, **options})  # type: ignore[arg-type]
+    return asyncio.run(run_live(settings, key, opts))
+
+
+def _written(settings: Settings, window: str) -> pa.Table:
+    folder = settings.realtime.output / f"window={window}" / f"dt={DAY}"
+    table = pq.ParquetDataset(folder).read()
+    return table.sort_by("window_start")
+
+
+def _replay(spy_day, **kw: object):
+    return serve_in_thread(
+        spy_day, ReplayOptions(speed=None, api_key=KEY, wait_for=("stocks", "options"), **kw)
+    )
+
+
+def _assert_rows_equal(live: pa.Table, batch: pa.Table, skip: set[int] = frozenset()) -> None:
+    """Every batch column equal (FEATURES.md tolerances) on every row not in ``skip``."""
+    for name in batch.column_names:
+        a, b = live.column(name).to_pylist(), batch.column(name).to_pylist()
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            if i in skip:
+                continue
+            if isinstance(y, float) and x is not None:
+                rtol = 1e-6 if name.endswith("_bc") else 1e-9
+                assert np.isclose(x, y, rtol=rtol, atol=1e-12, equal_nan=True), (name, i, x, y)
+            else:
+                assert x == y, (name, i, x, y)
+
+
+def _windows_holding(times_ns: np.ndarray, starts_ns: np.ndarray, wns: int) -> set[int]:
+    return (
+        {int(i) for i in np.searchsorted(starts_ns, times_ns, side="right") - 1}
+        & set(range(len(starts_ns)))
+        if len(times_ns)
+        else set()
+    )
+
+
+def test_every_closed_window_equals_the_batch_features(spy_day, batch, mirror, tmp_path):
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        pipeline = _live(settings)
+    c = pipeline.counters
+    assert c.late_dropped == 0 and c.duplicates == 0 and not c.malformed and c.gaps == 0
+    corrected = batch["_corrected_ns"]["t"].to_numpy()
+    for w in WINDOWS:
+        live, want = _written(settings, w), batch[w]
+        assert live.num_rows == want.num_rows
+        assert live.column_names == want.column_names + ["quality", "late_dropped", "gaps"]
+        assert set(live["quality"].to_pylist()) == {"prelim"}
+        assert sum(live["gaps"].to_pylist()) == 0
+        starts = pc.cast(want["window_start"], pa.int64()).to_numpy()
+        wns = int(starts[1] - starts[0])
+        # The feed has no correction code: a corrected trade counts live (prelim) and not in
+        # the batch (final); those windows are the only ones allowed to differ.
+        differ = _windows_holding(corrected, starts, wns)
+        _assert_rows_equal(live, want, skip=differ)
+        assert len(differ) < want.num_rows / 10
+
+
+def test_a_restart_the_same_day_writes_no_window_twice(spy_day, mirror, tmp_path):
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        _live(settings, until=dt.time(11, 0))
+    first = {w: _written(settings, w).num_rows for w in WINDOWS}
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        pipeline = _live(settings)
+    for w in WINDOWS:
+        rows = _written(settings, w)
+        starts = rows["window_start"].to_pylist()
+        assert len(starts) == len(set(starts)) > first[w]
+    assert pipeline.counters.windows_skipped > 0
+    parts = {(p.window, p.day): p.rows for p in live_partitions(settings.realtime.output)}
+    assert parts[("1m", DAY)] == 390 and parts[("5m", DAY)] == 78
+
+
+def test_reconnects_write_each_window_once_and_mark_the_gaps(spy_day, mirror, tmp_path):
+    with _replay(spy_day, drop_every=100, record=True) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        pipeline = _live(settings)
+        conns = list(server.stats.connections)
+    drops = sum(c.dropped for c in conns)
+    assert drops >= 2
+    assert pipeline.counters.gaps == drops
+    received = set()
+    for conn in conns:
+        received |= {m for m in conn.sent}
+    for w in WINDOWS:
+        rows = _written(settings, w)
+        starts = rows["window_start"].to_pylist()
+        assert len(starts) == len(set(starts)) == (390 if w == "1m" else 78)
+        assert sum(rows["gaps"].to_pylist()) > 0
+    # Every window holding a trade the client never received is marked.
+    sent_t = set()
+    for conn in conns:
+        for m in conn.sent:
+            if '"ev":"T"' in m:
+                sent_t.add(m)
+    missed = _missed_times(spy_day, sent_t)
+    rows = _written(settings, "1m")
+    starts = pc.cast(rows["window_start"], pa.int64()).to_numpy()
+    gaps = np.asarray(rows["gaps"].to_pylist())
+    for i in _windows_holding(missed, starts, 60_000_000_000):
+        assert gaps[i] > 0, f"window {i} missed trades but has no gap"
+
+
+def _missed_times(spy_day, sent: set[str]) -> np.ndarray:
+    """SIP times (ns, ms precision) of the day's trades no connection was sent."""
+    out = []
+    for seg in spy_day.segments():
+        for topic, msg, t in zip(
+            seg["topic"].to_pylist(), seg["msg"].to_pylist(), seg["t_ns"].to_pylist(), strict=True
+        ):
+            if topic.startswith("T.") and msg not in sent:
+                out.append(t // 1_000_000 * 1_000_000)
+    return np.array(sorted(out), dtype=np.int64)
+
+
+def test_late_and_duplicate_trades_are_counted_never_double_counted(
+    spy_day, batch, mirror, tmp_path
+):
+    inject = Injection(duplicates=7, late=50, late_by_s=600.0)
+    with _replay(spy_day, inject=inject) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        pipeline = _live(settings, until=None)
+        injected = list(server.stats.injected)
+    c = pipeline.counters
+    late_ns = np.array(
+        [json.loads(i.text)["t"] * 1_000_000 for i in injected if i.kind == "late"], np.int64
+    )
+    dups = sum(1 for i in injected if i.kind == "duplicate")
+    assert dups > 0 and late_ns.size > 0
+    # A socket lost under load (gaps > 0) misses messages, copies included.
+    assert c.duplicates == dups if c.gaps == 0 else 0 < c.duplicates <= dups
+    # Ten minutes late is late whenever both streams keep trading (regular hours); before
+    # the open stock trades are minutes apart, after the close the options stream is silent.
+    in_session = (late_ns >= _et_ns(dt.time(9, 45))) & (late_ns < _et_ns(dt.time(15, 45)))
+    assert (0.8 * in_session.sum() if c.gaps == 0 else 1) <= c.late_dropped <= late_ns.size
+    corrected = batch["_corrected_ns"]["t"].to_numpy()
+    counts = ["underlying_trades", "call_trades", "put_trades"]
+    for w in WINDOWS:
+        live, want = _written(settings, w), batch[w]
+        starts = pc.cast(want["window_start"], pa.int64()).to_numpy()
+        wns = int(starts[1] - starts[0])
+        touched = _windows_holding(late_ns, starts, wns) | _windows_holding(corrected, starts, wns)
+        _assert_rows_equal(live, want, skip=touched)  # nothing counted twice
+        for name in counts:
+            a, b = np.asarray(live[name].to_pylist()), np.asarray(want[name].to_pylist())
+            assert (a <= b + 2).all()
+    assert max(live["late_dropped"].to_pylist()) <= c.late_dropped
+
+
+def _et_ns(at: dt.time) -> int:
+    return int(dt.datetime.combine(DAY, at, NEW_YORK).timestamp()) * 1_000_000_000
+
+
+def test_bad_messages_are_counted_and_the_process_lives(spy_day, mirror, tmp_path):
+    with _replay(spy_day, inject=Injection(bad=40)) as server:
+        settings = _settings(tmp_path, mirror, server.port, metrics_port=0)
+        pipeline = _live(settings, until=None)
+        injected = [i.kind for i in server.stats.injected]
+    c = pipeline.counters
+    for kind in ("invalid_json", "unknown_event", "missing_field"):
+        assert c.malformed[kind] == injected.count(kind) > 0
+    assert _written(settings, "1m").num_rows == 390
+
+
+def test_the_metrics_endpoint_shows_the_counters(spy_day, mirror, tmp_path):
+    seen: dict[str, str] = {}
+
+    async def scrape_at_end(settings: Settings) -> None:
+        def ready(info: dict) -> None:
+            seen["port"] = str(info["metrics_port"])
+
+        opts = LiveOptions(until=CLOSE, idle_exit_s=2.0)
+        task = asyncio.create_task(run_live(settings, KEY, opts, ready=ready))
+        while "port" not in seen:
+            await asyncio.sleep(0.05)
+        body = ""
+        while not task.done():
+            body = await asyncio.to_thread(_get, f"http://127.0.0.1:{seen['port']}/metrics")
+            await asyncio.sleep(0.2)
+        await task
+        seen["body"] = body
+
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port, metrics_port=_free_port())
+        asyncio.run(scrape_at_end(settings))
+    body = seen["body"]
+    for name in (
+        "market_assets_live_trades_total",
+        "market_assets_live_late_dropped_total",
+        "market_assets_live_duplicates_total",
+        "market_assets_live_malformed_total",
+        "market_assets_live_window_close_latency_seconds_bucket",
+        "market_assets_live_connected",
+    ):
+        assert name in body
+
+
+def _get(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_rejected_key_is_a_clear_error(spy_day, mirror, tmp_path):
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        with pytest.raises(FeedAuthError, match="rejected"):
+            _live(settings, key="wrong-key-12345")
+
+
+def test_the_cli_exits_non_zero_on_a_rejected_key_without_printing_it(spy_day, mirror, tmp_path):
+    secret = "sekrit-key-9f8e7d"
+    with _replay(spy_day) as server:
+        cfg = write_config(
+            tmp_path / "config.toml",
+            massive={"local_root": str(mirror)},
+            realtime={"feed": f"127.0.0.1:{server.port}", "secure": False,
+                      "option_contracts": "all", "output": str(tmp_path / "live"),
+                      "metrics_port": 0},
+        )  # fmt: skip
+        env = {**os.environ, "MARKET_ASSETS_CONFIG": str(cfg), "MASSIVE_API_KEY": secret}
+        proc = subprocess.run(
+            [sys.executable, "-m", "market_assets.cli", "live", "--idle-exit", "5"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2
+    assert "API key was rejected" in proc.stderr
+    assert secret not in proc.stderr + proc.stdout
