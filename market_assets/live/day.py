@@ -221,7 +221,7 @@ def prepare_day(
             t0 = time.monotonic()
             n = _spill_dataset(
                 store, key, dataset, stream, keep, spill, stats, start_ns, block_size,
-                max_reject_fraction,
+                max_reject_fraction, day,
             )  # fmt: skip
             say(f"{dataset}: {n:,} events for {', '.join(keep)} in {time.monotonic() - t0:.1f} s")
         spill.close()
@@ -244,6 +244,7 @@ def _spill_dataset(
     start_ns: int | None,
     block_size: int,
     max_reject_fraction: float,
+    day: dt.date,
 ) -> int:
     market, channel = STREAMS[stream]
     opened = store.open(key)
@@ -251,6 +252,7 @@ def _spill_dataset(
         reader: TradeReader | QuoteReader = TradeReader(
             opened,
             dataset,
+            day,
             keep=keep,
             block_size=block_size,
             max_reject_fraction=max_reject_fraction,
