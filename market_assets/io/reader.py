@@ -18,6 +18,7 @@ import collections
 import concurrent.futures
 import contextlib
 import datetime as dt
+import gzip
 import heapq
 import io
 import logging
@@ -28,7 +29,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-import isal.isal_zlib
+import isal.igzip_lib
+import isal.igzip_threaded
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,17 +125,17 @@ class ReadStats:
 
 
 class _GzipDecoder(io.RawIOBase):
-    """Decompressed bytes of a gzip stream, decoded with ISA-L on a thread of its own (the
-    GIL is released while it inflates), at most ``queue_size`` chunks ahead.
+    """Decompressed bytes of a gzip stream, decoded with ISA-L on a thread of its own, at
+    most ``queue_size`` chunks ahead.
 
-    Every byte that decodes is handed out before an error: a truncated file gives all its
-    rows up to the cut, then ``EOFError`` (igzip's threaded reader drops the megabyte it
-    was decoding, so a small truncated file looked like it had no rows at all).
-    Concatenated gzip members are read one after another, as gzip does.
+    Every byte that decodes is handed out before an error, so a truncated file gives all
+    its rows up to the cut, then ``EOFError`` (igzip's threaded reader drops the chunk it
+    was decoding: a small truncated file looked like it had no rows at all). Concatenated
+    gzip members are read one after another, as gzip does.
     """
 
-    _IN = MIB // 4  # compressed bytes per read
-    _OUT = 2 * MIB  # at most this many decompressed bytes per chunk (CSV: about 1 MiB)
+    _IN = MIB  # compressed bytes per read
+    _OUT = 4 * MIB  # at most this many decompressed bytes per chunk
 
     def __init__(self, compressed: BinaryIO, queue_size: int = 2):
         self._src = compressed
@@ -186,13 +188,11 @@ class _GzipDecoder(io.RawIOBase):
     def _decode(self) -> None:
         last: BaseException | None = None
         try:
-            inflate, in_member = isal.isal_zlib.decompressobj(31), False
+            inflate, in_member = _gzip_member(), False
             while not self._stop.is_set():
                 data = self._src.read(self._IN)
                 if not data:
-                    if in_member and (rest := inflate.flush()):
-                        self._put(rest)
-                    if in_member and not inflate.eof:
+                    if in_member:
                         raise EOFError(
                             "Compressed file ended before the end-of-stream marker was reached"
                         )
@@ -200,16 +200,23 @@ class _GzipDecoder(io.RawIOBase):
                 while data:
                     in_member = True
                     out = inflate.decompress(data, self._OUT)
-                    if out and not self._put(out):
-                        return
+                    while True:  # a chunk at a time, until the input is used up
+                        if out and not self._put(out):
+                            return
+                        if inflate.eof or inflate.needs_input:
+                            break
+                        out = inflate.decompress(b"", self._OUT)
+                    data = b""
                     if inflate.eof:  # end of a member: another may follow (zero padding may)
                         data = inflate.unused_data.lstrip(b"\0")
-                        inflate, in_member = isal.isal_zlib.decompressobj(31), False
-                    else:
-                        data = inflate.unconsumed_tail
+                        inflate, in_member = _gzip_member(), False
         except BaseException as e:
             last = e
         self._put(last)
+
+
+def _gzip_member() -> isal.igzip_lib.IgzipDecompressor:
+    return isal.igzip_lib.IgzipDecompressor(flag=isal.igzip_lib.DECOMP_GZIP)
 
 
 class _RecordingStream(io.RawIOBase):
@@ -269,19 +276,14 @@ class _LineBlocks:
     contain every wanted line), and the ``skipped_*`` counts are the lines left out before
     and after the span. Massive sorts files by ticker, so for one ticker this skips parsing
     almost everything else at memchr speed. Lines in a block are counted as the rows parsed
-    from it. If the stream fails, ``partial_lines`` holds the complete lines read since
-    the last block.
+    from it.
     """
 
-    def __init__(
-        self, inner: BinaryIO, prefixes: list[bytes] | None, block_size: int, head: bytes = b""
-    ):
+    def __init__(self, inner: io.BufferedReader, prefixes: list[bytes] | None, block_size: int):
         self._inner = inner
         self._prefixes = prefixes
         self._needles = [b"\n" + p for p in prefixes] if prefixes else []
         self._block = block_size
-        self._head = memoryview(head)  # bytes already taken from ``inner``'s stream
-        self.partial_lines = 0
 
     def _read(self, carry: bytes) -> tuple[bytearray, int, bool]:
         """``carry`` then up to a block of the stream; True at the end of the stream."""
@@ -290,16 +292,7 @@ class _LineBlocks:
         n = len(carry)
         view = memoryview(buf)
         while n < len(buf):
-            try:
-                if self._head:
-                    got = min(len(self._head), len(buf) - n)
-                    view[n : n + got] = self._head[:got]
-                    self._head = self._head[got:]
-                else:
-                    got = self._inner.readinto(view[n:])
-            except BaseException:
-                self.partial_lines = buf.count(b"\n", 0, n)
-                raise
+            got = self._inner.readinto(view[n:])
             if not got:
                 return buf, n, True
             n += got
@@ -453,7 +446,15 @@ class TradeReader:
     def _pass(self, source: ByteSource, careful: bool, drop_rows: int) -> Iterator[pa.RecordBatch]:
         """One read of the file. The careful pass drops the first ``drop_rows`` output rows
         (already delivered by the fast pass: both passes keep the same rows in order)."""
-        raw = _RecordingStream(_GzipDecoder(source.stream), count_lines=careful)
+        # The fast pass decodes with igzip's threaded reader (the fastest while the parsing
+        # threads hold the GIL); the careful pass with ours, which loses no decodable byte
+        # when the file is damaged, so it counts the rows before the damage exactly.
+        inflate = (
+            _GzipDecoder(source.stream)
+            if careful
+            else isal.igzip_threaded.open(source.stream, "rb", threads=1)
+        )
+        raw = _RecordingStream(inflate, count_lines=careful)
         text = io.BufferedReader(raw, buffer_size=MIB)
         try:
             header_line = self._read_header(text, raw)
@@ -506,13 +507,7 @@ class TradeReader:
                 ("O:" + k if self.kind == "option_trades" else k + ",").encode()
                 for k in self.keep.to_pylist()
             ]
-        # Blocks are read from the decompressor itself (after what the header read left
-        # buffered), so a failing read loses no byte and the error can count every row.
-        try:
-            head = text.read1()
-        except Exception as e:
-            raise self._io_error(raw, e) from e
-        blocks = _LineBlocks(raw, prefixes, self.block_size, head)
+        blocks = _LineBlocks(text, prefixes, self.block_size)
         types = {c: self.columns[c][0] for c in self.present}
 
         def on_invalid(row: pcsv.InvalidRow) -> str:
@@ -556,7 +551,7 @@ class TradeReader:
             rejects = [(i, why, t) for (i, why), t in zip(violations, texts, strict=True)]
             return _ParsedBlock(outs, table.num_rows + before + after, before, rejects)
 
-        pending: collections.deque[tuple[concurrent.futures.Future, tuple]] = collections.deque()
+        pending: collections.deque[concurrent.futures.Future] = collections.deque()
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="csv-parse") as pool:
             try:
                 it = iter(blocks)
@@ -569,18 +564,12 @@ class TradeReader:
                             exhausted = True
                             break
                         except Exception as e:
-                            # Rows read = lines of the blocks taken, in flight, and read
-                            # since: the message must say how far the file was good.
-                            in_flight = sum(
-                                bytes(b[0]).count(b"\n") + b[1] + b[2] for _, b in pending
-                            )
-                            self.stats.rows_read += in_flight + blocks.partial_lines
                             raise self._io_error(raw, e) from e
-                        pending.append((pool.submit(parse_block, item), item))
+                        pending.append(pool.submit(parse_block, item))
                     if not pending:
                         break
                     try:
-                        done = pending.popleft()[0].result()
+                        done = pending.popleft().result()
                     except pa.ArrowInvalid as e:
                         if "conversion error" in str(e).lower():
                             raise _Restart(f"a value does not parse ({e})") from None
@@ -594,7 +583,7 @@ class TradeReader:
                         self.stats.rows_kept += out.num_rows
                         yield out
             finally:
-                for f, _ in pending:
+                for f in pending:
                     f.cancel()
 
     # -- steps --------------------------------------------------------------------------
@@ -845,17 +834,24 @@ class TradeReader:
         offset = self.bytes_read
         if isinstance(cause, EOFError):
             what = "truncated gzip stream (the file ended before the gzip end-of-stream marker)"
-        elif isinstance(cause, isal.isal_zlib.error):
+        elif _gzip_damage(cause):
             what = f"corrupt gzip data ({cause})"
         elif isinstance(cause, pa.ArrowInvalid) and "conversion error" in str(cause).lower():
             what = f"a value does not parse ({cause}); the row cannot be located without re-reading the file"
         else:
             what = f"{type(cause).__name__}: {cause}"
-        # Complete data lines decompressed before the failure (the header excluded).
-        rows = self.stats.rows_read if raw.lines is None else max(raw.lines - 1, 0)
+        # Complete data rows decoded before the failure. The careful pass counts them as
+        # it reads; the fast pass's decoder drops the chunk it was decoding when the data
+        # ends or breaks, so a damaged file is decoded again to count them.
+        if raw.lines is not None:
+            rows, decoded = max(raw.lines - 1, 0), raw.position
+        elif self.reopen is not None and _gzip_damage(cause):
+            rows, decoded = _rows_before_damage(self.reopen)
+        else:
+            rows, decoded = self.stats.rows_read, raw.position
         return IngestError(
             f"{self.source.name}: {what} at compressed byte offset {offset:,} of "
-            f"{self.source.size:,} (decompressed byte {raw.position:,}), after {rows:,} rows"
+            f"{self.source.size:,} (decompressed byte {decoded:,}), after {rows:,} rows"
         )
 
 
@@ -912,6 +908,31 @@ def _line_texts(block: memoryview | bytes, rows: list[int]) -> list[str]:
         start = int(ends[r - 1]) + 1 if r else 0
         texts.append(bytes(block[start : int(ends[r])]).decode("utf-8", "replace").rstrip("\r"))
     return texts
+
+
+def _gzip_damage(cause: BaseException) -> bool:
+    """A truncated or corrupt gzip stream (as igzip or ISA-L report it)."""
+    return isinstance(cause, EOFError | gzip.BadGzipFile | isal.igzip_lib.error)
+
+
+def _rows_before_damage(reopen: Callable[[], ByteSource]) -> tuple[int, int]:
+    """(complete data rows, bytes) that decode from a damaged file before the damage,
+    streamed in bounded memory; only for an error message."""
+    source = reopen()
+    decoder = _GzipDecoder(source.stream)
+    lines = decoded = 0
+    buf = bytearray(MIB)
+    try:
+        while n := decoder.readinto(buf):
+            lines += buf.count(b"\n", 0, n)
+            decoded += n
+    except Exception:  # the damage: what came before it is counted
+        pass
+    finally:
+        decoder.close()
+        with contextlib.suppress(Exception):
+            source.stream.close()
+    return max(lines - 1, 0), decoded  # the header is not a row
 
 
 def _row_text(batch: pa.RecordBatch, i: int) -> str:

@@ -506,8 +506,9 @@ def test_value_rules_apply_to_kept_rows_only_with_lines_counted_past_skipped_spa
 @pytest.mark.parametrize(
     ("damage", "why"),
     [
-        (lambda z: b"ticker,price\nSPY,1\n", "Invalid gzip/zlib wrapper"),  # not gzip at all
-        (lambda z: z[:-8] + bytes([z[-8] ^ 1]) + z[-7:], "Incorrect checksum"),  # bad CRC
+        # Not gzip at all; a bad CRC (in igzip's words on the fast pass, ISA-L's carefully).
+        (lambda z: b"ticker,price\nSPY,1\n", "(Not a gzipped file|Invalid gzip/zlib wrapper)"),
+        (lambda z: z[:-8] + bytes([z[-8] ^ 1]) + z[-7:], "(CRC check failed|Incorrect checksum)"),
     ],
 )
 def test_corrupt_gzip_is_named_as_such(tmp_path, damage, why):
