@@ -220,7 +220,7 @@ def prepare_day(
                 continue
             t0 = time.monotonic()
             n = _spill_dataset(
-                store, key, dataset, stream, keep, spill, stats, start_ns, block_size,
+                store, key, day, dataset, stream, keep, spill, stats, start_ns, block_size,
                 max_reject_fraction,
             )  # fmt: skip
             say(f"{dataset}: {n:,} events for {', '.join(keep)} in {time.monotonic() - t0:.1f} s")
@@ -236,6 +236,7 @@ def prepare_day(
 def _spill_dataset(
     store: FlatFileStore,
     key: str,
+    day: dt.date,
     dataset: str,
     stream: int,
     keep: list[str],
@@ -251,6 +252,7 @@ def _spill_dataset(
         reader: TradeReader | QuoteReader = TradeReader(
             opened,
             dataset,
+            day,
             keep=keep,
             block_size=block_size,
             max_reject_fraction=max_reject_fraction,

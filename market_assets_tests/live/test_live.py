@@ -72,7 +72,7 @@ def spy_day(mirror: Path):
 
 def _read(mirror: Path, dataset: str) -> pa.Table:
     store = LocalStore(mirror)
-    reader = TradeReader(store.open(flat_file_key(dataset, DAY)), dataset, keep=["SPY"])
+    reader = TradeReader(store.open(flat_file_key(dataset, DAY)), dataset, DAY, keep=["SPY"])
     return pa.Table.from_batches(list(reader))
 
 

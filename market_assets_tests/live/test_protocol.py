@@ -53,7 +53,9 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
 def _read(store: LocalStore, dataset: str) -> pa.Table:
     opened = store.open(flat_file_key(dataset, DAY))
     if dataset.endswith("_trades"):
-        reader = TradeReader(opened, dataset)
+        # The real samples' trading days (the value rules keep a day's trades only).
+        day = dt.date(2023, 3, 13) if dataset == "option_trades" else DAY
+        reader = TradeReader(opened, dataset, day)
     else:
         reader = QuoteReader(opened, dataset)
     return pa.Table.from_batches(list(reader))
