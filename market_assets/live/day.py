@@ -220,8 +220,8 @@ def prepare_day(
                 continue
             t0 = time.monotonic()
             n = _spill_dataset(
-                store, key, day, dataset, stream, keep, spill, stats, start_ns, block_size,
-                max_reject_fraction,
+                store, key, dataset, stream, keep, spill, stats, start_ns, block_size,
+                max_reject_fraction, day,
             )  # fmt: skip
             say(f"{dataset}: {n:,} events for {', '.join(keep)} in {time.monotonic() - t0:.1f} s")
         spill.close()
@@ -236,7 +236,6 @@ def prepare_day(
 def _spill_dataset(
     store: FlatFileStore,
     key: str,
-    day: dt.date,
     dataset: str,
     stream: int,
     keep: list[str],
@@ -245,6 +244,7 @@ def _spill_dataset(
     start_ns: int | None,
     block_size: int,
     max_reject_fraction: float,
+    day: dt.date,
 ) -> int:
     market, channel = STREAMS[stream]
     opened = store.open(key)

@@ -68,10 +68,9 @@ def inject(path: Path, ticker_prefix: str, injected: list[tuple[dict, str | None
     for n, (changes, _) in enumerate(injected):
         row = dict(zip(header, rows[at], strict=True))
         row.update({"sip_timestamp": str(NOON + n), **changes})
-        if "id" in row:
+        if "id" in row:  # stock trades: a row of its own for the duplicate checks
             row["id"] = f"injected-{n}"
-        if "sequence_number" in row:  # a trade of its own (the duplicate check is blocking)
-            row["sequence_number"] = str(9_000_000_000 + n)
+            row["sequence_number"] = str(10_000_000 + n)
         new.append([row[c] for c in header])
     rows[at + 1 : at + 1] = new
     out = io.StringIO()

@@ -501,3 +501,29 @@ def test_value_rules_apply_to_kept_rows_only_with_lines_counted_past_skipped_spa
             (2501, "price: -1 is not a finite number above 0")
         ]
     assert t_fast.equals(t_careful) and t_fast.num_rows == 1999
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda z: b"ticker,price\nSPY,1\n", "Invalid gzip/zlib wrapper"),  # not gzip at all
+        (lambda z: z[:-8] + bytes([z[-8] ^ 1]) + z[-7:], "Incorrect checksum"),  # bad CRC
+    ],
+)
+def test_corrupt_gzip_is_named_as_such(tmp_path, damage, why):
+    f = tmp_path / "bad.csv.gz"
+    row = ROW.format(i=1, price="600", ts=TS, size=10)
+    f.write_bytes(damage(gzip.compress((STOCK_HEADER + "\n" + row + "\n").encode())))
+    for reopen in (True, False):
+        opened, again = _reopenable(f)
+        with pytest.raises(IngestError, match=f"bad.csv.gz: corrupt gzip data \\(.*{why}"):
+            list(TradeReader(opened, "stock_trades", DAY, reopen=again if reopen else None))
+
+
+def test_concatenated_gzip_members_are_read_as_one_file(tmp_path):
+    f = tmp_path / "two.csv.gz"
+    rows = [ROW.format(i=i, price="600", ts=TS + i, size=10) for i in range(10)]
+    first = gzip.compress((STOCK_HEADER + "\n" + "\n".join(rows[:4]) + "\n").encode())
+    f.write_bytes(first + gzip.compress(("\n".join(rows[4:]) + "\n").encode()))
+    t, r = read(f, "stock_trades")
+    assert t.num_rows == 10 and t.column("sequence_number").to_pylist() == list(range(10))

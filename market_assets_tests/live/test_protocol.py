@@ -31,6 +31,7 @@ from market_assets.live.quotes import QuoteReader
 from market_assets_tests.config_files import FIXTURES
 
 DAY = dt.date(2023, 3, 28)
+TRADE_DAYS = {"stock_trades": DAY, "option_trades": dt.date(2023, 3, 13)}
 SAMPLES = {
     "stock_trades": "stock_trades_sample.csv.gz",
     "option_trades": "options_trades_example.csv.gz",
@@ -53,9 +54,8 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
 def _read(store: LocalStore, dataset: str) -> pa.Table:
     opened = store.open(flat_file_key(dataset, DAY))
     if dataset.endswith("_trades"):
-        # The real samples' trading days (the value rules keep a day's trades only).
-        day = dt.date(2023, 3, 13) if dataset == "option_trades" else DAY
-        reader = TradeReader(opened, dataset, day)
+        # The option sample's trades are from 2023-03-13 (the file is placed under DAY).
+        reader = TradeReader(opened, dataset, TRADE_DAYS[dataset])
     else:
         reader = QuoteReader(opened, dataset)
     return pa.Table.from_batches(list(reader))
