@@ -135,7 +135,7 @@ class _GzipDecoder(io.RawIOBase):
     _IN = MIB // 4  # compressed bytes per read
     _OUT = 2 * MIB  # at most this many decompressed bytes per chunk (CSV: about 1 MiB)
 
-    def __init__(self, compressed: BinaryIO, queue_size: int = 4):
+    def __init__(self, compressed: BinaryIO, queue_size: int = 2):
         self._src = compressed
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(queue_size)
         self._chunk = memoryview(b"")
