@@ -339,7 +339,9 @@ def _print_preview(settings: Settings, key: str) -> None:
     store = ParquetStore.from_settings(settings.storage)
     for w in settings.features.windows:
         try:
-            t = store.dataset(asset_path(f"features_{w}"), [key]).to_table()
+            t = store.dataset(
+                asset_path(f"features_{w}", settings.features.symbol), [key]
+            ).to_table()
         except FileNotFoundError:
             continue
         print(f"\nfeatures_{w}: {t.num_rows} windows x {t.num_columns} columns; first rows:")

@@ -10,8 +10,10 @@ import subprocess
 from market_assets_tests.config_files import REPO
 
 HEADER = "# Copyright (c) James Kassemi, SC, US. All rights reserved."
-# An absolute path of a development machine, or a folder beside the clone.
-OUTSIDE = re.compile(r"/work/|/root/|/home/\w|\.\./shared|parent / \"shared\"")
+# An absolute path of a development machine, or a folder beside the clone (spelt in pieces
+# so that this file does not match itself).
+_PIECES = ("/" + "work/", "/" + "root/", ".." + "/shared")
+OUTSIDE = re.compile("|".join(map(re.escape, _PIECES)) + r"|/home/\w|parent / \"shared\"")
 
 
 def _tracked(*patterns: str) -> list[str]:
@@ -37,7 +39,7 @@ def test_no_source_or_build_file_names_a_path_outside_the_repository():
         f"{f}: {m.group(0)}"
         for f in files
         for m in [OUTSIDE.search((REPO / f).read_text(errors="replace"))]
-        if m and f != "market_assets_tests/test_repository.py"
+        if m
     ]
     assert not offenders, offenders
 

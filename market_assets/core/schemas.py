@@ -122,3 +122,24 @@ CLASSIFICATION_COLUMNS = pa.schema(
         ("staleness_limit_us", pa.int64()),
     ]
 )
+
+
+# Quote rows as read (the stored assets keep NBBO deltas of them, see core.nbbo).
+STOCK_QUOTE_ROWS = pa.schema(
+    [
+        ("ticker", pa.string()),
+        ("sip_timestamp", TS),
+        ("participant_timestamp", TS),
+        ("ask_exchange", pa.int32()),
+        ("ask_price", pa.float64()),
+        ("ask_size", pa.float64()),
+        ("bid_exchange", pa.int32()),
+        ("bid_price", pa.float64()),
+        ("bid_size", pa.float64()),
+        ("conditions", CONDITIONS),
+        ("indicators", CONDITIONS),
+        ("sequence_number", pa.int64()),
+        ("tape", pa.int32()),
+        ("trf_timestamp", TS),
+    ]
+)

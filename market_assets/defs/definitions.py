@@ -73,6 +73,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 s3_endpoint_url=settings.storage.s3_endpoint_url,
                 row_group_rows=settings.storage.row_group_rows,
                 file_target_mb=settings.storage.file_target_mb,
+                features_symbol=settings.features.symbol,
             ),
         },
     )

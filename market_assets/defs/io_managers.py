@@ -81,9 +81,9 @@ class PartitionRejected(Exception):
     """Blocking checks failed on the staged partition: it was not swapped in."""
 
 
-def storage_path(context: dg.OutputContext | dg.InputContext) -> str:
+def storage_path(context: dg.OutputContext | dg.InputContext, features_symbol: str = "") -> str:
     """Folder of the context's asset under the warehouse root."""
-    return asset_path(context.asset_key.path[-1])
+    return asset_path(context.asset_key.path[-1], features_symbol)
 
 
 def rejection_message(
@@ -107,6 +107,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     s3_endpoint_url: str = ""
     row_group_rows: int = 131_072
     file_target_mb: float = 256
+    # features.symbol: the features_<w> assets are stored per symbol.
+    features_symbol: str = ""
 
     def store(self) -> ParquetStore:
         return ParquetStore(
@@ -123,7 +125,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, BatchStream):
             raise dg.Failure(f"ParquetIOManager cannot store a {type(obj).__name__}")
         store = self.store()
-        path, key = storage_path(context), context.partition_key
+        path, key = storage_path(context, self.features_symbol), context.partition_key
         results: list[tuple[StreamCheck, dg.AssetCheckResult]] = []
         try:
             with store.stage(path, key) as staged:
@@ -162,7 +164,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> ds.Dataset:
         keys = context.asset_partition_keys if context.has_asset_partitions else []
-        return self.store().dataset(storage_path(context), keys)
+        return self.store().dataset(storage_path(context, self.features_symbol), keys)
 
 
 def _evaluation_events(

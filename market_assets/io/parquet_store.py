@@ -66,11 +66,14 @@ _WRITER = re.compile(r"^(?P<uid>[0-9a-f]{12})-(?P<pid>[0-9]+)-(?P<host>.+)$")
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
 
 
-def asset_path(asset: str) -> str:
+def asset_path(asset: str, symbol: str | None = None) -> str:
     """An asset's folder under the warehouse root: its name, except that ``features_<w>``
-    lives under ``features/window=<w>`` (one hive-partitioned features table)."""
+    of ``symbol`` lives under ``features/symbol=<S>/window=<w>`` (one hive-partitioned
+    features table, [dt, symbol, window] as SPEC has it, so several symbols coexist)."""
     if asset.startswith("features_"):
-        return f"features/window={asset.removeprefix('features_')}"
+        if not symbol:
+            raise ValueError(f"{asset}: the features path needs the symbol")
+        return f"features/symbol={symbol}/window={asset.removeprefix('features_')}"
     return asset
 
 

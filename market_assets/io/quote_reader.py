@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from market_assets.core.option_symbols import parse_option_tickers
-from market_assets.core.schemas import CONDITIONS, TS
+from market_assets.core.schemas import STOCK_QUOTE_ROWS, TS
 from market_assets.io.reader import (
     MAX_KEPT_REJECTS,
     ByteSource,
@@ -47,25 +47,6 @@ from market_assets.io.reader import (
 )
 from market_assets.io.sizes import DEFAULT_BLOCK_SIZE, MIB
 
-# Quote rows as read (the stored assets keep NBBO deltas of them, see core.nbbo).
-STOCK_QUOTE_ROWS = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("sip_timestamp", TS),
-        ("participant_timestamp", TS),
-        ("ask_exchange", pa.int32()),
-        ("ask_price", pa.float64()),
-        ("ask_size", pa.float64()),
-        ("bid_exchange", pa.int32()),
-        ("bid_price", pa.float64()),
-        ("bid_size", pa.float64()),
-        ("conditions", CONDITIONS),
-        ("indicators", CONDITIONS),
-        ("sequence_number", pa.int64()),
-        ("tape", pa.int32()),
-        ("trf_timestamp", TS),
-    ]
-)
 OPTION_QUOTE_ROWS = pa.schema(
     [
         ("ticker", pa.string()),

@@ -9,26 +9,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from market_assets.core.schemas import CONDITIONS, OPTION_TRADES, TS
+from market_assets.core.schemas import OPTION_TRADES, STOCK_QUOTE_ROWS, TS
 
-STOCK_QUOTES = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("sip_timestamp", TS),
-        ("participant_timestamp", TS),
-        ("ask_exchange", pa.int32()),
-        ("ask_price", pa.float64()),
-        ("ask_size", pa.float64()),
-        ("bid_exchange", pa.int32()),
-        ("bid_price", pa.float64()),
-        ("bid_size", pa.float64()),
-        ("conditions", CONDITIONS),
-        ("indicators", CONDITIONS),
-        ("sequence_number", pa.int64()),
-        ("tape", pa.int32()),
-        ("trf_timestamp", TS),
-    ]
-)
+# Stock quotes as the flat-file reader gives them.
+STOCK_QUOTES = STOCK_QUOTE_ROWS
 
 OPTION_QUOTES = pa.schema(
     [

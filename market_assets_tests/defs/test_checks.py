@@ -336,7 +336,7 @@ def test_features_check_passes_on_the_contract_and_catches_each_breach(project_c
     config = project_config(features={"windows": ["30m"]})
     store = ParquetStore(load_settings(config).storage.root)
     key = DAY.isoformat()
-    path = "features/window=30m"
+    path = "features/symbol=SPY/window=30m"
 
     def check(table: pa.Table):
         store.write_partition(path, key, table.to_batches(), table.schema)

@@ -88,7 +88,7 @@ def test_feature_windows_come_from_config(project_config):
         dg.AssetKey("features_1h")
     ]
     assert spec.metadata["window"] == "1h"
-    assert asset_path("features_1h") == "features/window=1h"
+    assert asset_path("features_1h", "SPY") == "features/symbol=SPY/window=1h"
 
 
 def test_dg_check_defs_passes_from_the_repo_root():

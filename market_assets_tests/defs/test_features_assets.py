@@ -73,7 +73,11 @@ def _expected(settings, store: ParquetStore, window: str) -> pa.Table:
 
 
 def _stored(store: ParquetStore, window: str) -> pa.Table:
-    return store.dataset(f"features/window={window}", [KEY]).to_table().cast(output_schema())
+    return (
+        store.dataset(f"features/symbol=SPY/window={window}", [KEY])
+        .to_table()
+        .cast(output_schema())
+    )
 
 
 def test_greeks_are_stored_by_underlying_then_time(day) -> None:
@@ -146,3 +150,34 @@ def test_window_sizes_are_outputs_of_one_multi_asset_from_config(project_config)
     ]
     assert {k.to_user_string() for k in features.keys} == {"features_2m", "features_1h"}
     assert features.can_subset
+
+
+def test_switching_features_symbol_keeps_the_previous_symbols_windows(tmp_path) -> None:
+    """Features are stored per symbol (features/symbol=<S>/window=<w>/dt=<day>): a second
+    symbol's windows go beside the first's, never over them."""
+    from market_assets_tests.config_files import write_config
+
+    generate_day(DAY, tmp_path / "massive", scale="tiny", seed=5)
+    both = {"stock_tickers": ["SPY", "QQQ"], "option_underlyings": ["SPY", "QQQ"]}
+    stored: dict[str, pa.Table] = {}
+    for symbol in ("SPY", "QQQ"):
+        config = write_config(
+            tmp_path / f"config-{symbol}.toml",
+            massive={"local_root": str(tmp_path / "massive")},
+            storage={"root": str(tmp_path / "warehouse")},
+            ingest=both,
+            features={"symbol": symbol, "windows": ["30m"]},
+            realtime={"symbol": symbol},
+        )
+        defs = build_definitions(load_settings(config))
+        _materialize(
+            defs, ["stock_trades", "option_trades", "option_trades_greeks", "features_30m"]
+        )
+        store = ParquetStore(str(tmp_path / "warehouse"))
+        stored[symbol] = store.dataset(f"features/symbol={symbol}/window=30m", [KEY]).to_table()
+    spy_again = store.dataset("features/symbol=SPY/window=30m", [KEY]).to_table()
+    assert spy_again.equals(stored["SPY"])
+    assert set(stored["SPY"].column("symbol").to_pylist()) == {"SPY"}
+    assert set(stored["QQQ"].column("symbol").to_pylist()) == {"QQQ"}
+    assert sum(stored["SPY"].column("underlying_trades").to_pylist()) > 0
+    assert sum(stored["QQQ"].column("underlying_trades").to_pylist()) > 0

@@ -95,7 +95,7 @@ def test_ok_trades_reprice_at_their_iv(materialized):
 def test_features_have_one_row_per_window_and_the_exact_columns(materialized):
     settings, store, _ = materialized
     for window, rows in [("1m", 390), ("5m", 78), ("15m", 26), ("30m", 13)]:
-        t = store.dataset(f"features/window={window}", [DAY.isoformat()]).to_table()
+        t = store.dataset(f"features/symbol=SPY/window={window}", [DAY.isoformat()]).to_table()
         assert t.column_names == list(IDENTITY_COLUMNS) + list(FEATURE_NAMES)
         assert t.num_rows == rows
         assert pc.all(pc.equal(t.column("symbol"), "SPY")).as_py()
@@ -105,8 +105,8 @@ def test_features_have_one_row_per_window_and_the_exact_columns(materialized):
 def test_window_totals_add_up_across_sizes(materialized):
     """The same trades land in 1m and 30m windows: totals must agree to rounding."""
     _, store, _ = materialized
-    one = store.dataset("features/window=1m", [DAY.isoformat()]).to_table()
-    thirty = store.dataset("features/window=30m", [DAY.isoformat()]).to_table()
+    one = store.dataset("features/symbol=SPY/window=1m", [DAY.isoformat()]).to_table()
+    thirty = store.dataset("features/symbol=SPY/window=30m", [DAY.isoformat()]).to_table()
     for c in ("underlying_trades", "call_trades", "put_trades"):
         assert pc.sum(one.column(c)).as_py() == pc.sum(thirty.column(c)).as_py()
     for c in (

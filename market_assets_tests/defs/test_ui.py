@@ -88,9 +88,14 @@ def test_chart_is_a_png_and_embeds_as_markdown(tmp_path):
 def test_chart_is_saved_beside_the_partition(tmp_path):
     png = features_chart_png(_features())
     store = ParquetStore(str(tmp_path / "wh"))
-    uri = save_chart(png, store, "features/window=30m", DAY.isoformat())
-    assert uri == f"{tmp_path / 'wh'}/{chart_relpath('features/window=30m', DAY.isoformat())}"
-    assert uri == str(tmp_path / "wh" / "_charts/features/window=30m/dt=2026-11-20/chart.png")
+    uri = save_chart(png, store, "features/symbol=SPY/window=30m", DAY.isoformat())
+    assert (
+        uri
+        == f"{tmp_path / 'wh'}/{chart_relpath('features/symbol=SPY/window=30m', DAY.isoformat())}"
+    )
+    assert uri == str(
+        tmp_path / "wh" / "_charts/features/symbol=SPY/window=30m/dt=2026-11-20/chart.png"
+    )
     assert Path(uri).read_bytes() == png
 
 
@@ -310,7 +315,10 @@ def test_features_materialization_carries_the_chart_and_preview(tmp_path, projec
     png = base64.b64decode(md["chart"].value.split("base64,", 1)[1].rstrip(")"))
     assert png.startswith(PNG_MAGIC)
     saved = Path(md["chart_path"].value)
-    assert saved == tmp_path / "warehouse/_charts/features/window=30m/dt=2026-11-20/chart.png"
+    assert (
+        saved
+        == tmp_path / "warehouse/_charts/features/symbol=SPY/window=30m/dt=2026-11-20/chart.png"
+    )
     assert saved.read_bytes() == png
     preview = md["preview"].value.splitlines()
     assert preview[0].startswith("| window_start |") and preview[2].startswith("| 09:30 |")

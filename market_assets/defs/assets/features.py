@@ -154,7 +154,7 @@ def _output(
     key = features_key(window)
     png = features_chart_png(table, title=f"{f.symbol} {window} {context.partition_key}")
     chart_uri = save_chart(
-        png, ParquetStore.from_settings(s.storage), asset_path(key), context.partition_key
+        png, ParquetStore.from_settings(s.storage), asset_path(key, f.symbol), context.partition_key
     )
     return dg.Output(
         table,

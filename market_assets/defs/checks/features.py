@@ -136,7 +136,9 @@ def features_check(
     ) -> dg.AssetCheckResult:
         day = dt.date.fromisoformat(context.partition_key)
         store = ParquetStore.from_settings(settings.settings.storage)
-        stored = store.dataset(asset_path(asset), [context.partition_key])
+        stored = store.dataset(
+            asset_path(asset, settings.settings.features.symbol), [context.partition_key]
+        )
         return features_check_result(features_summary(stored, day, window, session))
 
     return _check
