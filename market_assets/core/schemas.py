@@ -143,3 +143,21 @@ STOCK_QUOTE_ROWS = pa.schema(
         ("trf_timestamp", TS),
     ]
 )
+
+OPTION_QUOTE_ROWS = pa.schema(
+    [
+        ("ticker", pa.string()),
+        ("underlying", pa.string()),
+        ("expiration", pa.date32()),
+        ("contract_type", pa.string()),  # "call" | "put"
+        ("strike", pa.float64()),
+        ("sip_timestamp", TS),
+        ("ask_exchange", pa.int32()),
+        ("ask_price", pa.float64()),
+        ("ask_size", pa.float64()),
+        ("bid_exchange", pa.int32()),
+        ("bid_price", pa.float64()),
+        ("bid_size", pa.float64()),
+        ("sequence_number", pa.int64()),
+    ]
+)

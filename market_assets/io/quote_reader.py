@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from market_assets.core.option_symbols import parse_option_tickers
-from market_assets.core.schemas import STOCK_QUOTE_ROWS, TS
+from market_assets.core.schemas import OPTION_QUOTE_ROWS, STOCK_QUOTE_ROWS
 from market_assets.io.reader import (
     MAX_KEPT_REJECTS,
     ByteSource,
@@ -46,24 +46,6 @@ from market_assets.io.reader import (
     _parse_number,
 )
 from market_assets.io.sizes import DEFAULT_BLOCK_SIZE, MIB
-
-OPTION_QUOTE_ROWS = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("underlying", pa.string()),
-        ("expiration", pa.date32()),
-        ("contract_type", pa.string()),  # "call" | "put"
-        ("strike", pa.float64()),
-        ("sip_timestamp", TS),
-        ("ask_exchange", pa.int32()),
-        ("ask_price", pa.float64()),
-        ("ask_size", pa.float64()),
-        ("bid_exchange", pa.int32()),
-        ("bid_price", pa.float64()),
-        ("bid_size", pa.float64()),
-        ("sequence_number", pa.int64()),
-    ]
-)
 
 # Column -> (type it is parsed as, required?). Prices and sizes may be missing: a missing
 # side is a quote state (Invalid), not a malformed row.

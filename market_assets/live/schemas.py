@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from market_assets.core.schemas import OPTION_TRADES, STOCK_QUOTE_ROWS, TS
+from market_assets.core.schemas import OPTION_QUOTE_ROWS, OPTION_TRADES, STOCK_QUOTE_ROWS
 
 # Stock quotes as the flat-file reader gives them.
 STOCK_QUOTES = STOCK_QUOTE_ROWS
 
-OPTION_QUOTES = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("sip_timestamp", TS),
-        ("ask_exchange", pa.int32()),
-        ("ask_price", pa.float64()),
-        ("ask_size", pa.float64()),
-        ("bid_exchange", pa.int32()),
-        ("bid_price", pa.float64()),
-        ("bid_size", pa.float64()),
-        ("sequence_number", pa.int64()),
-    ]
-)
+# Option quotes as the feed carries them: the reader's rows without the parsed contract.
+_PARSED = ("underlying", "expiration", "contract_type", "strike")
+OPTION_QUOTES = pa.schema([f for f in OPTION_QUOTE_ROWS if f.name not in _PARSED])
 
 WIRE_OPTION_TRADES = OPTION_TRADES.append(pa.field("sequence_number", pa.int64()))
