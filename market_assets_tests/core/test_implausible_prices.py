@@ -6,14 +6,21 @@ import tracemalloc
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pytest
 
 from market_assets.core.implausible_prices import (
+    DayMedians,
+    ImplausiblePriceScan,
     PriceRule,
+    drop_implausible,
     implausible_mask,
     implausible_rows,
+    level_price,
+    price_levels,
     scan_implausible_prices,
+    scan_implausible_prices_any_order,
 )
 from market_assets_tests.config_files import FIXTURES
 
@@ -153,6 +160,108 @@ def test_memory_does_not_grow_with_the_number_of_trades():
     for n in (200_000, 2_000_000):
         tracemalloc.start()
         assert scan_implausible_prices(day(n)).implausible == 0
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0]
+
+
+def test_examples_carry_the_sip_time_of_the_print():
+    spy = walk(600, 500, 0.01)
+    spy[100] = 6e8
+    table = trades(("SPY", spy)).append_column(
+        "sip_timestamp", pa.array(np.arange(500) * 1_000 + 10**18, pa.timestamp("ns", "UTC"))
+    )
+    [example] = scan_implausible_prices([table]).examples
+    assert (example.row, example.price, example.sip_timestamp) == (100, 6e8, 10**18 + 100_000)
+
+
+def _several_tickers(seed: int = 11) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    runs = []
+    for i, ticker in enumerate(["AAA", "BBB", "SPY", "ZZZ"]):
+        prices = np.array(walk(5.0 * 10**i, 3_000, 0.03, seed=i))
+        bad = rng.choice(len(prices), 3 + i, replace=False)
+        prices[bad] *= rng.choice([1e-3, 20.0, 1e6], len(bad))
+        runs.append((ticker, prices.tolist()))
+    table = trades(*runs)
+    return table.append_column(
+        "sip_timestamp", pa.array(np.arange(table.num_rows), pa.timestamp("ns", "UTC"))
+    )
+
+
+def test_rows_out_of_ticker_order_are_counted_exactly_in_two_passes():
+    table = _several_tickers()
+    ordered = scan_implausible_prices([table], max_examples=1000)
+    shuffled = table.take(np.random.default_rng(1).permutation(table.num_rows))
+    batches = shuffled.to_batches(max_chunksize=1_000)
+
+    scan = ImplausiblePriceScan()
+    for b in batches:
+        scan.update(b)
+    assert not scan.ordered and "not ordered by ticker" in scan.disorder
+
+    found = scan_implausible_prices_any_order(lambda: iter(batches), max_examples=1000)
+    assert (found.rows, found.tickers) == (table.num_rows, 4)
+    assert found.by_ticker == ordered.by_ticker and found.implausible == ordered.implausible
+    marked = shuffled.filter(implausible_rows(shuffled.column("ticker"), shuffled.column("price")))
+    assert [(e.ticker, e.price, e.sip_timestamp) for e in sorted(found.examples, key=key)] == [
+        (r["ticker"], r["price"], r["sip_timestamp"].value)
+        for r in sorted(marked.to_pylist(), key=key)
+    ]
+    assert {e.row for e in ordered.examples} <= {int(e.sip_timestamp) for e in found.examples}
+    for e in found.examples:
+        assert shuffled.column("ticker")[e.row].as_py() == e.ticker
+        assert shuffled.column("price")[e.row].as_py() == e.price
+    # The most extreme first, in 0.1% levels (prices above 1e9 count at 1e9's level).
+    levels = price_levels(np.array([e.price for e in found.examples]))
+    medians = price_levels(np.array([e.median for e in found.examples]))
+    far = np.abs(levels - medians)
+    assert (np.diff(far) <= 0).all()
+    few = scan_implausible_prices_any_order(lambda: iter(batches), max_examples=3)
+    assert few.examples == found.examples[:3]
+
+
+def key(e) -> tuple:
+    return (e.ticker, e.price) if hasattr(e, "ticker") else (e["ticker"], e["price"])
+
+
+def test_day_medians_fed_in_batches_mark_the_same_rows_as_the_whole_table():
+    table = _several_tickers(seed=4)
+    medians = DayMedians()
+    for b in table.take(np.random.default_rng(2).permutation(table.num_rows)).to_batches(
+        max_chunksize=500
+    ):
+        medians.update(b.column("ticker"), b.column("price"))
+    marked = medians.implausible(table.column("ticker"), table.column("price"))
+    assert (marked == implausible_rows(table.column("ticker"), table.column("price"))).all()
+    for ticker, level in medians.median_levels().items():
+        prices = table.filter(pc.equal(table.column("ticker"), ticker)).column("price")
+        assert level_price(level) == pytest.approx(np.median(prices), rel=2e-3)
+    kept, dropped = drop_implausible(table, medians)
+    assert dropped == int(marked.sum()) == scan_implausible_prices([table]).implausible
+    assert kept.num_rows == table.num_rows - dropped
+    assert scan_implausible_prices([kept]).implausible == 0
+
+
+def test_a_ticker_without_a_median_has_only_implausible_rows():
+    medians = DayMedians()
+    medians.update(pa.array(["SPY", "SPY"]), np.array([600.0, 601.0]))
+    marked = medians.implausible(pa.array(["SPY", "XYZ"]), np.array([600.5, 10.0]))
+    assert marked.tolist() == [False, True]
+
+
+def test_day_medians_memory_does_not_grow_with_the_number_of_trades():
+    def feed(n: int) -> None:
+        medians = DayMedians()
+        for start in range(0, n, 100_000):
+            prices = 600 + np.arange(start, start + 100_000) % 5_000 / 100
+            medians.update(pa.array(["SPY", "QQQ"] * 50_000), prices)
+        assert set(medians.median_levels()) == {"SPY", "QQQ"}
+
+    peaks = []
+    for n in (200_000, 2_000_000):
+        tracemalloc.start()
+        feed(n)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.5 * peaks[0]
