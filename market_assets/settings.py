@@ -260,6 +260,8 @@ class CheckSettings(_Section):
     max_no_underlying_share: Fraction
     max_bad_input_share: Fraction
     min_ok_share: Fraction
+    implausible_price_factor: Annotated[float, Field(gt=1, le=1_000_000)]
+    max_implausible_share: Fraction
 
 
 class RealtimeSettings(_Section):

@@ -291,7 +291,7 @@ def test_definitions_and_a_daily_run_read_the_config_once(tmp_path, project_conf
     assert result.success
     # Ingest, greeks, features and every check used the settings; one parse in all.
     assert len(result.get_asset_materialization_events()) == 4
-    assert len(result.get_asset_check_evaluations()) == 7
+    assert len(result.get_asset_check_evaluations()) == 8
     assert parse_count == [config.resolve()]
     assert load_settings() is load_settings(config)
 

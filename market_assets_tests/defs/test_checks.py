@@ -1,6 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""Asset checks: the ingest and greeks checks run in their assets' steps and guard the
-partition swap; the features checks read the stored windows. Real files, real runs."""
+"""Asset checks: every check runs in its asset's step (ingest, greeks, features) and guards
+the partition swap. Real files, real runs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from market_assets.core.calendar import window_ns, window_starts_ns
 from market_assets.core.feature_names import FEATURE_NAMES, IDENTITY_COLUMNS
 from market_assets.defs.checks import features_summary
+from market_assets.defs.checks.features import windows_and_columns_check
 from market_assets.defs.checks.in_step import tickers_parsed_check
 from market_assets.defs.definitions import build_definitions
 from market_assets.devtools.sample_day import generate_day
@@ -88,6 +89,7 @@ def test_ingest_checks_run_in_the_assets_steps_one_result_per_partition(tiny_day
     assert set(evals) == {
         ("stock_trades", "non_empty"),
         ("stock_trades", "no_duplicate_trades"),
+        ("stock_trades", "plausible_prices"),
         ("option_trades", "non_empty"),
         ("option_trades", "exact_duplicates"),
         ("option_trades", "tickers_parsed"),
@@ -295,22 +297,54 @@ def test_a_failed_blocking_greeks_check_keeps_its_partition_and_stops_the_featur
     assert all(e.passed for k, e in evals.items() if k[0] in ("stock_trades", "option_trades"))
 
 
-# --- features: separate checks over the stored windows -----------------------------------
+# --- features: checks inside the features step, on the staged windows --------------------
 
 
-def _run_features_check(config: Path, partition: str, window: str):
-    """Run only features_<window>'s check for ``partition``."""
-    job = build_definitions(load_settings(config)).resolve_job_def("daily_features_job")
-    wanted = {
-        k
-        for k in job.asset_layer.asset_graph.asset_check_keys
-        if k.asset_key.path[0] == f"features_{window}"
+def test_a_full_run_starts_one_step_per_asset_every_check_inside_it(tiny_day):
+    result = run(tiny_day, None)
+    assert result.success
+    steps = {e.step_key for e in result.all_events if e.step_key}
+    assert steps == {"stock_trades", "option_trades", "option_trades_greeks", "features"}
+    evals = evaluations(result)
+    assert evals[("features_30m", "windows_and_columns")].passed
+    assert evals[("features_30m", "windows_and_columns")].blocking
+    assert len(evals) == 8 and all(e.passed for e in evals.values())
+    reported_by = {
+        (e.event_specific_data.asset_key.to_user_string(), e.step_key)
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
     }
-    job_def = job.get_subset(asset_selection=set(), asset_check_selection=wanted)
-    result = job_def.execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), partition_key=partition, raise_on_error=False
+    assert ("features_30m", "features") in reported_by
+    assert all(a == step or a.startswith(f"{step}_") for a, step in reported_by)
+
+
+def test_features_missing_a_window_never_replace_the_stored_windows(tiny_day, monkeypatch):
+    from market_assets.defs.assets import features as features_asset
+
+    assert run(tiny_day, None).success
+    store = ParquetStore(load_settings(tiny_day).storage.root)
+    stored = store.dataset("features/symbol=SPY/window=30m", [DAY.isoformat()]).to_table()
+    assert stored.num_rows == 13
+
+    real = features_asset._output  # a features computation that loses the first window
+    monkeypatch.setattr(
+        features_asset, "_output", lambda c, s, w, t, stats: real(c, s, w, t.slice(1), stats)
     )
-    return evaluations(result)[(f"features_{window}", "windows_and_columns")]
+    result = run(tiny_day, ["features_30m"])
+    assert not result.success
+    ev = evaluations(result)[("features_30m", "windows_and_columns")]
+    assert not ev.passed and ev.metadata["missing_windows"].value == 1
+    assert "12 rows, expected 13" in ev.description
+    msg = failure_message(result)
+    assert "was not replaced" in msg and "windows_and_columns" in msg
+    again = store.dataset("features/symbol=SPY/window=30m", [DAY.isoformat()]).to_table()
+    assert again.equals(stored)
+
+
+def _judge_features(store: ParquetStore, path: str, key: str, window: str):
+    """The in-step windows_and_columns result on a partition as the IO manager stages it."""
+    check = windows_and_columns_check(window, DAY, "regular")
+    return check.judge(lambda: store.dataset(path, [key]))
 
 
 def _features_table(day: dt.date, window: str, extra: dict | None = None) -> pa.Table:
@@ -332,20 +366,20 @@ def _features_table(day: dt.date, window: str, extra: dict | None = None) -> pa.
     return pa.table(cols)
 
 
-def test_features_check_passes_on_the_contract_and_catches_each_breach(project_config):
-    config = project_config(features={"windows": ["30m"]})
-    store = ParquetStore(load_settings(config).storage.root)
+def test_features_check_passes_on_the_contract_and_catches_each_breach(tmp_path):
+    store = ParquetStore(str(tmp_path / "warehouse"))
     key = DAY.isoformat()
     path = "features/symbol=SPY/window=30m"
 
     def check(table: pa.Table):
         store.write_partition(path, key, table.to_batches(), table.schema)
-        return _run_features_check(config, key, "30m")
+        return _judge_features(store, path, key, "30m")
 
     good = _features_table(DAY, "30m")
     assert list(good.column_names) == [*IDENTITY_COLUMNS, *FEATURE_NAMES]
     ev = check(good)
-    assert ev.passed and ev.metadata["rows"].value == 13 and ev.blocking
+    assert ev.passed and ev.metadata["rows"].value == 13
+    assert ev.asset_key == dg.AssetKey("features_30m") and ev.check_name == "windows_and_columns"
 
     assert not check(good.slice(0, 12)).passed  # a window missing
     assert not check(pa.concat_tables([good, good.slice(3, 1)])).passed  # a window twice
@@ -359,6 +393,7 @@ def test_features_check_passes_on_the_contract_and_catches_each_breach(project_c
     ev = check(bad)
     assert not ev.passed and "calls_dadvv_mean" in ev.description
     assert ev.metadata["infinite_values"].value == 1
+    assert ev.severity == dg.AssetCheckSeverity.ERROR
 
 
 def test_features_summary_counts_an_early_close_session(tmp_path):

@@ -37,7 +37,7 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     # Every check runs in the daily job (so a run reports them for its partition).
     assert job.asset_layer.asset_graph.asset_check_keys == repo.asset_graph.asset_check_keys
     checks = _check_names(repo)
-    assert checks["stock_trades"] == {"non_empty", "no_duplicate_trades"}
+    assert checks["stock_trades"] == {"non_empty", "no_duplicate_trades", "plausible_prices"}
     assert checks["option_trades"] == {"non_empty", "exact_duplicates", "tickers_parsed"}
     assert checks["option_trades_greeks"] == {"status_shares"}
     assert all(checks[w] == {"windows_and_columns"} for w in windows)

@@ -8,6 +8,11 @@ hands each size's rows to the Parquet IO manager. Memory holds the open windows'
 the day (stock_trades is stored in flat-file order, ticker then time; option_trades_greeks
 in (underlying, sip_timestamp) order). A partition written in another order (by an older
 version) is read whole and sorted instead, with the same rows as the result.
+
+The symbol's implausible stock prints (stock_trades' plausible_prices check) are left out:
+a first pass over its prices finds its day median (:class:`DayMedians`, bounded memory).
+Each size's ``windows_and_columns`` check runs in this step on the staged rows, before
+they replace the stored ones (:mod:`market_assets.defs.checks.features`).
 """
 
 import datetime as dt
@@ -24,6 +29,12 @@ from market_assets.core.aggregator import (
     WindowAggregator,
     aggregate_in_time_order,
 )
+from market_assets.core.implausible_prices import (
+    DayMedians,
+    PriceRule,
+    drop_implausible,
+    implausible_rows,
+)
 from market_assets.core.statistics import StatsOptions
 from market_assets.defs.charts import (
     chart_markdown,
@@ -31,6 +42,9 @@ from market_assets.defs.charts import (
     preview_markdown,
     save_chart,
 )
+from market_assets.defs.checks.features import features_check_specs, windows_and_columns_check
+from market_assets.defs.checks.in_step import price_rule
+from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.parquet_store import ParquetStore, asset_path
@@ -100,14 +114,33 @@ def _aggregator(s: Settings, day: dt.date, windows: list[str]) -> WindowAggregat
     return WindowAggregator(f.symbol, windows, day, f.session, rules, stats)
 
 
+class _Plausible:
+    """Wraps the symbol's stock batches and leaves out its implausible prints."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], medians: DayMedians) -> None:
+        self.batches, self.medians = batches, medians
+        self.dropped = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for b in self.batches:
+            kept, dropped = drop_implausible(b, self.medians)
+            self.dropped += dropped
+            yield kept
+
+
 def _streamed(
-    agg: WindowAggregator, stock: ds.Dataset, options: ds.Dataset
+    agg: WindowAggregator, stock: ds.Dataset, options: ds.Dataset, rule: PriceRule
 ) -> tuple[dict[str, list[pa.Table]], dict[str, int]]:
     """The windows of every size, from the two datasets streamed in time order."""
     symbol = agg.symbol
-    s = _Counted(
-        stock.to_batches(columns=STOCK_COLUMNS, filter=pc.field("ticker") == symbol, **SCAN_OPTIONS)
+    of_symbol = pc.field("ticker") == symbol
+    medians = DayMedians(rule)
+    for b in stock.to_batches(columns=["ticker", "price"], filter=of_symbol, **SCAN_OPTIONS):
+        medians.update(b.column("ticker"), b.column("price"))
+    plausible = _Plausible(
+        stock.to_batches(columns=STOCK_COLUMNS, filter=of_symbol, **SCAN_OPTIONS), medians
     )
+    s = _Counted(plausible)
     o = _Counted(
         options.to_batches(
             columns=OPTION_COLUMNS, filter=pc.field("underlying") == symbol, **SCAN_OPTIONS
@@ -119,15 +152,22 @@ def _streamed(
         peak = max(peak, agg.buffered_trades)
         for w, t in closed.items():
             tables[w].append(t)
-    return tables, {"underlying_trades_in": s.rows, "option_trades_in": o.rows, "peak": peak}
+    return tables, {
+        "underlying_trades_in": s.rows,
+        "underlying_implausible_excluded": plausible.dropped,
+        "option_trades_in": o.rows,
+        "peak": peak,
+    }
 
 
 def _whole_day(
-    agg: WindowAggregator, stock: ds.Dataset, options: ds.Dataset
+    agg: WindowAggregator, stock: ds.Dataset, options: ds.Dataset, rule: PriceRule
 ) -> tuple[dict[str, list[pa.Table]], dict[str, int]]:
     """The windows of every size from the whole day read at once (any stored order)."""
     symbol = agg.symbol
     st = stock.to_table(columns=STOCK_COLUMNS, filter=pc.field("ticker") == symbol)
+    implausible = implausible_rows(st.column("ticker"), st.column("price").to_numpy(), rule)
+    st = st.filter(pa.array(~implausible))
     ot = options.to_table(columns=OPTION_COLUMNS, filter=pc.field("underlying") == symbol)
     agg.add_stock(st)
     agg.add_options(ot)
@@ -136,6 +176,7 @@ def _whole_day(
     peak = st.num_rows + ot.num_rows
     return tables, {
         "underlying_trades_in": st.num_rows,
+        "underlying_implausible_excluded": int(implausible.sum()),
         "option_trades_in": ot.num_rows,
         "peak": peak,
     }
@@ -147,17 +188,24 @@ def _output(
     window: str,
     table: pa.Table,
     stats: dict[str, int | float | bool],
-) -> dg.Output:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The window size's rows with what people look at in the UI: the day's chart (also
-    saved beside the data) and the first windows."""
+    saved beside the data) and the first windows; then the result of its windows_and_columns
+    check, which the IO manager judges on the staged rows before swapping them in."""
     f = s.features
     key = features_key(window)
+    day = dt.date.fromisoformat(context.partition_key)
+    check = windows_and_columns_check(window, day, f.session)
+    check.selected = dg.AssetCheckKey(dg.AssetKey(key), check.name) in (
+        context.selected_asset_check_keys
+    )
+    stream = BatchStream(table.to_batches(), table.schema, checks=[check])
     png = features_chart_png(table, title=f"{f.symbol} {window} {context.partition_key}")
     chart_uri = save_chart(
         png, ParquetStore.from_settings(s.storage), asset_path(key, f.symbol), context.partition_key
     )
-    return dg.Output(
-        table,
+    yield dg.Output(
+        stream,
         output_name=key,
         metadata={
             "chart": dg.MetadataValue.md(chart_markdown(png, alt=f"{f.symbol} {window}")),
@@ -169,6 +217,7 @@ def _output(
             **stats,
         },
     )
+    yield from stream.check_results
 
 
 def build_features_assets(
@@ -202,38 +251,41 @@ def build_features_assets(
             "Per-window features of features.symbol for every window size in features.windows, "
             "from one time-ordered read of the day."
         ),
+        check_specs=features_check_specs(windows, partitions_def),
     )
     def _features(
         context: dg.AssetExecutionContext,
         settings: SettingsResource,
         stock_trades: ds.Dataset,
         option_trades_greeks: ds.Dataset,
-    ) -> Iterator[dg.Output]:
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         s = settings.settings
+        rule = price_rule(s.checks)
         started = time.monotonic()
         keys = {k.to_user_string() for k in context.selected_asset_keys}
         selected = [w for w in windows if features_key(w) in keys]
         day = dt.date.fromisoformat(context.partition_key)
         try:
             tables, counts = _streamed(
-                _aggregator(s, day, selected), stock_trades, option_trades_greeks
+                _aggregator(s, day, selected), stock_trades, option_trades_greeks, rule
             )
             streamed = True
         except OutOfOrderError as e:
             context.log.warning(f"{e}; reading the day whole and sorting it instead")
             tables, counts = _whole_day(
-                _aggregator(s, day, selected), stock_trades, option_trades_greeks
+                _aggregator(s, day, selected), stock_trades, option_trades_greeks, rule
             )
             streamed = False
         elapsed = round(time.monotonic() - started, 3)
         stats = {
             "underlying_trades_in": counts["underlying_trades_in"],
+            "underlying_implausible_excluded": counts["underlying_implausible_excluded"],
             "option_trades_in": counts["option_trades_in"],
             "peak_buffered_trades": counts["peak"],
             "streamed": streamed,
             "elapsed_seconds": elapsed,
         }
         for w in selected:
-            yield _output(context, s, w, pa.concat_tables(tables[w]), stats)
+            yield from _output(context, s, w, pa.concat_tables(tables[w]), stats)
 
     return _features

@@ -10,11 +10,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.core.enrich import GreeksParams, enrich_option_trades
+from market_assets.core.implausible_prices import implausible_rows
 from market_assets.core.quality import GreeksStatusShares
 from market_assets.core.rates import TreasuryCurve
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import UnderlyingIndex
 from market_assets.defs.checks import check_specs, status_shares_check
+from market_assets.defs.checks.in_step import price_rule
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
@@ -74,6 +76,17 @@ def build_greeks_asset(
         stock = stock_trades.to_table(
             columns=UNDERLYING_COLUMNS, filter=pc.field("ticker").isin(underlyings)
         )
+        # Prints far from their ticker's day median never price an option (the rule of
+        # stock_trades' plausible_prices check; the whole day of each ticker is here).
+        implausible = implausible_rows(
+            stock.column("ticker"), stock.column("price").to_numpy(), price_rule(s.checks)
+        )
+        excluded = int(implausible.sum())
+        if excluded:
+            stock = stock.filter(pa.array(~implausible))
+            context.log.warning(
+                f"{excluded:,} implausible underlying print(s) left out of the as-of prices"
+            )
         index = UnderlyingIndex(stock, rules)
         # Fed every written batch by the IO manager: the status_shares check and the metadata.
         shares = GreeksStatusShares()
@@ -90,6 +103,7 @@ def build_greeks_asset(
                 return {}
             md: dict[str, Any] = {
                 "underlying_trades_loaded": stock.num_rows,
+                "underlying_implausible_excluded": excluded,
                 "elapsed_seconds": round(result.elapsed_s, 3),
                 "rows_per_second": round(shares.rows / max(result.elapsed_s, 1e-9)),
             }

@@ -77,7 +77,7 @@ def build_ingest_asset(
             run.reader.schema,
             {"source_key": run.key, "source_size": str(opened.size)},
             run.finalize,
-            ingest_checks(name, selected, run.why_empty),
+            ingest_checks(name, selected, run.why_empty, s.checks),
         )
         # The IO manager writes the stream, feeding the checks, and swaps the partition in
         # only if no blocking check failed; then their results are reported here.

@@ -1,7 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""Asset checks: the ingest and greeks checks run inside their assets' steps
-(:mod:`.in_step`, guarding the partition swap); the features checks are separate asset
-checks over the stored windows (:mod:`.features`)."""
+"""Asset checks, all run inside their assets' steps and judged on the staged partition
+before it is swapped in: ingest and greeks (:mod:`.in_step`), features (:mod:`.features`)."""
 
 from market_assets.defs.checks.features import build_asset_checks, features_summary
 from market_assets.defs.checks.in_step import check_specs, ingest_checks, status_shares_check

@@ -1,9 +1,8 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""The features assets' check, a separate asset check reading the stored partition (a
-day's windows: a few hundred rows at most)."""
+"""The features assets' check, ``windows_and_columns``: declared in the features
+multi-asset's ``check_specs`` and run inside its step, on each window size's staged rows
+(a day's windows: a few hundred rows at most) before they replace the stored ones."""
 
-# No ``from __future__ import annotations``: dagster reads the check functions' context
-# annotations at definition time and does not resolve string annotations.
 import datetime as dt
 import warnings
 from collections import Counter
@@ -21,8 +20,8 @@ from market_assets.core.feature_names import (
     FEATURE_NAMES,
     IDENTITY_COLUMNS,
 )
-from market_assets.defs.resources import SettingsResource
-from market_assets.io.parquet_store import ParquetStore, asset_path
+from market_assets.core.quality import RowCount
+from market_assets.defs.io_managers import StreamCheck
 from market_assets.settings import Settings
 
 BATCH_ROWS = 262_144
@@ -97,10 +96,15 @@ def features_summary(
     )
 
 
-def features_check_result(summary: FeaturesSummary) -> dg.AssetCheckResult:
-    """The windows_and_columns result of one stored features partition."""
+CHECK = "windows_and_columns"
+
+
+def features_check_result(summary: FeaturesSummary, window: str) -> dg.AssetCheckResult:
+    """The windows_and_columns result of one features_<window> partition."""
     problems = summary.problems()
     return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(f"features_{window}"),
+        check_name=CHECK,
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
@@ -115,44 +119,44 @@ def features_check_result(summary: FeaturesSummary) -> dg.AssetCheckResult:
     )
 
 
-def features_check(
-    window: str, session: str, partitions_def: dg.PartitionsDefinition
-) -> dg.AssetChecksDefinition:
-    """``windows_and_columns`` on ``features_<window>``."""
-    asset = f"features_{window}"
+def features_check_specs(
+    windows: list[str], partitions_def: dg.PartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
+    """The features multi-asset's ``check_specs``: windows_and_columns on every size."""
+    with warnings.catch_warnings():
+        # A partitions_def on an AssetCheckSpec is a preview feature.
+        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                CHECK,
+                asset=f"features_{w}",
+                blocking=True,
+                partitions_def=partitions_def,
+                description=(
+                    f"Exactly one row per {w} window of the features.session session, exactly "
+                    "the identity columns + FEATURE_NAMES in order, and no infinities (ERROR, "
+                    "blocking: judged before the rows replace the stored ones)."
+                ),
+            )
+            for w in windows
+        ]
 
-    @dg.asset_check(
-        asset=asset,
-        name="windows_and_columns",
-        blocking=True,
-        partitions_def=partitions_def,
-        description=(
-            f"Exactly one row per {window} window of the {session} session, exactly the identity "
-            "columns + FEATURE_NAMES in order, and no infinities (ERROR, blocking)."
+
+def windows_and_columns_check(window: str, day: dt.date, session: str) -> StreamCheck:
+    """The in-step check of ``features_<window>`` for ``day``: judged on the staged rows."""
+    return StreamCheck(
+        CHECK,
+        True,
+        RowCount(),
+        lambda staged: features_check_result(
+            features_summary(staged(), day, window, session), window
         ),
     )
-    def _check(
-        context: dg.AssetCheckExecutionContext, settings: SettingsResource
-    ) -> dg.AssetCheckResult:
-        day = dt.date.fromisoformat(context.partition_key)
-        store = ParquetStore.from_settings(settings.settings.storage)
-        stored = store.dataset(
-            asset_path(asset, settings.settings.features.symbol), [context.partition_key]
-        )
-        return features_check_result(features_summary(stored, day, window, session))
-
-    return _check
 
 
 def build_asset_checks(
     settings: Settings, partitions_def: dg.PartitionsDefinition
 ) -> list[dg.AssetChecksDefinition]:
-    """The graph's separate asset checks: one per features window (the ingest and greeks
-    checks run inside their assets' steps, see ``in_step``)."""
-    with warnings.catch_warnings():
-        # Partitioned asset checks (one result per partition in the UI) are a preview feature.
-        warnings.filterwarnings("ignore", category=dg.PreviewWarning)
-        return [
-            features_check(w, settings.features.session, partitions_def)
-            for w in settings.features.windows
-        ]
+    """The graph's separate asset checks, each its own step: none at present, every check
+    runs inside its asset's step (ingest and greeks: ``in_step``; features: above)."""
+    return []

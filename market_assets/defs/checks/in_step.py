@@ -6,6 +6,15 @@ replaces the stored one. Checks whose failure means the data is wrong are ``bloc
 severity ERROR: the partition is not swapped in and the run fails. The option-trade
 duplicate count is a WARN (see ``exact_duplicates`` below).
 
+Implausible prices (stock trades, ``plausible_prices``): prints more than
+``checks.implausible_price_factor`` times from their ticker's day median
+(:mod:`market_assets.core.implausible_prices`, docs/data_quality.md). They are valid values,
+so they are stored; the greeks and the features leave them out by the same rule. The check
+reports every one (count per ticker, the most extreme with their time, price and median)
+as a WARN, and fails ERROR, blocking, when they are more than
+``checks.max_implausible_share`` of the day's rows: then the file itself is suspect and the
+previous partition is kept.
+
 Duplicate keys:
 
 - stock trades: ``(ticker, sequence_number)``. Massive documents the SIP sequence number as
@@ -22,6 +31,7 @@ Duplicate keys:
 
 from __future__ import annotations
 
+import datetime as dt
 import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -30,6 +40,13 @@ import dagster as dg
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from market_assets.core.calendar import NEW_YORK
+from market_assets.core.implausible_prices import (
+    ImplausiblePrices,
+    ImplausiblePriceScan,
+    PriceRule,
+    scan_implausible_prices_any_order,
+)
 from market_assets.core.quality import (
     OPTION_TRADE_COLUMNS,
     STOCK_TRADE_KEY,
@@ -47,6 +64,7 @@ from market_assets.settings import CheckSettings
 
 MAX_OPTION_EXACT_DUPLICATE_SHARE = 0.10
 REPLAY_BATCH_ROWS = 262_144
+PRICE_EXAMPLES = 20  # implausible prints shown in the check's metadata
 
 Staged = Callable[[], ds.Dataset]
 Judge = Callable[[Staged], dg.AssetCheckResult]
@@ -75,6 +93,14 @@ CHECKS: dict[str, tuple[CheckInfo, ...]] = {
             True,
             "No two rows share (ticker, sequence_number): the SIP sequence number is unique per "
             "ticker and day (ERROR, blocking).",
+        ),
+        CheckInfo(
+            "plausible_prices",
+            True,
+            "No print more than checks.implausible_price_factor times above or below its "
+            "ticker's median price of the day. Such prints are reported (WARN) and left out of "
+            "the greeks and features; above checks.max_implausible_share of the rows the check "
+            "fails (ERROR, blocking).",
         ),
     ),
     "option_trades": (
@@ -198,6 +224,83 @@ def stock_duplicates_check() -> StreamCheck:
     return _stream_check("stock_trades", "no_duplicate_trades", counter, judge)
 
 
+def price_rule(checks: CheckSettings) -> PriceRule:
+    """The implausible-price rule of ``[checks]``: the one the check, the greeks and the
+    features apply."""
+    return PriceRule(factor=checks.implausible_price_factor)
+
+
+def _new_york(ns: int | None) -> str:
+    if ns is None:
+        return "-"
+    t = dt.datetime.fromtimestamp(ns // 10**9, NEW_YORK)
+    return f"{t:%Y-%m-%d %H:%M:%S}.{ns % 10**9:09d} ET"
+
+
+def _price_examples(found: ImplausiblePrices) -> str:
+    rows = [
+        f"| {e.ticker} | {_new_york(e.sip_timestamp)} | {e.price:.10g} | {e.median:.6g} | {e.row} |"
+        for e in found.examples
+    ]
+    return "\n".join(
+        ["| ticker | sip_timestamp | price | day median | row |", "|---|---|---|---|---|", *rows]
+    )
+
+
+def plausible_prices_check(checks: CheckSettings) -> StreamCheck:
+    """Stock prints far from their ticker's day median: reported, a failure above the share."""
+    rule = price_rule(checks)
+    scan = ImplausiblePriceScan(rule, PRICE_EXAMPLES)
+
+    def judge(staged: Staged) -> dg.AssetCheckResult:
+        if scan.ordered:
+            found, how = scan.result(), "one pass, per ticker run"
+        else:
+            columns = ["ticker", "price", "sip_timestamp"]
+            found = scan_implausible_prices_any_order(
+                lambda: staged().to_batches(columns=columns, batch_size=REPLAY_BATCH_ROWS),
+                rule,
+                PRICE_EXAMPLES,
+            )
+            how = f"two passes over the written rows ({scan.disorder})"
+        share = found.implausible / found.rows if found.rows else 0.0
+        limit = checks.max_implausible_share
+        description = None
+        if found.implausible:
+            worst = found.examples[0]
+            description = (
+                f"{found.implausible:,} implausible print(s) ({share:.4%} of {found.rows:,} rows; "
+                f"more than {rule.factor:g}x from their ticker's day median) in "
+                f"{', '.join(f'{t} ({n:,})' for t, n in list(found.by_ticker.items())[:10])}; "
+                f"e.g. {worst.ticker} at {_new_york(worst.sip_timestamp)}: {worst.price:.10g} "
+                f"against a median of {worst.median:.6g}. "
+                + (
+                    f"That is more than checks.max_implausible_share ({limit:.4%})."
+                    if share > limit
+                    else "Greeks and features leave them out."
+                )
+            )
+        return dg.AssetCheckResult(
+            check_name="plausible_prices",
+            passed=found.implausible == 0,
+            severity=dg.AssetCheckSeverity.ERROR if share > limit else dg.AssetCheckSeverity.WARN,
+            metadata={
+                "rows": found.rows,
+                "tickers": found.tickers,
+                "implausible_rows": found.implausible,
+                "implausible_share": round(share, 8),
+                "max_implausible_share": limit,
+                "factor": rule.factor,
+                "by_ticker": ", ".join(f"{t}: {n}" for t, n in found.by_ticker.items()),
+                "examples": dg.MetadataValue.md(_price_examples(found)),
+                "counted": how,
+            },
+            description=description,
+        )
+
+    return _stream_check("stock_trades", "plausible_prices", scan, judge)
+
+
 def option_duplicates_check() -> StreamCheck:
     """Option trades identical in every source column: a warning above the share."""
     counter = RunDuplicateCounter(OPTION_TRADE_COLUMNS, order="sip_timestamp")
@@ -269,12 +372,12 @@ def status_shares_check(bounds: CheckSettings, shares: GreeksStatusShares) -> St
 
 
 def ingest_checks(
-    asset: str, selected: Collection[str], why_empty: Callable[[], str]
+    asset: str, selected: Collection[str], why_empty: Callable[[], str], bounds: CheckSettings
 ) -> list[StreamCheck]:
     """The in-step checks of an ingest asset; ``selected`` names those the run reports."""
     checks = [non_empty_check(asset, why_empty)]
     if asset == "stock_trades":
-        checks += [stock_duplicates_check()]
+        checks += [stock_duplicates_check(), plausible_prices_check(bounds)]
     else:
         checks += [option_duplicates_check(), tickers_parsed_check()]
     for c in checks:
