@@ -8,8 +8,9 @@ ingest.option_underlyings = ["*"]) it runs
     dagster asset materialize --select ASSET --partition 2026-11-20
 
 in a subprocess with its own DAGSTER_HOME and config.toml, and measures:
-  - peak RSS of the largest process of the run's process tree (the multiprocess executor
-    runs the step in a child): the ``ru_maxrss`` os.wait4 returns for the command (the
+  - peak RSS of the largest process of the run's process tree (the step runs in the
+    command's process with the default executor, in a child with the multiprocess one):
+    the ``ru_maxrss`` os.wait4 returns for the command (the
     largest of it and every descendant it waited for) and each process's VmHWM read from
     /proc while the tree runs, whichever is larger;
   - peak RSS of the whole tree (the sum over its processes, sampled every 0.1 s);

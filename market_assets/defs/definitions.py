@@ -14,6 +14,7 @@ from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
+from market_assets.defs.executor import STEP_EXECUTOR
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.jobs import DAILY_FEATURES_JOB
 from market_assets.defs.live import build_live_sensor, build_live_spec
@@ -59,6 +60,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
+        executor=STEP_EXECUTOR,
         asset_checks=build_asset_checks(settings, partitions),
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
         sensors=[
