@@ -99,14 +99,22 @@ def implausible_mask(prices: np.ndarray, rule: PriceRule = PriceRule()) -> np.nd
 
 
 def implausible_rows(
-    tickers: pa.Array | pa.ChunkedArray, prices: np.ndarray, rule: PriceRule = PriceRule()
+    tickers: pa.Array | pa.ChunkedArray,
+    prices: np.ndarray | pa.Array | pa.ChunkedArray,
+    rule: PriceRule = PriceRule(),
 ) -> np.ndarray:
     """Several tickers' prints held in memory, in any order (e.g. the underlyings a greeks
     step loads): True for the implausible ones, each judged against its own ticker's
     median, by the same definition as the scan."""
+    prices = _float64(prices)
     medians = DayMedians(rule)
-    medians.update(tickers, prices)
-    return medians.implausible(tickers, prices)
+    step = 1 << 20  # rows at a time: the temporaries stay small whatever the day
+    for at in range(0, len(prices), step):
+        medians.update(tickers.slice(at, step), prices[at : at + step])
+    out = np.zeros(len(prices), dtype=bool)
+    for at in range(0, len(prices), step):
+        out[at : at + step] = medians.implausible(tickers.slice(at, step), prices[at : at + step])
+    return out
 
 
 def _text(tickers: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -150,7 +150,8 @@ class _IngestRun:
         if rejects:
             md["rejects"] = dg.MetadataValue.path(f"{store.uri}/_rejects/{self.name}/dt={self.day}")
             self.log.warning(
-                f"{self.reader.stats.rows_rejected} malformed rows quarantined in {rejects}"
+                f"{self.reader.stats.rows_rejected} rejected rows (malformed or breaking a value "
+                f"rule) quarantined in {rejects}"
             )
         return md
 
