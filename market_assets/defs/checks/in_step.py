@@ -247,6 +247,12 @@ def _price_examples(found: ImplausiblePrices) -> str:
     )
 
 
+def _by_ticker(found: ImplausiblePrices, most: int = 50) -> str:
+    shown = [f"{t}: {n:,}" for t, n in list(found.by_ticker.items())[:most]]
+    more = len(found.by_ticker) - len(shown)
+    return ", ".join(shown) + (f", ... ({more:,} more tickers)" if more > 0 else "")
+
+
 def plausible_prices_check(checks: CheckSettings) -> StreamCheck:
     """Stock prints far from their ticker's day median: reported, a failure above the share."""
     rule = price_rule(checks)
@@ -270,10 +276,10 @@ def plausible_prices_check(checks: CheckSettings) -> StreamCheck:
             worst = found.examples[0]
             description = (
                 f"{found.implausible:,} implausible print(s) ({share:.4%} of {found.rows:,} rows; "
-                f"more than {rule.factor:g}x from their ticker's day median) in "
-                f"{', '.join(f'{t} ({n:,})' for t, n in list(found.by_ticker.items())[:10])}; "
-                f"e.g. {worst.ticker} at {_new_york(worst.sip_timestamp)}: {worst.price:.10g} "
-                f"against a median of {worst.median:.6g}. "
+                f"more than {rule.factor:g}x from their ticker's day median): "
+                f"{_by_ticker(found, 10)}; e.g. {worst.ticker} at "
+                f"{_new_york(worst.sip_timestamp)}: {worst.price:.10g} against a median of "
+                f"{worst.median:.6g}. "
                 + (
                     f"That is more than checks.max_implausible_share ({limit:.4%})."
                     if share > limit
@@ -291,7 +297,7 @@ def plausible_prices_check(checks: CheckSettings) -> StreamCheck:
                 "implausible_share": round(share, 8),
                 "max_implausible_share": limit,
                 "factor": rule.factor,
-                "by_ticker": ", ".join(f"{t}: {n}" for t, n in found.by_ticker.items()),
+                "by_ticker": _by_ticker(found),
                 "examples": dg.MetadataValue.md(_price_examples(found)),
                 "counted": how,
             },
