@@ -17,7 +17,7 @@ the lower median level):
   ingest's in-step check runs on the batches as they are written.
 - :class:`DayMedians`: rows in any order, counts of (ticker, level) pairs; what marks rows
   held or streamed by a downstream step (:func:`implausible_rows`,
-  :func:`drop_implausible`), and the check's fallback when a partition is not ordered
+  :func:`drop_implausible`, :class:`PlausibleRows`), and the check's fallback when a partition is not ordered
   by ticker (:func:`scan_implausible_prices_any_order`).
 
 So the check and the filters of the greeks and features always agree.
@@ -147,6 +147,16 @@ class DayMedians:
         self._compact_at = self._COMPACT_ROWS
         self._medians: tuple[pa.Array, np.ndarray] | None = None
 
+    @classmethod
+    def of(
+        cls, rows: Iterable[pa.RecordBatch | pa.Table], rule: PriceRule = PriceRule()
+    ) -> DayMedians:
+        """The medians of ``rows`` (``ticker`` and ``price`` columns), read once."""
+        medians = cls(rule)
+        for batch in _batches(rows):
+            medians.update(batch.column("ticker"), batch.column("price"))
+        return medians
+
     def update(
         self, tickers: pa.Array | pa.ChunkedArray, prices: np.ndarray | pa.Array | pa.ChunkedArray
     ) -> None:
@@ -230,6 +240,21 @@ def drop_implausible(rows: Rows, medians: DayMedians) -> tuple[Rows, int]:
     bad = medians.implausible(rows.column("ticker"), rows.column("price"))
     dropped = int(bad.sum())
     return (rows.filter(pa.array(~bad)) if dropped else rows), dropped
+
+
+class PlausibleRows:
+    """A stream of batches (``ticker`` and ``price`` among their columns) without the
+    implausible prints by ``medians``; :attr:`dropped` counts those left out so far."""
+
+    def __init__(self, batches: Iterable[pa.RecordBatch], medians: DayMedians) -> None:
+        self.batches, self.medians = batches, medians
+        self.dropped = 0
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        for batch in self.batches:
+            kept, dropped = drop_implausible(batch, self.medians)
+            self.dropped += dropped
+            yield kept
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import pytest
 from market_assets.core.implausible_prices import (
     DayMedians,
     ImplausiblePriceScan,
+    PlausibleRows,
     PriceRule,
     drop_implausible,
     implausible_mask,
@@ -241,6 +242,9 @@ def test_day_medians_fed_in_batches_mark_the_same_rows_as_the_whole_table():
     assert dropped == int(marked.sum()) == scan_implausible_prices([table]).implausible
     assert kept.num_rows == table.num_rows - dropped
     assert scan_implausible_prices([kept]).implausible == 0
+    streamed = PlausibleRows(table.to_batches(max_chunksize=700), DayMedians.of([table]))
+    assert pa.Table.from_batches(list(streamed)).equals(kept)
+    assert streamed.dropped == dropped
 
 
 def test_a_ticker_without_a_median_has_only_implausible_rows():

@@ -31,8 +31,8 @@ from market_assets.core.aggregator import (
 )
 from market_assets.core.implausible_prices import (
     DayMedians,
+    PlausibleRows,
     PriceRule,
-    drop_implausible,
     implausible_rows,
 )
 from market_assets.core.statistics import StatsOptions
@@ -47,7 +47,7 @@ from market_assets.defs.checks.in_step import price_rule
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
-from market_assets.io.parquet_store import ParquetStore, asset_path
+from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, asset_path
 from market_assets.settings import Settings
 
 STOCK_COLUMNS = [
@@ -72,16 +72,7 @@ OPTION_COLUMNS = [
     "gadvv",
     "greeks_status",
 ]
-BATCH_ROWS = 65_536
-# Read one row group at a time, on the calling thread: the scanner's defaults (pre-buffering
-# whole files, reading ahead up to 16 batches on every core) hold hundreds of MB for a day.
-SCAN_OPTIONS = {
-    "batch_size": BATCH_ROWS,
-    "batch_readahead": 1,
-    "fragment_readahead": 1,
-    "use_threads": False,
-    "fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False),
-}
+SCAN_OPTIONS = BOUNDED_SCAN_OPTIONS
 
 
 def features_key(window: str) -> str:
@@ -114,31 +105,16 @@ def _aggregator(s: Settings, day: dt.date, windows: list[str]) -> WindowAggregat
     return WindowAggregator(f.symbol, windows, day, f.session, rules, stats)
 
 
-class _Plausible:
-    """Wraps the symbol's stock batches and leaves out its implausible prints."""
-
-    def __init__(self, batches: Iterable[pa.RecordBatch], medians: DayMedians) -> None:
-        self.batches, self.medians = batches, medians
-        self.dropped = 0
-
-    def __iter__(self) -> Iterator[pa.RecordBatch]:
-        for b in self.batches:
-            kept, dropped = drop_implausible(b, self.medians)
-            self.dropped += dropped
-            yield kept
-
-
 def _streamed(
     agg: WindowAggregator, stock: ds.Dataset, options: ds.Dataset, rule: PriceRule
 ) -> tuple[dict[str, list[pa.Table]], dict[str, int]]:
     """The windows of every size, from the two datasets streamed in time order."""
     symbol = agg.symbol
     of_symbol = pc.field("ticker") == symbol
-    medians = DayMedians(rule)
-    for b in stock.to_batches(columns=["ticker", "price"], filter=of_symbol, **SCAN_OPTIONS):
-        medians.update(b.column("ticker"), b.column("price"))
-    plausible = _Plausible(
-        stock.to_batches(columns=STOCK_COLUMNS, filter=of_symbol, **SCAN_OPTIONS), medians
+    prices = stock.to_batches(columns=["ticker", "price"], filter=of_symbol, **SCAN_OPTIONS)
+    plausible = PlausibleRows(
+        stock.to_batches(columns=STOCK_COLUMNS, filter=of_symbol, **SCAN_OPTIONS),
+        DayMedians.of(prices, rule),
     )
     s = _Counted(plausible)
     o = _Counted(
