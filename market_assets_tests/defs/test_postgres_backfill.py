@@ -85,8 +85,8 @@ def test_three_day_backfill_is_recorded_in_postgres(
         cur.execute(
             "SELECT execution_status, count(*) FROM asset_check_executions GROUP BY execution_status"
         )
-        # 7 checks a day (stock_trades 2, option_trades 3, greeks 1, features_30m 1), all passed.
-        assert dict(cur.fetchall()) == {"SUCCEEDED": 7 * len(DAYS)}
+        # 8 checks a day (stock_trades 3, option_trades 3, greeks 1, features_30m 1), all passed.
+        assert dict(cur.fetchall()) == {"SUCCEEDED": 8 * len(DAYS)}
 
 
 @pytest.mark.slow
