@@ -78,6 +78,7 @@ class LiveCounters:
     option_quotes: int = 0
     aggressor: Counter[str] = field(default_factory=Counter)  # buy / sell / unknown
     rejected: Counter[str] = field(default_factory=Counter)  # trades per broken value rule
+    nbbo: tuple[float, float] | None = None  # the symbol's latest bid and ask received
     late_dropped: int = 0
     duplicates: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
@@ -214,6 +215,8 @@ class LivePipeline:
         self.book.update(quotes)
         if market == "stocks":
             self.counters.stock_quotes += quotes.num_rows
+            last = quotes.slice(quotes.num_rows - 1).to_pylist()[0]
+            self.counters.nbbo = (last["bid_price"], last["ask_price"])
         else:
             self.counters.option_quotes += quotes.num_rows
             latest = pc.max(pc.cast(quotes.column("sip_timestamp"), pa.int64())).as_py()

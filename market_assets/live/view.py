@@ -68,6 +68,7 @@ def render(
         ("events/s", f"{rate:,.0f}"),
         ("trades (stocks / options)", f"{c.stock_trades:,} / {c.option_trades:,}"),
         ("quotes (stocks / options)", f"{c.stock_quotes:,} / {c.option_quotes:,}"),
+        (f"{symbol} bid / ask", " / ".join(f"{v:,.2f}" for v in c.nbbo) if c.nbbo else "-"),
         (
             "option trades buy / sell / unknown",
             " / ".join(f"{c.aggressor.get(k, 0):,}" for k in ("buy", "sell", "unknown")),

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from rich.console import Console
 
 from market_assets.core.calendar import NEW_YORK
 from market_assets.core.classify import ClassifyParams, Staleness
@@ -20,6 +21,7 @@ from market_assets.core.statistics import StatsOptions
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.live.pipeline import LivePipeline
 from market_assets.live.run import LiveSetupError, session_day
+from market_assets.live.view import render
 
 DAY = dt.date(2026, 11, 20)
 CALL = "O:SPY261218C00600000"
@@ -69,6 +71,10 @@ def _quote(t_ms: int, q: int, bid: float, ask: float) -> dict:
     return {"ev": "Q", "sym": CALL, "bp": bid, "ap": ask, "bs": 10, "as": 10, "t": t_ms, "q": q}
 
 
+def _stock_quote(t_ms: int, q: int, bid: float, ask: float) -> dict:
+    return {"ev": "Q", "sym": "SPY", "bp": bid, "ap": ask, "bs": 300, "as": 200, "t": t_ms, "q": q}
+
+
 def _written(output: Path) -> pa.Table:
     return pq.ParquetDataset(output / "window=1m" / f"dt={DAY}").read().sort_by("window_start")
 
@@ -86,6 +92,13 @@ def test_an_option_trade_waits_for_the_quote_stream_and_gets_the_nbbo_at_its_tim
     p.tick(1.1)
     assert p.counters.pending_options == 0
     assert dict(p.counters.aggressor) == {"sell": 1}  # at the bid in force at its time
+    p.frame("stocks", _frame(_stock_quote(T0 + 4000, 3, 599.99, 600.01)), wall=1.2)
+    view = Console(width=200, record=True)
+    view.print(render("SPY", p.counters, [], 0, 0.0))
+    text = view.export_text()
+    assert "SPY bid / ask" in text and "599.99 / 600.01" in text
+    line = next(x for x in text.splitlines() if "buy / sell / unknown" in x)
+    assert line.split("│")[2].strip() == "0 / 1 / 0"
     p.finish(_ms(dt.time(10, 1)) * 1_000_000)
     row = _written(tmp_path).to_pylist()[-1]
     assert row["call_trades"] == 1
