@@ -55,6 +55,15 @@ LIVE_COLUMNS = pa.schema(
     [("quality", pa.string()), ("late_dropped", pa.int64()), ("gaps", pa.int64())]
 )
 MS = 1_000_000
+NBBO_INPUT = [
+    "ticker",
+    "sip_timestamp",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "sequence_number",
+]
 
 
 @dataclass
@@ -138,6 +147,7 @@ class LivePipeline:
         self.counters = LiveCounters()
         self.underlying = UnderlyingBuffer(rules)
         self.pending: list[pa.Table] = []
+        self._new_quotes: list[pa.RecordBatch] = []
         self._contract = re.compile(f"^O:{re.escape(symbol)}[0-9]")
         self._lost_gen: dict[str, int] = {}
         self._logged: set[str] = set()
@@ -212,7 +222,8 @@ class LivePipeline:
         quotes = quotes.filter(pc.fill_null(mine, False))
         if not quotes.num_rows:
             return
-        self.book.update(quotes)
+        # Applied in arrival order before classifying (both markets: the columns they share).
+        self._new_quotes.append(quotes.select(NBBO_INPUT))
         if market == "stocks":
             self.counters.stock_quotes += quotes.num_rows
             last = quotes.slice(quotes.num_rows - 1).to_pylist()[0]
@@ -302,6 +313,10 @@ class LivePipeline:
     # -- output -----------------------------------------------------------------------------
     def _price_until(self, until_ns: int) -> None:
         """Price (classify) and aggregate the pending option trades older than ``until_ns``."""
+        if self._new_quotes and self.book is not None:
+            # One delta pass per tick, not per frame (its cost is mostly per call).
+            self.book.update(pa.Table.from_batches(self._new_quotes))
+            self._new_quotes = []
         if not self.pending:
             return
         pending = pa.concat_tables(self.pending)
