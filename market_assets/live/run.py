@@ -104,16 +104,21 @@ async def _rate(settings: Settings, api_key: str, day: dt.date) -> float | Treas
         raise LiveSetupError(str(e), code=1) from None
 
 
-def _topics(rt: Any, contracts: list[str] | None, quotes: bool) -> dict[str, list[str]]:
+def subscription_topics(
+    symbol: str, contracts: list[str] | None, quotes: bool
+) -> dict[str, list[str]]:
     """Each socket's topics: the symbol's trades (and quotes) on ``stocks``; on ``options``
-    ``T.*`` (``contracts`` None) or each contract's trades, and with ``quotes`` ``Q.*`` or
-    the first ``MAX_QUOTED_CONTRACTS`` contracts' quotes."""
-    stocks = [f"T.{rt.symbol}"] + ([f"Q.{rt.symbol}"] if quotes else [])
+    ``T.*`` (``contracts`` None) or each contract's trades, with ``quotes`` also ``Q.*`` or
+    the quotes of the first ``MAX_QUOTED_CONTRACTS`` contracts (most active first: each
+    contract's ``T`` and ``Q`` together, so the subscription in chunks starts with them)."""
+    stocks = [f"T.{symbol}"] + ([f"Q.{symbol}"] if quotes else [])
     if contracts is None:
         return {"stocks": stocks, "options": ["T.*"] + (["Q.*"] if quotes else [])}
-    options = [f"T.{c}" for c in contracts]
-    if quotes:
-        options += [f"Q.{c}" for c in contracts[:MAX_QUOTED_CONTRACTS]]
+    options = []
+    for i, c in enumerate(contracts):
+        options.append(f"T.{c}")
+        if quotes and i < MAX_QUOTED_CONTRACTS:
+            options.append(f"Q.{c}")
     return {"stocks": stocks, "options": options}
 
 
@@ -178,7 +183,7 @@ async def run_live(
             rt.symbol,
             quoted,
         )
-    for market, topics in _topics(rt, contracts, f.aggression).items():
+    for market, topics in subscription_topics(rt.symbol, contracts, f.aggression).items():
         feeds.append(
             FeedConnection(
                 market,

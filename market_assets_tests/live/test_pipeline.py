@@ -20,7 +20,7 @@ from market_assets.core.enrich import GreeksParams
 from market_assets.core.statistics import StatsOptions
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.live.pipeline import LivePipeline
-from market_assets.live.run import LiveSetupError, session_day
+from market_assets.live.run import LiveSetupError, session_day, subscription_topics
 from market_assets.live.view import render
 
 DAY = dt.date(2026, 11, 20)
@@ -152,3 +152,16 @@ def test_a_restart_marks_the_gap_until_its_first_trade_only(tmp_path):
     gaps = dict(zip(starts.tolist(), rows["gaps"].to_pylist(), strict=True))
     assert len(gaps) == rows.num_rows == 40
     assert [gaps[_ms(dt.time(10, m))] for m in range(10)] == [1] * 6 + [0] * 4
+
+
+def test_quotes_are_subscribed_for_at_most_1000_contracts_per_connection():
+    contracts = [f"O:SPY261218C{i:08d}" for i in range(1500)]  # most active first
+    topics = subscription_topics("SPY", contracts, quotes=True)
+    assert topics["stocks"] == ["T.SPY", "Q.SPY"]
+    options = topics["options"]
+    assert [t for t in options if t.startswith("T.")] == [f"T.{c}" for c in contracts]
+    assert [t for t in options if t.startswith("Q.")] == [f"Q.{c}" for c in contracts[:1000]]
+    assert options[:4] == [f"T.{contracts[0]}", f"Q.{contracts[0]}", f"T.{contracts[1]}",
+                           f"Q.{contracts[1]}"]  # fmt: skip
+    assert subscription_topics("SPY", None, quotes=True)["options"] == ["T.*", "Q.*"]
+    assert subscription_topics("SPY", contracts, quotes=False)["stocks"] == ["T.SPY"]
