@@ -10,6 +10,8 @@ the staleness limit (age > ``max_staleness_ns``) gives no price.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -33,6 +35,17 @@ def _ts_ns(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return ints.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False), valid
 
 
+def _symbol_codes(tickers: pa.Array, symbols: dict[str, int]) -> np.ndarray:
+    """int32 code per row into ``symbols`` (extended with new tickers in first-seen order);
+    -1 for a null ticker."""
+    unique = pc.unique(tickers.drop_null()).to_pylist()
+    for t in unique:
+        symbols.setdefault(t, len(symbols))
+    local = pc.index_in(tickers, value_set=pa.array(unique, pa.string()))
+    remap = np.array([symbols[t] for t in unique] + [-1], dtype=np.int32)
+    return remap[local.fill_null(len(unique)).to_numpy(zero_copy_only=False)]
+
+
 def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarray:
     """True for stock trades that may set S: not corrected, every condition eligible."""
     n = stock.num_rows
@@ -49,37 +62,46 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
 
 class UnderlyingIndex:
     """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
-    as-of lookups (one per micro-batch of option trades)."""
+    as-of lookups (one per micro-batch of option trades).
 
-    def __init__(self, stock: pa.Table, rules: ConditionRules):
-        keep = eligible_underlying_mask(stock, rules) if stock.num_rows else np.zeros(0, bool)
-        idx = np.flatnonzero(keep)
-        eligible = stock.take(pa.array(idx, pa.int64()))
-        tick = _column(eligible, "ticker") if eligible.num_rows else pa.array([], pa.string())
-        self.symbols = pc.unique(tick.drop_null())
-        code = (
-            pc.index_in(tick, value_set=self.symbols).fill_null(-1).to_numpy(zero_copy_only=False)
-        )
-        s_ts, _ = (
-            _ts_ns(_column(eligible, "sip_timestamp"))
-            if eligible.num_rows
-            else (np.zeros(0, np.int64), None)
-        )
-        s_seq = (
-            _column(eligible, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
-            if eligible.num_rows
-            else np.zeros(0, np.int64)
-        )
-        s_price = (
-            _column(eligible, "price").to_numpy(zero_copy_only=False).astype(np.float64)
-            if eligible.num_rows
-            else np.zeros(0)
-        )
+    ``stock`` is a table or an iterable of tables/record batches: each part is reduced to its
+    eligible trades' time, sequence, price and symbol code as it arrives, so only those
+    (28 bytes a trade) are held, never the stock rows themselves."""
+
+    def __init__(
+        self,
+        stock: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
+        rules: ConditionRules,
+    ):
+        parts = [stock] if isinstance(stock, pa.Table | pa.RecordBatch) else stock
+        symbols: dict[str, int] = {}
+        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
+        for part in parts:
+            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+            if table.num_rows == 0:
+                continue
+            keep = eligible_underlying_mask(table, rules)
+            if not keep.any():
+                continue
+            ts, _ = _ts_ns(_column(table, "sip_timestamp"))
+            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
+            price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
+            ts_parts.append(ts[keep])
+            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
+            price_parts.append(np.asarray(price, dtype=np.float64)[keep])
+            code_parts.append(_symbol_codes(_column(table, "ticker"), symbols)[keep])
+        self.symbols = pa.array(list(symbols), pa.string())
+        s_ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0, np.int64)
+        s_seq = np.concatenate(seq_parts) if seq_parts else np.zeros(0, np.int64)
+        s_price = np.concatenate(price_parts) if price_parts else np.zeros(0)
+        code = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int32)
+        del ts_parts, seq_parts, price_parts, code_parts
         # Ties at one nanosecond: the highest sequence number sorts last and wins.
         order = np.lexsort((s_seq, s_ts, code))
+        del s_seq
         self.ts = s_ts[order]
         self.price = s_price[order]
-        self.bounds = np.searchsorted(code[order], np.arange(len(self.symbols) + 1), side="left")
+        self.bounds = np.searchsorted(code[order], np.arange(len(symbols) + 1), side="left")
         self.size = len(order)
 
     def asof(

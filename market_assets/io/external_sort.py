@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-RUN_ROWS = 524_288  # rows sorted in memory at once
-MERGE_ROWS = 524_288  # rows held by the merge, over all runs
+RUN_ROWS = 262_144  # rows sorted in memory at once
+MERGE_ROWS = 262_144  # rows held by the merge, over all runs
 OUT_ROWS = 65_536  # rows per emitted batch
 _MAX = np.iinfo(np.int64).max
 

@@ -58,6 +58,16 @@ STATISTICS_COLUMNS = (
     "symbol",
     "window_start",
 )
+SCAN_BATCH_ROWS = 65_536
+# Read one row group at a time, on the calling thread: the scanner's defaults (pre-buffering
+# whole files, reading ahead up to 16 batches on every core) hold hundreds of MB for a day.
+BOUNDED_SCAN_OPTIONS = {
+    "batch_size": SCAN_BATCH_ROWS,
+    "batch_readahead": 1,
+    "fragment_readahead": 1,
+    "use_threads": False,
+    "fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False),
+}
 _END = object()
 STAGING = "_staging"
 # A staging folder's name: who writes it, so that a later write can tell a leftover of a

@@ -81,6 +81,31 @@ def test_asof_join_matches_brute_force_reference_with_ties_conditions_correction
     assert np.isnan(got_p).sum() > 50 and (~np.isnan(got_p)).sum() > 300
 
 
+def test_index_built_from_streamed_batches_equals_the_one_from_the_whole_table():
+    rng = np.random.default_rng(11)
+    n = 900
+    tickers = [None if rng.random() < 0.02 else t for t in rng.choice(["SPY", "QQQ", "IWM"], n)]
+    ts = (BASE + rng.integers(0, 60, n) * SEC // 2).tolist()
+    prices = np.round(rng.uniform(100, 600, n), 2).tolist()
+    seqs = rng.permutation(n * 3)[:n].tolist()
+    conds = [CONDITION_CHOICES[k] for k in rng.integers(0, len(CONDITION_CHOICES), n)]
+    corrections = rng.choice([0, 0, 0, 1], n).tolist()
+    stock = stock_table(tickers, ts, prices, seqs, conds, corrections)
+    whole = UnderlyingIndex(stock, RULES)
+    # Uneven batches, one empty, tickers first seen in a different order in each.
+    streamed = UnderlyingIndex(
+        iter([*stock.slice(0, 7).to_batches(), stock.slice(7, 0), *stock.slice(7).to_batches(50)]),
+        RULES,
+    )
+    und = np.array(rng.choice(["SPY", "QQQ", "IWM", "DIA"], 500), dtype=object)
+    ots = BASE + rng.integers(-5 * SEC, 45 * SEC, 500)
+    for got, want in zip(
+        streamed.asof(und, ots, 3 * SEC), whole.asof(und, ots, 3 * SEC), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+    assert streamed.size == whole.size > 0
+
+
 def test_same_nanosecond_tie_takes_highest_sequence_number():
     stock = stock_table(
         ["SPY"] * 3, [BASE] * 3, [600.0, 601.0, 602.0], [5, 9, 7], [[]] * 3, [0] * 3

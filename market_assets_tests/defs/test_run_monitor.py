@@ -62,6 +62,12 @@ def project(tmp_path: Path) -> Path:
         "load_from:\n  - python_file:\n      relative_path: sleepy.py\n"
         "      location_name: sleepy\n"
     )
+    # Create the SQLite storages once, here: a daemon and this test creating them at the same
+    # moment can stamp alembic twice ("more than one head present").
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+        instance.all_instigator_state()
+        instance.event_log_storage.get_asset_records()
     return tmp_path
 
 

@@ -33,7 +33,7 @@ from market_assets.defs.charts import (
 )
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
-from market_assets.io.parquet_store import ParquetStore, asset_path
+from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, asset_path
 from market_assets.settings import Settings
 
 STOCK_COLUMNS = [
@@ -58,16 +58,7 @@ OPTION_COLUMNS = [
     "gadvv",
     "greeks_status",
 ]
-BATCH_ROWS = 65_536
-# Read one row group at a time, on the calling thread: the scanner's defaults (pre-buffering
-# whole files, reading ahead up to 16 batches on every core) hold hundreds of MB for a day.
-SCAN_OPTIONS = {
-    "batch_size": BATCH_ROWS,
-    "batch_readahead": 1,
-    "fragment_readahead": 1,
-    "use_threads": False,
-    "fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False),
-}
+SCAN_OPTIONS = BOUNDED_SCAN_OPTIONS
 
 
 def features_key(window: str) -> str:

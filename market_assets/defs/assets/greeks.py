@@ -19,7 +19,7 @@ from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.external_sort import sorted_batches
-from market_assets.io.parquet_store import ParquetStore, WriteResult
+from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
 
 ORDER = ("underlying", "sip_timestamp")
 UNDERLYING_COLUMNS = [
@@ -68,18 +68,24 @@ def build_greeks_asset(
             max_underlying_staleness_s=s.greeks.max_underlying_staleness_s,
         )
         rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
-        # Only the underlyings' trades, and only the columns the as-of join needs, are held:
-        # bounded by those symbols' day of trades, not by the source files.
-        underlyings = pc.unique(option_trades.to_table(columns=["underlying"]).column("underlying"))
-        stock = stock_trades.to_table(
-            columns=UNDERLYING_COLUMNS, filter=pc.field("ticker").isin(underlyings)
+        # Only the underlyings' eligible trades are held (time, sequence, price: 28 bytes a
+        # trade), reduced batch by batch: bounded by those symbols' day, not by the files.
+        underlyings = _underlyings(option_trades)
+        index = UnderlyingIndex(
+            stock_trades.to_batches(
+                columns=UNDERLYING_COLUMNS,
+                filter=pc.field("ticker").isin(underlyings),
+                **BOUNDED_SCAN_OPTIONS,
+            ),
+            rules,
         )
-        index = UnderlyingIndex(stock, rules)
         # Fed every written batch by the IO manager: the status_shares check and the metadata.
         shares = GreeksStatusShares()
 
         def batches() -> Iterator[pa.RecordBatch]:
-            for batch in option_trades.to_batches(batch_size=262_144):
+            for batch in option_trades.to_batches(
+                **{**BOUNDED_SCAN_OPTIONS, "batch_size": 131_072}
+            ):
                 out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
                 yield from out.to_batches()
 
@@ -89,7 +95,7 @@ def build_greeks_asset(
             if result is None:
                 return {}
             md: dict[str, Any] = {
-                "underlying_trades_loaded": stock.num_rows,
+                "underlying_trades_indexed": index.size,
                 "elapsed_seconds": round(result.elapsed_s, 3),
                 "rows_per_second": round(shares.rows / max(result.elapsed_s, 1e-9)),
             }
@@ -108,6 +114,14 @@ def build_greeks_asset(
         yield from stream.check_results
 
     return option_trades_greeks
+
+
+def _underlyings(option_trades: ds.Dataset) -> pa.Array:
+    """The distinct underlyings of the day's option trades, read one row group at a time."""
+    seen: set[str] = set()
+    for batch in option_trades.to_batches(columns=["underlying"], **BOUNDED_SCAN_OPTIONS):
+        seen.update(pc.unique(batch.column(0)).drop_null().to_pylist())
+    return pa.array(sorted(seen), pa.string())
 
 
 def _rate(setting: float | str, treasury_yields: ds.Dataset | None) -> float | TreasuryCurve:
