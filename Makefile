@@ -60,7 +60,7 @@ live-demo: sample
 	@$(VENV)/bin/market-assets replay --date $(DEMO_DATE) --speed 60 --port $(LIVE_PORT) \
 		--wait-for stocks,options --no-quotes --api-key demo > data/replay.log 2>&1 & \
 	trap "kill $$! 2>/dev/null" EXIT; sleep 3; \
-	MASSIVE_API_KEY=demo $(VENV)/bin/market-assets live --feed 127.0.0.1:$(LIVE_PORT) --insecure \
+	MASSIVE_API_KEY=demo $(VENV)/bin/market-assets live --date $(DEMO_DATE) --feed 127.0.0.1:$(LIVE_PORT) --insecure \
 		--option-contracts all --until 16:00 --idle-exit 30 --view on
 
 clean:

@@ -229,6 +229,9 @@ class FeatureSettings(_Section):
     dip_bootstrap_draws: Annotated[int, Field(ge=100, le=10_000_000)]
     dip_seed: Annotated[int, Field(ge=0)]
     kde_grid: Annotated[int, Field(ge=8, le=1_000_000)]
+    # The 68 AGGRESSION_FEATURE_NAMES after FEATURE_NAMES (option trades classified
+    # against the NBBO: quote assets in the batch, Q.* subscriptions live).
+    aggression: bool = False
 
 
 @with_config(ConfigDict(extra="forbid", strict=True))

@@ -22,11 +22,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_assets.core.nbbo import CROSSED, INVALID, LOCKED, NORMAL, nbbo_states, state_names
+from market_assets.core.nbbo import (
+    CROSSED,
+    INVALID,
+    LOCKED,
+    NORMAL,
+    NbboCarry,
+    nbbo_deltas,
+    nbbo_states,
+    state_names,
+)
 from market_assets.core.schemas import (
     AGGRESSOR_SIDES,
     CLASS_METHODS,
     CLASSIFICATION_COLUMNS,
+    STOCK_QUOTES,
     TS,
     UNKNOWN_REASONS,
 )
@@ -421,20 +431,42 @@ def classify_table(
     return out
 
 
+class _StrictlyBefore(QuoteIndex):
+    """A :class:`QuoteIndex` whose as-of is strictly earlier: a lookup at ``t`` sees the
+    quotes stamped at or before ``t - 1 ns``."""
+
+    def asof_codes(self, code: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
+        return super().asof_codes(code, np.asarray(ts_ns, np.int64) - 1)
+
+
 class NbboBook:
     """Live NBBO per ticker, updated by quotes and classifying trades with :func:`classify`.
 
-    Keeps the last ``history`` NBBO deltas per ticker (a trade may arrive after a quote
-    stamped later than it), the last trade price per ticker (tick rule), and the last
-    ``window`` observed ages per ticker and per kind for the adaptive staleness limit, which
-    is computed from the ages seen before each batch (causal, unlike the batch path's
-    whole-day quantile: the two agree exactly with fixed staleness).
+    Quotes become deltas with the batch's rule (:func:`market_assets.core.nbbo.nbbo_deltas`,
+    its carry kept between calls), vectorized. The deltas stay until :meth:`forget_before`
+    drops the ones no trade to come can need (the last delta of each ticker before the cut
+    stays: it is in force at the cut), so a trade stamped before quotes that already arrived
+    gets the NBBO in force at its own time. ``strictly_before``: the NBBO in force is the
+    latest delta stamped strictly before the trade instead of at or before it (the live
+    feed's millisecond times; see docs/live.md). The book also keeps the last trade price
+    per ticker (tick rule) and the last ``window`` observed ages per ticker and per kind for
+    the adaptive staleness limit, computed from the ages seen before each batch (causal,
+    unlike the batch path's whole-day quantile: the two agree exactly with fixed staleness).
     """
 
-    def __init__(self, params: ClassifyParams | None = None, history: int = 64, window: int = 2000):
+    def __init__(
+        self,
+        params: ClassifyParams | None = None,
+        window: int = 2000,
+        *,
+        strictly_before: bool = False,
+    ):
         self.params = params or ClassifyParams()
-        self.history, self.window = history, window
-        self._quotes: dict[str, deque[tuple[int, int, float, float, float, float]]] = {}
+        self.window = window
+        self.strictly_before = strictly_before
+        self._carry = NbboCarry.empty()
+        self._deltas: list[pa.Table] = []
+        self._index: QuoteIndex | None = None
         self._last_price: dict[str, float] = {}
         self._ages: dict[str, deque[int]] = {}
         self._pooled: dict[bool, deque[int]] = {
@@ -442,80 +474,97 @@ class NbboBook:
             False: deque(maxlen=window),
         }
 
+    def __len__(self) -> int:
+        """NBBO deltas kept."""
+        return sum(t.num_rows for t in self._deltas)
+
     def update(self, quotes: pa.Table | pa.RecordBatch) -> None:
         """Apply quote rows (ticker, sip_timestamp, bid/ask price and size, optional
-        sequence_number) in arrival order."""
-        names = _array(quotes, "ticker").cast(pa.string()).to_pylist()
-        ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
-        if "sequence_number" in quotes.column_names:
-            seqs = _array(quotes, "sequence_number").cast(pa.int64()).fill_null(-1).to_pylist()
-        else:
-            seqs = [-1] * quotes.num_rows
-        values = np.column_stack(
-            [_floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")]
-        ).tolist()
-        for i, ticker in enumerate(names):
-            if ticker is None or not ts_ok[i]:
-                continue
-            row = (int(ts[i]), seqs[i], *values[i])
-            book = self._quotes.get(ticker)
-            if book is None:
-                book = self._quotes[ticker] = deque(maxlen=self.history)
-            if book and _same_nbbo(book[-1], row):
-                continue
-            book.append(row)
+        sequence_number) in arrival order; rows without a ticker or a time are ignored."""
+        if not quotes.num_rows:
+            return
+        ok = pc.and_(
+            pc.is_valid(_array(quotes, "ticker")), pc.is_valid(_array(quotes, "sip_timestamp"))
+        )
+        if not pc.all(ok).as_py():
+            quotes = quotes.filter(ok)
+        deltas, self._carry = nbbo_deltas(quotes, self._carry)
+        if deltas.num_rows:
+            self._deltas.append(deltas)
+            self._index = None
+
+    def _table(self) -> pa.Table:
+        if len(self._deltas) > 1:
+            self._deltas = [pa.concat_tables(self._deltas).combine_chunks()]
+        return self._deltas[0] if self._deltas else STOCK_QUOTES.empty_table()
+
+    def forget_before(self, ts_ns: int) -> None:
+        """Drop the deltas older than ``ts_ns`` except each ticker's last one (in force at
+        ``ts_ns``): a trade stamped at or after ``ts_ns`` is classified as before."""
+        table = self._table()
+        ts, _ = _ns(_array(table, "sip_timestamp"))
+        old = np.flatnonzero(ts < ts_ns)
+        if len(old) == 0:
+            return
+        code = np.asarray(
+            pc.dictionary_encode(_array(table, "ticker")).indices.to_numpy(zero_copy_only=False),
+            np.int64,
+        )
+        seq = np.asarray(
+            _array(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False), np.int64
+        )
+        order = old[np.lexsort((old, seq[old], ts[old], code[old]))]
+        last = np.append(code[order][1:] != code[order][:-1], True)
+        keep = ts >= ts_ns
+        keep[order[last]] = True
+        if not keep.all():
+            self._deltas = [table.filter(pa.array(keep))]
+            self._index = None
 
     def current(self, ticker: str) -> dict | None:
         """The latest NBBO of ``ticker`` (by SIP time) with its state, or None."""
-        book = self._quotes.get(ticker)
-        if not book:
+        table = self._table()
+        mine = table.filter(pc.equal(table.column("ticker"), ticker))
+        if not mine.num_rows:
             return None
-        ts, seq, bid, bid_size, ask, ask_size = max(book, key=lambda r: (r[0], r[1]))
-        state = nbbo_states(*(np.array([v]) for v in (bid, bid_size, ask, ask_size)))[0]
-        return {
-            "sip_timestamp": ts,
-            "sequence_number": seq,
-            "bid_price": bid,
-            "bid_size": bid_size,
-            "ask_price": ask,
-            "ask_size": ask_size,
-            "nbbo_state": state_names(np.array([state])).to_pylist()[0],
-        }
+        ts, _ = _ns(_array(mine, "sip_timestamp"))
+        seq = np.asarray(
+            _array(mine, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False), np.int64
+        )
+        row = mine.slice(int(np.lexsort((np.arange(len(ts)), seq, ts))[-1]), 1).to_pylist()[0]
+        row["sip_timestamp"] = int(ts.max())
+        row.pop("ticker")
+        return row
 
     def classify(self, trades: pa.Table | pa.RecordBatch) -> pa.Table:
         """Classification columns for ``trades`` (one or many), as :func:`classify` gives."""
+        if self._index is None:
+            kind = _StrictlyBefore if self.strictly_before else QuoteIndex
+            self._index = kind(self._table())
         names = _array(trades, "ticker").cast(pa.string()).to_pylist()
-        wanted = [t for t in dict.fromkeys(names) if t in self._quotes]
-        rows = [(t, *q) for t in wanted for q in self._quotes[t]]
-        quotes = pa.table(
-            {
-                "ticker": pa.array([r[0] for r in rows], pa.string()),
-                "sip_timestamp": pa.array([r[1] for r in rows], pa.int64()),
-                "sequence_number": pa.array([r[2] for r in rows], pa.int64()),
-                "bid_price": pa.array([r[3] for r in rows], pa.float64()),
-                "bid_size": pa.array([r[4] for r in rows], pa.float64()),
-                "ask_price": pa.array([r[5] for r in rows], pa.float64()),
-                "ask_size": pa.array([r[6] for r in rows], pa.float64()),
-            }
-        )
         prev = np.array([self._last_price.get(t, np.nan) for t in names], np.float64)
-        limits = np.array([self._limit_us(t) for t in names], np.int64)
-        out = classify(trades, QuoteIndex(quotes), self.params, limits_us=limits, prev_price=prev)
+        pooled: dict[bool, int] = {}
+        limit = {t: self._limit_us(t, pooled) for t in dict.fromkeys(names) if t is not None}
+        limits = np.array([limit.get(t, 0) for t in names], np.int64)
+        out = classify(trades, self._index, self.params, limits_us=limits, prev_price=prev)
         self._remember(trades, names, out)
         return out
 
-    def _limit_us(self, ticker: str) -> int:
+    def _limit_us(self, ticker: str, pooled: dict[bool, int]) -> int:
+        """The ticker's limit from the ages seen so far (``pooled``: the per-kind limits
+        already computed for this batch)."""
         is_option = ticker.startswith("O:")
         policy = self.params.option_staleness if is_option else self.params.equity_staleness
         if not policy.adaptive:
             return policy.limit_us(None)
         ages = self._ages.get(ticker)
-        if ages is None or len(ages) < policy.min_samples:
-            ages = self._pooled[is_option]
-        if not ages:
-            return policy.limit_us(None)
-        a = np.sort(np.fromiter(ages, np.int64, len(ages)))
-        return policy.limit_us(float(a[math.ceil(policy.quantile * (len(a) - 1))]))
+        if ages is not None and len(ages) >= policy.min_samples:
+            return policy.limit_us(_higher_quantile(np.fromiter(ages, np.int64), policy.quantile))
+        if is_option not in pooled:
+            kind = self._pooled[is_option]
+            q = _higher_quantile(np.fromiter(kind, np.int64), policy.quantile) if kind else None
+            pooled[is_option] = policy.limit_us(q)
+        return pooled[is_option]
 
     def _remember(self, trades: pa.Table | pa.RecordBatch, names: list[str], out: pa.Table) -> None:
         ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
@@ -523,13 +572,11 @@ class NbboBook:
         ages = out.column("nbbo_ts").cast(pa.int64()).to_pylist()
         order = np.lexsort((np.arange(len(names)), ts))
         for i in order:
+            if names[i] is None:
+                continue
             if ages[i] is not None:
                 age = int(ts[i] - ages[i])
                 self._ages.setdefault(names[i], deque(maxlen=self.window)).append(age)
                 self._pooled[names[i].startswith("O:")].append(age)
             if ts_ok[i] and price[i] > 0:
                 self._last_price[names[i]] = float(price[i])
-
-
-def _same_nbbo(a: tuple, b: tuple) -> bool:
-    return all(x == y or (x != x and y != y) for x, y in zip(a[2:], b[2:], strict=True))

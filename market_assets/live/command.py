@@ -23,6 +23,13 @@ def _hhmm(s: str) -> dt.time:
         raise argparse.ArgumentTypeError(f"{s!r} is not a time as HH:MM (ET)") from None
 
 
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date as YYYY-MM-DD") from None
+
+
 def _seconds(s: str) -> float:
     try:
         v = float(s)
@@ -41,11 +48,17 @@ def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> No
         parents=list(parents),
         help="live prelim windows of realtime.symbol from Massive's WebSocket feed",
         description=(
-            "Stream realtime.symbol's stock and option trades from realtime.feed, compute "
-            "the windows of realtime.windows as the batch does and write each closed window "
-            "to realtime.output/window=<w>/dt=<day>/ (quality = prelim). The API key is read "
-            f"from ${API_KEY_ENV}."
+            "Stream realtime.symbol's stock and option trades (and, with features.aggression, "
+            "quotes) from realtime.feed, compute the windows of realtime.windows as the batch "
+            "does and write each closed window to realtime.output/window=<w>/dt=<day>/ "
+            f"(quality = prelim). The API key is read from ${API_KEY_ENV}."
         ),
+    )
+    p.add_argument(
+        "--date",
+        type=_date,
+        help="the trading day followed (default: today in New York); trades of other days "
+        "are dropped. Pass the replayed day against market-assets replay",
     )
     p.add_argument("--until", type=_hhmm, help="stop once the watermark passes HH:MM (ET)")
     p.add_argument("--idle-exit", type=_seconds, metavar="S", help="stop after S s without data")
@@ -70,7 +83,7 @@ def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> No
 
 def cmd_live(args: argparse.Namespace) -> int:
     from market_assets.live.feed import FeedAuthError
-    from market_assets.live.run import LiveOptions, LivePipeline, run_live
+    from market_assets.live.run import LiveOptions, LivePipeline, LiveSetupError, run_live
     from market_assets.settings import load_settings
 
     if not logging.getLogger().handlers:
@@ -94,7 +107,11 @@ def cmd_live(args: argparse.Namespace) -> int:
         return EXIT_AUTH
     view = args.view == "on" or (args.view == "auto" and sys.stdout.isatty())
     options = LiveOptions(
-        until=args.until, idle_exit_s=args.idle_exit, view=view, metrics_port=args.metrics_port
+        until=args.until,
+        idle_exit_s=args.idle_exit,
+        view=view,
+        metrics_port=args.metrics_port,
+        day=args.date,
     )
 
     async def main() -> LivePipeline:
@@ -109,12 +126,17 @@ def cmd_live(args: argparse.Namespace) -> int:
     except FeedAuthError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_AUTH
+    except LiveSetupError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.code
     c = pipeline.counters
+    rejected = ", ".join(f"{n} {rule}" for rule, n in sorted(c.rejected.items())) or "0"
     print(
         f"live {settings.realtime.symbol} {pipeline.day}: {c.windows_written} windows written "
         f"to {settings.realtime.output} ({c.stock_trades:,} stock + {c.option_trades:,} option "
-        f"trades, {c.late_dropped} late, {c.duplicates} duplicates, "
-        f"{sum(c.malformed.values())} malformed, {c.gaps} gaps)",
+        f"trades, {c.option_quotes:,} option quotes, {c.late_dropped} late, {c.duplicates} "
+        f"duplicates, {sum(c.malformed.values())} malformed, rejected by a value rule: "
+        f"{rejected}, {c.gaps} gaps)",
         flush=True,
     )
     return 0

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from market_assets.core.calendar import NEW_YORK
+from market_assets.core.calendar import day_bounds_ns
 from market_assets.io.reader import TradeReader
 from market_assets.io.sizes import DEFAULT_BLOCK_SIZE
 from market_assets.io.source import FlatFileStore, flat_file_key
@@ -182,10 +182,6 @@ class ReplayDay:
         self.close()
 
 
-def _midnight_ns(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(0), NEW_YORK).timestamp()) * 1_000_000_000
-
-
 def prepare_day(
     store: FlatFileStore,
     day: dt.date,
@@ -208,7 +204,7 @@ def prepare_day(
     folder = Path(tempfile.mkdtemp(prefix="market-assets-replay-", dir=spill_dir))
     stats = DayStats()
     started = time.monotonic()
-    spill = _Spill(folder / "events.arrow", _midnight_ns(day))
+    spill = _Spill(folder / "events.arrow", day_bounds_ns(day)[0])
     try:
         for stream, dataset in enumerate(DATASETS):
             key = flat_file_key(dataset, day)

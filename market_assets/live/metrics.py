@@ -40,6 +40,22 @@ class _LiveCollector(Collector):
         trades.add_metric(["stocks"], c.stock_trades)
         trades.add_metric(["options"], c.option_trades)
         yield trades
+        quotes = CounterMetricFamily(p + "quotes", "Quotes applied to the NBBO", labels=["market"])
+        quotes.add_metric(["stocks"], c.stock_quotes)
+        quotes.add_metric(["options"], c.option_quotes)
+        yield quotes
+        sides = CounterMetricFamily(
+            p + "option_trades_classified", "Option trades by aggressor side", labels=["side"]
+        )
+        for side in ("buy", "sell", "unknown"):
+            sides.add_metric([side], c.aggressor.get(side, 0))
+        yield sides
+        rejected = CounterMetricFamily(
+            p + "rejected", "Trades dropped for breaking a value rule", labels=["rule"]
+        )
+        for rule in ("price", "size", "sip_timestamp", "strike"):
+            rejected.add_metric([rule], c.rejected.get(rule, 0))
+        yield rejected
         yield counter("late_dropped", "Trades dropped as late (window closed)", c.late_dropped)
         yield counter("duplicates", "Duplicate trades dropped", c.duplicates)
         bad = CounterMetricFamily(p + "malformed", "Malformed or unknown messages", labels=["kind"])

@@ -1,14 +1,18 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""From feed frames to written windows: decode, drop late and duplicate trades, price the
-option trades, aggregate, close windows on the watermark and write each exactly once.
+"""From feed frames to written windows: decode, drop trades that break a value rule, late
+and duplicate trades, price (and classify) the option trades, aggregate, close windows on
+the watermark and write each exactly once.
 
-One :class:`LivePipeline` per run, driven by the asyncio consumer in
+One :class:`LivePipeline` per run and trading day, driven by the asyncio consumer in
 :mod:`market_assets.live.run` (single-threaded: no locks). The rules are the batch's: the
-normalised columns of :mod:`market_assets.live.protocol`, the condition rules, the greeks
-of :mod:`market_assets.core.enrich` with the live as-of rule of
-:mod:`market_assets.core.live_prices`, and the window aggregator of
+normalised columns of :mod:`market_assets.live.protocol`, the value rules of
+:mod:`market_assets.core.trade_rules`, the condition rules, the greeks of
+:mod:`market_assets.core.enrich` with the live as-of rule of
+:mod:`market_assets.core.live_prices`, the aggressor classification of
+:mod:`market_assets.core.classify` (an :class:`~market_assets.core.classify.NbboBook` fed by
+the ``Q`` events, when ``aggression`` is on) and the window aggregator of
 :mod:`market_assets.core.aggregator`. Event time, lateness, duplicates and gaps:
-:mod:`market_assets.core.watermark`.
+:mod:`market_assets.core.watermark`. docs/live.md states the rules.
 
 Live-only columns of every written row: ``quality`` ("prelim"), ``late_dropped`` (trades
 dropped as late so far in this run when the window was written) and ``gaps`` (feed gaps
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,22 +36,34 @@ import pyarrow.compute as pc
 
 from market_assets.core.aggregator import WindowAggregator
 from market_assets.core.calendar import NEW_YORK, window_ns
+from market_assets.core.classify import ClassifyParams, NbboBook
 from market_assets.core.conditions import ConditionRules
 from market_assets.core.enrich import GreeksParams
 from market_assets.core.live_prices import UnderlyingBuffer, price_option_trades
 from market_assets.core.statistics import StatsOptions
+from market_assets.core.trade_rules import find_violations
 from market_assets.core.watermark import NEVER, Deduplicator, EventClock, GapTracker
 from market_assets.io.live_store import LiveWindowStore
 from market_assets.live import protocol
 
 log = logging.getLogger("market_assets.live")
 
-STREAMS = ("stocks", "options")
+STREAMS = ("stocks", "options")  # the trade streams (one socket per market)
+OPTION_QUOTES = "option_quotes"  # the option quotes' stream in the event clock
 QUALITY = "prelim"
 LIVE_COLUMNS = pa.schema(
     [("quality", pa.string()), ("late_dropped", pa.int64()), ("gaps", pa.int64())]
 )
 MS = 1_000_000
+NBBO_INPUT = [
+    "ticker",
+    "sip_timestamp",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "sequence_number",
+]
 
 
 @dataclass
@@ -66,6 +83,11 @@ class LiveCounters:
     frames: int = 0
     stock_trades: int = 0
     option_trades: int = 0
+    stock_quotes: int = 0
+    option_quotes: int = 0
+    aggressor: Counter[str] = field(default_factory=Counter)  # buy / sell / unknown
+    rejected: Counter[str] = field(default_factory=Counter)  # trades per broken value rule
+    nbbo: tuple[float, float] | None = None  # the symbol's latest bid and ask received
     late_dropped: int = 0
     duplicates: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
@@ -81,8 +103,12 @@ class LiveCounters:
 
 
 class LivePipeline:
-    """The live path's state for one symbol and one trading day (set by the first trade,
-    or ``day``)."""
+    """The live path's state for one symbol and one trading day ``day`` (trades stamped on
+    another day break the value rules: counted in ``rejected``, never aggregated).
+
+    ``aggression``: classify the option trades against the NBBO of the ``Q`` events
+    (``classify``: the classifier's settings) and write the 68 aggression columns.
+    """
 
     def __init__(
         self,
@@ -95,8 +121,11 @@ class LivePipeline:
         output: Any,
         allowed_lateness_s: float,
         stream_idle_s: float,
-        day: dt.date | None = None,
+        day: dt.date,
         on_closed: Callable[[Closed], None] | None = None,
+        *,
+        aggression: bool = False,
+        classify: ClassifyParams | None = None,
     ) -> None:
         self.symbol = symbol
         self.windows = list(windows)
@@ -109,36 +138,32 @@ class LivePipeline:
         self.on_closed = on_closed
         self.lateness_ns = int(round(allowed_lateness_s * 1e9))
         self.max_stale_ns = int(round(params.max_underlying_staleness_s * 1e9))
-        self.clock = EventClock(STREAMS, allowed_lateness_s, stream_idle_s)
+        # The option quotes gate classification as the stock trades gate pricing.
+        self.book = NbboBook(classify, strictly_before=True) if aggression else None
+        clock_streams = STREAMS + ((OPTION_QUOTES,) if aggression else ())
+        self.clock = EventClock(clock_streams, allowed_lateness_s, stream_idle_s)
         self.dedup = {s: Deduplicator() for s in STREAMS}
         self.gaps = GapTracker()
         self.counters = LiveCounters()
         self.underlying = UnderlyingBuffer(rules)
         self.pending: list[pa.Table] = []
-        self.aggregator: WindowAggregator | None = None
-        self.store: LiveWindowStore | None = None
-        self._gen: dict[str, int] = {}
+        self._new_quotes: list[pa.RecordBatch] = []
+        self._contract = re.compile(f"^O:{re.escape(symbol)}[0-9]")
         self._lost_gen: dict[str, int] = {}
         self._logged: set[str] = set()
         self._last_frame_wall = time.monotonic()
-        if day is not None:
-            self._start(day, None)
-
-    # -- setup ------------------------------------------------------------------------------
-    def _start(self, day: dt.date, first_ns: int | None) -> None:
-        self.day = day
         self.aggregator = WindowAggregator(
-            self.symbol, self.windows, day, self.session, self.rules, self.stats_options
+            symbol, self.windows, day, session, rules, stats, include_aggression=aggression
         )
-        self.store = LiveWindowStore(self.output, day, self.windows)
+        self.store = LiveWindowStore(output, day, self.windows)
+        self._restarted = False
         ends = [self.store.last_end_ns(w, window_ns(w)) for w in self.windows]
         if all(e is not None for e in ends):  # a restart: skip what is on disk
             resume = min(e for e in ends if e is not None)
             self.aggregator.close_until(resume)
             self.clock.advance(resume)
-            self.gaps.open("restart", resume)
-            if first_ns is not None:
-                self.gaps.close("restart", first_ns)
+            self.gaps.open("restart", resume)  # until the first trade after the restart
+            self._restarted = True
             log.info("restart: windows up to %s are on disk", _clock_text(resume))
 
     # -- input ------------------------------------------------------------------------------
@@ -180,9 +205,33 @@ class LivePipeline:
             c.malformed[kind] += 1
             self._once(f"{kind}:{reason}", "%s: dropped an event: %s", market, reason)
         self.clock.heard(market, wall)
+        if decoded.quotes.num_rows and self.book is not None:
+            self._quotes(market, decoded.quotes, wall)
         trades = decoded.trades
         if trades.num_rows:
             self._trades(market, pa.Table.from_batches([trades]), wall, gen)
+
+    def _quotes(self, market: str, quotes: pa.RecordBatch, wall: float) -> None:
+        """The symbol's (stocks) or its contracts' (options) quotes into the NBBO book."""
+        assert self.book is not None
+        tickers = quotes.column("ticker")
+        if market == "stocks":
+            mine = pc.equal(tickers, self.symbol)
+        else:
+            mine = pc.match_substring_regex(tickers, self._contract.pattern)
+        quotes = quotes.filter(pc.fill_null(mine, False))
+        if not quotes.num_rows:
+            return
+        # Applied in arrival order before classifying (both markets: the columns they share).
+        self._new_quotes.append(quotes.select(NBBO_INPUT))
+        if market == "stocks":
+            self.counters.stock_quotes += quotes.num_rows
+            last = quotes.slice(quotes.num_rows - 1).to_pylist()[0]
+            self.counters.nbbo = (last["bid_price"], last["ask_price"])
+        else:
+            self.counters.option_quotes += quotes.num_rows
+            latest = pc.max(pc.cast(quotes.column("sip_timestamp"), pa.int64())).as_py()
+            self.clock.observe(OPTION_QUOTES, latest, wall)
 
     def _status(self, market: str, st: dict[str, Any]) -> None:
         status, message = st.get("status"), str(st.get("message", ""))
@@ -202,11 +251,13 @@ class LivePipeline:
         table = table.filter(pc.fill_null(pc.equal(table.column(key), self.symbol), False))
         if not table.num_rows:
             return
+        table = self._value_rules(market, table)
+        if not table.num_rows:
+            return
         ts = pc.cast(table.column("sip_timestamp"), pa.int64()).to_numpy()
-        if self.aggregator is None:
-            first = int(ts.min())
-            day = dt.datetime.fromtimestamp(first / 1e9, tz=NEW_YORK).date()
-            self._start(day, first)
+        if self._restarted:
+            self._restarted = False
+            self.gaps.close("restart", int(ts.min()))
         lost = self._lost_gen.get(market)
         if lost is not None:
             if gen > lost:
@@ -234,7 +285,6 @@ class LivePipeline:
         if not table.num_rows:
             return
         self.clock.observe(market, int(ts.max()), wall)
-        assert self.aggregator is not None
         if market == "stocks":
             c.stock_trades += table.num_rows
             self.underlying.add(table)
@@ -244,10 +294,30 @@ class LivePipeline:
             self.pending.append(table)
             c.pending_options += table.num_rows
 
+    def _value_rules(self, market: str, table: pa.Table) -> pa.Table:
+        """``table`` without the trades that break a value rule of the batch ingest
+        (:func:`market_assets.core.trade_rules.find_violations`, for ``self.day``); those
+        are counted per rule and the first of each rule is logged."""
+        bad = find_violations(table, self.day)
+        if not len(bad):
+            return table
+        for reason in bad.reasons.to_pylist():
+            rule = reason.split(":", 1)[0]
+            self.counters.rejected[rule] += 1
+            hint = "; live follows this day only (--date)" if rule == "sip_timestamp" else ""
+            self._once(f"rule:{rule}", "%s: dropped a trade: %s%s", market, reason, hint)
+        keep = np.ones(table.num_rows, dtype=bool)
+        keep[bad.rows] = False
+        return table.filter(pa.array(keep))
+
     # -- output -----------------------------------------------------------------------------
     def _price_until(self, until_ns: int) -> None:
-        """Price and aggregate the pending option trades older than ``until_ns``."""
-        if not self.pending or self.aggregator is None:
+        """Price (classify) and aggregate the pending option trades older than ``until_ns``."""
+        if self._new_quotes and self.book is not None:
+            # One delta pass per tick, not per frame (its cost is mostly per call).
+            self.book.update(pa.Table.from_batches(self._new_quotes))
+            self._new_quotes = []
+        if not self.pending:
             return
         pending = pa.concat_tables(self.pending)
         ts = pc.cast(pending.column("sip_timestamp"), pa.int64()).to_numpy()
@@ -260,18 +330,26 @@ class LivePipeline:
         self.pending = [rest] if rest.num_rows else []
         self.counters.pending_options = rest.num_rows
         priced = price_option_trades(now, self.underlying, self.params, self.rules)
+        if self.book is not None:
+            sides = self.book.classify(priced).column("aggressor_side")
+            self.counters.aggressor.update(sides.to_pylist())
+            priced = priced.append_column("aggressor_side", sides)
         self.aggregator.add_options(priced)
 
     def tick(self, wall: float) -> list[Closed]:
         """Price what can be priced and close every window the watermark has passed."""
-        stock_ready = self.clock.latest_ns("stocks") - self.lateness_ns
+        ready = self.clock.latest_ns("stocks")
+        if self.book is not None:
+            ready = min(ready, self.clock.latest_ns(OPTION_QUOTES))
         watermark = self.clock.watermark(wall)
         self.counters.watermark_ns = watermark
         self.counters.latest_ns = self.clock.latest_ns()
         # An option trade is priced once the stock stream has passed its time (so its
-        # as-of trade has arrived), or when its window closes.
-        self._price_until(max(stock_ready + 1, watermark))
-        if self.aggregator is None or watermark <= self.clock.frontier_ns:
+        # as-of trade has arrived) and, with aggression, classified once the option quote
+        # stream has too (so the NBBO in force has arrived); at the latest when its window
+        # closes.
+        self._price_until(max(ready - self.lateness_ns + 1, watermark))
+        if watermark <= self.clock.frontier_ns:
             return []
         return self._close(watermark)
 
@@ -279,13 +357,12 @@ class LivePipeline:
         """The run is over: close every window ending by ``until_ns`` (default: the latest
         SIP time seen)."""
         end = until_ns if until_ns is not None else self.clock.latest_ns()
-        if self.aggregator is None or end == NEVER:
+        if end == NEVER:
             return []
         self._price_until(end)
         return self._close(end) if end > self.clock.frontier_ns else []
 
     def _close(self, to_ns: int) -> list[Closed]:
-        assert self.aggregator is not None and self.store is not None
         started = self._last_frame_wall
         closed = self.aggregator.close_until(to_ns)
         frontier = self.clock.advance(to_ns)
@@ -321,6 +398,8 @@ class LivePipeline:
                 oldest, min(int(pc.min(p.column("sip_timestamp")).value) for p in self.pending)
             )
         self.underlying.forget_before(oldest - self.max_stale_ns - 2 * MS)
+        if self.book is not None:
+            self.book.forget_before(oldest)
         self.gaps.forget_before(frontier - max(window_ns(w) for w in self.windows))
         return out
 

@@ -3,16 +3,23 @@
 
 Two sockets (stocks: ``T.<symbol>``; options: the symbol's contracts), frames through a
 bounded queue into one :class:`~market_assets.live.pipeline.LivePipeline` on the same
-asyncio loop, closed windows written as they close. Stops on ``--until HH:MM`` (ET, the
-events' day: once the watermark passes it), ``--idle-exit S`` (no frame for S seconds),
+asyncio loop, closed windows written as they close. Stops on ``--until HH:MM`` (ET, on the
+run's day: once the watermark passes it), ``--idle-exit S`` (no frame for S seconds),
 SIGINT or SIGTERM; then closes and writes every window ending by ``--until`` (or by the
 latest event time seen) and exits 0. A rejected key exits 2 (the key is never printed).
+
+The run's day is ``--date`` (``LiveOptions.day``), else today's session in New York (the
+wall clock); a day that is not an NYSE trading day is an error before connecting. With
+``greeks.risk_free_rate = "curve"`` the day's Treasury curve is fetched first, as the batch's
+``treasury_yields`` asset does (:func:`market_assets.io.treasury.fetch_curve`).
 
 Option contracts (``realtime.option_contracts``): ``snapshot`` asks the REST options chain
 snapshot for the ``realtime.max_option_contracts`` most active contracts (volume, then open
 interest) and subscribes ``T.<contract>`` for each in chunks; ``all`` subscribes ``T.*`` on
 the options socket and keeps the symbol's contracts (the replay server serves only those;
-on the real feed that is every OPRA trade).
+on the real feed that is every OPRA trade). With ``features.aggression`` the same sockets
+also carry quotes: ``Q.<symbol>`` and ``Q.<contract>`` for the first ``MAX_QUOTED_CONTRACTS``
+contracts (Massive's limit per connection), ``Q.*`` with ``all``.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from market_assets.core.calendar import NEW_YORK
+from market_assets.core.calendar import NEW_YORK, closed_reason
+from market_assets.core.classify import ClassifyParams
 from market_assets.core.enrich import GreeksParams
+from market_assets.core.rates import TreasuryCurve
 from market_assets.core.statistics import StatsOptions
 from market_assets.live.feed import FeedConnection, snapshot_contracts
 from market_assets.live.metrics import LiveMetrics
@@ -40,6 +49,16 @@ log = logging.getLogger("market_assets.live")
 API_KEY_ENV = "MASSIVE_API_KEY"
 EXIT_AUTH = 2
 DRAIN_FRAMES = 256  # frames handled between two ticks
+MAX_QUOTED_CONTRACTS = 1000  # Massive: option quotes for at most 1,000 contracts per connection
+
+
+class LiveSetupError(RuntimeError):
+    """``live`` cannot start; ``code`` is the CLI's exit code (2: a day without a session,
+    1: the Treasury curve could not be read)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -48,11 +67,59 @@ class LiveOptions:
     idle_exit_s: float | None = None
     view: bool = False
     metrics_port: int | None = None  # None: realtime.metrics_port; 0: off
-    day: dt.date | None = None
+    day: dt.date | None = None  # None: today's session in New York
+    classify: ClassifyParams | None = None  # None: the classifier's defaults (as the batch)
 
 
 def _until_ns(day: dt.date, at: dt.time) -> int:
     return int(dt.datetime.combine(day, at, NEW_YORK).timestamp()) * 1_000_000_000
+
+
+def session_day(day: dt.date | None, now: dt.datetime | None = None) -> dt.date:
+    """The run's trading day: ``day``, else the date in New York at ``now`` (default: the
+    wall clock). Raises :class:`LiveSetupError` when NYSE does not trade that day."""
+    chosen = day or (now or dt.datetime.now(tz=NEW_YORK)).astimezone(NEW_YORK).date()
+    reason = closed_reason(chosen)
+    if reason is not None:
+        where = "--date" if day else "today in New York"
+        raise LiveSetupError(
+            f"{chosen} ({where}) is not an NYSE trading day ({reason}): pass --date "
+            "YYYY-MM-DD for another day (e.g. the day a replay server serves)"
+        )
+    return chosen
+
+
+async def _rate(settings: Settings, api_key: str, day: dt.date) -> float | TreasuryCurve:
+    """``greeks.risk_free_rate``: the number, or the Treasury curve pricing ``day``."""
+    rate = settings.greeks.risk_free_rate
+    if rate != "curve":
+        return rate
+    from market_assets.core.rates import MissingCurveError
+    from market_assets.io.treasury import TreasuryFetchError, fetch_curve
+
+    r = settings.rates
+    try:
+        return await asyncio.to_thread(fetch_curve, day, r.rest_base_url, api_key, r.lookback_days)
+    except (MissingCurveError, TreasuryFetchError) as e:
+        raise LiveSetupError(str(e), code=1) from None
+
+
+def subscription_topics(
+    symbol: str, contracts: list[str] | None, quotes: bool
+) -> dict[str, list[str]]:
+    """Each socket's topics: the symbol's trades (and quotes) on ``stocks``; on ``options``
+    ``T.*`` (``contracts`` None) or each contract's trades, with ``quotes`` also ``Q.*`` or
+    the quotes of the first ``MAX_QUOTED_CONTRACTS`` contracts (most active first: each
+    contract's ``T`` and ``Q`` together, so the subscription in chunks starts with them)."""
+    stocks = [f"T.{symbol}"] + ([f"Q.{symbol}"] if quotes else [])
+    if contracts is None:
+        return {"stocks": stocks, "options": ["T.*"] + (["Q.*"] if quotes else [])}
+    options = []
+    for i, c in enumerate(contracts):
+        options.append(f"T.{c}")
+        if quotes and i < MAX_QUOTED_CONTRACTS:
+            options.append(f"Q.{c}")
+    return {"stocks": stocks, "options": options}
 
 
 async def run_live(
@@ -63,15 +130,17 @@ async def run_live(
     ready: Callable[[dict[str, Any]], None] | None = None,
 ) -> LivePipeline:
     """Run until a stop condition; returns the pipeline (its counters tell what happened).
-    Raises :class:`FeedAuthError` when the key is rejected."""
+    Raises :class:`FeedAuthError` when the key is rejected and :class:`LiveSetupError` when
+    the run cannot start."""
     from market_assets.io.condition_rules import load_condition_rules
 
     rt, f, g = settings.realtime, settings.features, settings.greeks
+    day = session_day(options.day)
     rules = load_condition_rules(
         settings.conditions.rules_file or None, settings.conditions.overrides
     )
     params = GreeksParams(
-        rate=g.risk_free_rate,
+        rate=await _rate(settings, api_key, day),
         dividend_yield=g.dividend_yield,
         contract_multiplier=g.contract_multiplier,
         gadvv_scale=f.gadvv_scale,
@@ -97,18 +166,24 @@ async def run_live(
         rt.output,
         rt.allowed_lateness_s,
         rt.stream_idle_s,
-        day=options.day,
+        day,
         on_closed=lambda c: metrics.close_latency.observe(c.latency_s) if metrics else None,
+        aggression=f.aggression,
+        classify=options.classify,
     )
-    if rt.option_contracts == "all":
-        option_topics = ["T.*"]
-    else:
+    contracts = None
+    if rt.option_contracts == "snapshot":
         contracts = await asyncio.to_thread(
             snapshot_contracts, api_key, rt.rest_url, rt.symbol, rt.max_option_contracts
         )
-        option_topics = [f"T.{c}" for c in contracts]
-        log.info("options: %d contracts of %s from the chain snapshot", len(contracts), rt.symbol)
-    for market, topics in (("stocks", [f"T.{rt.symbol}"]), ("options", option_topics)):
+        quoted = min(len(contracts), MAX_QUOTED_CONTRACTS) if f.aggression else 0
+        log.info(
+            "options: %d contracts of %s from the chain snapshot (quotes of %d)",
+            len(contracts),
+            rt.symbol,
+            quoted,
+        )
+    for market, topics in subscription_topics(rt.symbol, contracts, f.aggression).items():
         feeds.append(
             FeedConnection(
                 market,
@@ -141,7 +216,7 @@ async def run_live(
         live_view.start()
     last_frame = time.monotonic()
     last_draw = 0.0
-    until_ns: int | None = None
+    until_ns = _until_ns(day, options.until) if options.until is not None else None
     try:
         while not stop.is_set():
             try:
@@ -160,8 +235,6 @@ async def run_live(
             for t in tasks:  # a feed that ended with an error (e.g. auth_failed) ends the run
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
-            if options.until is not None and pipeline.day is not None and until_ns is None:
-                until_ns = _until_ns(pipeline.day, options.until)
             if until_ns is not None and pipeline.counters.watermark_ns >= until_ns:
                 log.info("the watermark passed --until %s", options.until)
                 break

@@ -67,6 +67,13 @@ def render(
         ("subscriptions confirmed", f"{len(c.subscribed)}"),
         ("events/s", f"{rate:,.0f}"),
         ("trades (stocks / options)", f"{c.stock_trades:,} / {c.option_trades:,}"),
+        ("quotes (stocks / options)", f"{c.stock_quotes:,} / {c.option_quotes:,}"),
+        (f"{symbol} bid / ask", " / ".join(f"{v:,.2f}" for v in c.nbbo) if c.nbbo else "-"),
+        (
+            "option trades buy / sell / unknown",
+            " / ".join(f"{c.aggressor.get(k, 0):,}" for k in ("buy", "sell", "unknown")),
+        ),
+        ("rejected (value rules)", ", ".join(f"{k} {v}" for k, v in c.rejected.items()) or "0"),
         ("latest SIP time / watermark", f"{_et(c.latest_ns)} / {_et(c.watermark_ns)}"),
         ("watermark lag", f"{lag:.3f} s"),
         ("late dropped / duplicates", f"{c.late_dropped:,} / {c.duplicates:,}"),

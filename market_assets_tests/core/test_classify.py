@@ -476,7 +476,7 @@ def test_live_book_gives_the_batch_result_with_fixed_staleness():
     q_ts = q.column("sip_timestamp").cast(pa.int64()).to_numpy()
     t_ts = t.column("sip_timestamp").cast(pa.int64()).to_numpy()
     order = np.lexsort((np.arange(t.num_rows), t_ts))
-    book = NbboBook(params, history=10_000)
+    book = NbboBook(params)
     live = [None] * t.num_rows
     applied = 0
     for chunk in np.array_split(order, 100):
@@ -537,3 +537,28 @@ def test_live_book_reports_the_current_nbbo_and_its_state():
     book.update(quotes([(STOCK, 5, 100.0, 5, 100.1, 7), (STOCK, 9, 100.1, 5, 100.1, 7)]))
     now = book.current(STOCK)
     assert (now["sip_timestamp"], now["bid_price"], now["nbbo_state"]) == (9, 100.1, "Locked")
+
+
+def test_live_book_strictly_before_ignores_a_quote_in_the_trades_own_millisecond():
+    # The feed's times are milliseconds: a quote stamped in the trade's millisecond may
+    # have come after it, so the live book takes the last quote of an earlier millisecond.
+    q = [(CALL, 1 * MS, 1.00, 5, 1.10, 5), (CALL, 2 * MS, 1.10, 5, 1.20, 5)]
+    t = [(CALL, 2 * MS, 1.10)]
+    book = NbboBook(FIXED, strictly_before=True)
+    book.update(quotes(q))
+    (live,) = book.classify(trades(t)).to_pylist()
+    assert (live["aggressor_side"], live["nbbo_ask"], live["nbbo_age_us"]) == ("buy", 1.10, 1000)
+    (at_or_before,) = run(q, t)  # the batch rule on nanosecond quote times
+    assert (at_or_before["aggressor_side"], at_or_before["nbbo_bid"]) == ("sell", 1.10)
+
+
+def test_live_book_forgets_old_quotes_but_keeps_the_one_in_force():
+    book = NbboBook(FIXED)
+    book.update(quotes([(CALL, i * MS, 1.00 + i / 100, 5, 1.50, 5) for i in range(10)]))
+    book.update(quotes([(STOCK, 3 * MS, 100.0, 5, 100.1, 5)]))
+    t = trades([(CALL, 7 * MS, 1.07), (CALL, 9 * MS + 1, 1.50), (STOCK, 8 * MS, 100.1)])
+    want = book.classify(t).to_pylist()
+    book.forget_before(7 * MS)
+    assert len(book) == 4 + 1  # CALL from 6 ms (in force at 7 ms) on; STOCK's only quote
+    assert book.classify(t).to_pylist() == want
+    assert [r["aggressor_side"] for r in want] == ["sell", "buy", "buy"]

@@ -22,21 +22,26 @@ import pyarrow.parquet as pq
 import pytest
 
 from market_assets.core.calendar import NEW_YORK
+from market_assets.core.classify import ClassifyParams, Staleness, classify_table
 from market_assets.core.enrich import GreeksParams, enrich_option_trades
+from market_assets.core.feature_names import AGGRESSION_FEATURE_NAMES
+from market_assets.core.nbbo import NbboCarry, nbbo_deltas
 from market_assets.core.statistics import StatsOptions
 from market_assets.core.underlying import UnderlyingIndex
 from market_assets.core.windows import features_for_day
 from market_assets.devtools.sample_day import generate_day
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.live_store import live_partitions
+from market_assets.io.quote_reader import QuoteReader
 from market_assets.io.reader import TradeReader
 from market_assets.io.source import LocalStore, flat_file_key
 from market_assets.live.day import prepare_day
 from market_assets.live.feed import FeedAuthError
 from market_assets.live.replay import Injection, ReplayOptions, serve_in_thread
-from market_assets.live.run import LiveOptions, run_live
+from market_assets.live.run import LiveOptions, LiveSetupError, run_live
 from market_assets.settings import Settings, load_settings
 from market_assets_tests.config_files import write_config
+from market_assets_tests.treasury_server import curve_row, treasury_server
 
 DAY = dt.date(2026, 11, 20)
 KEY = "live-test-key"
@@ -49,6 +54,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("massive")
     generate_day(DAY, root, scale="tiny", seed=3)
     _whole_millisecond_option_times(root / flat_file_key("option_trades", DAY))
+    _quote_updates_after_trades(root)
     return root
 
 
@@ -64,9 +70,49 @@ def _whole_millisecond_option_times(path: Path) -> None:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
+def _quote_updates_after_trades(root: Path) -> None:
+    """Add to each option trade's contract a quote in the trade's own millisecond, after
+    it (OPRA quotes move right after prints), moving the bid above the trade's price: the
+    batch (quotes at or before the trade's nanosecond) never uses it; a live rule taking
+    quotes of the trade's millisecond would make the trade a sell."""
+    with gzip.open(root / flat_file_key("option_trades", DAY), "rt", newline="") as f:
+        trades = list(csv.DictReader(f))
+    path = root / flat_file_key("option_quotes", DAY)
+    with gzip.open(path, "rt", newline="") as f:
+        reader = csv.DictReader(f)
+        header, rows = reader.fieldnames, list(reader)
+    rng = np.random.default_rng(5)
+    for t, after in zip(trades, rng.integers(1_000, 999_000, len(trades)), strict=True):
+        price = float(t["price"])
+        rows.append(
+            {
+                **rows[0],
+                "ticker": t["ticker"],
+                "bid_price": f"{price + 0.01:.2f}",
+                "ask_price": f"{price + 0.11:.2f}",
+                "sip_timestamp": str(int(t["sip_timestamp"]) + int(after)),
+            }
+        )
+    rows.sort(key=lambda r: (r["ticker"], int(r["sip_timestamp"])))
+    by_time = sorted(range(len(rows)), key=lambda i: int(rows[i]["sip_timestamp"]))
+    for seq, i in enumerate(by_time, start=1):  # the SIP's sequence follows time
+        rows[i]["sequence_number"] = str(seq)
+    with gzip.open(path, "wt", newline="") as f:
+        w = csv.DictWriter(f, header, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+
+
 @pytest.fixture(scope="module")
 def spy_day(mirror: Path):
     with prepare_day(LocalStore(mirror), DAY, ["SPY"], quotes=False) as day:
+        yield day
+
+
+@pytest.fixture(scope="module")
+def spy_day_with_quotes(mirror: Path):
+    with prepare_day(LocalStore(mirror), DAY, ["SPY"]) as day:
+        assert day.stats.events["option_quotes"] > 0 and day.stats.events["stock_quotes"] > 0
         yield day
 
 
@@ -76,26 +122,62 @@ def _read(mirror: Path, dataset: str) -> pa.Table:
     return pa.Table.from_batches(list(reader))
 
 
-@pytest.fixture(scope="module")
-def batch(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
-    """The batch features of the day (the assets' core calls), per window size."""
-    s = _settings(tmp_path_factory.mktemp("cfg"), mirror, 1)
+# Fixed staleness: live's adaptive limit is causal, the batch's uses the whole day.
+CLASSIFY = ClassifyParams(
+    option_staleness=Staleness.options(adaptive=False),
+    equity_staleness=Staleness.equities(adaptive=False),
+    tick_rule_fallback=True,
+)
+
+
+def _option_deltas(mirror: Path) -> pa.Table:
+    """The day's NBBO deltas of SPY's contracts, as the batch keeps them."""
+    key = flat_file_key("option_quotes", DAY)
+    carry, parts = NbboCarry.empty(), []
+    for batch in QuoteReader(LocalStore(mirror).open(key), "option_quotes", keep=["SPY"]):
+        deltas, carry = nbbo_deltas(batch, carry, options=True)
+        parts.append(deltas)
+    return pa.concat_tables(parts)
+
+
+def _batch_features(
+    mirror: Path,
+    s: Settings,
+    rate: object = None,
+    classify: ClassifyParams | None = None,
+) -> dict[str, pa.Table]:
+    """The batch features of the day (the assets' core calls), per window size; with
+    ``classify`` the option trades are classified against the day's NBBO deltas and the
+    68 aggression columns follow."""
     rules = load_condition_rules()
     stock = _read(mirror, "stock_trades")
     options = _read(mirror, "option_trades")
     g, f = s.greeks, s.features
     params = GreeksParams(
-        g.risk_free_rate,
+        g.risk_free_rate if rate is None else rate,
         g.dividend_yield,
         g.contract_multiplier,
         f.gadvv_scale,
         g.max_underlying_staleness_s,
     )
     greeked = enrich_option_trades(options, UnderlyingIndex(stock, rules), params, rules)
+    if classify is not None:
+        greeked = classify_table(greeked, _option_deltas(mirror), classify)
     stats = StatsOptions(f.kde_grid, f.dip_pval_method, f.dip_bootstrap_draws, f.dip_seed)
-    out = {
-        w: features_for_day(stock, greeked, DAY, "SPY", w, f.session, rules, stats) for w in WINDOWS
+    return {
+        w: features_for_day(
+            stock, greeked, DAY, "SPY", w, f.session, rules, stats, classify is not None
+        )
+        for w in WINDOWS
     }
+
+
+@pytest.fixture(scope="module")
+def batch(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
+    """The batch features of the day (the assets' core calls), per window size."""
+    s = _settings(tmp_path_factory.mktemp("cfg"), mirror, 1)
+    out = _batch_features(mirror, s)
+    stock = _read(mirror, "stock_trades")
     out["_corrected_ns"] = pa.table(
         {
             "t": pc.cast(
@@ -109,10 +191,22 @@ def batch(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, p
     return out
 
 
-def _settings(tmp: Path, mirror: Path, port: int, **realtime: object) -> Settings:
+def _settings(
+    tmp: Path,
+    mirror: Path,
+    port: int,
+    features: dict | None = None,
+    greeks: dict | None = None,
+    rates: dict | None = None,
+    **realtime: object,
+) -> Settings:
+    tmp.mkdir(parents=True, exist_ok=True)
     cfg = write_config(
         tmp / "config.toml",
         massive={"local_root": str(mirror)},
+        features=features or {},
+        greeks=greeks or {},
+        rates=rates or {},
         realtime={
             "feed": f"127.0.0.1:{port}",
             "secure": False,
@@ -129,7 +223,7 @@ def _settings(tmp: Path, mirror: Path, port: int, **realtime: object) -> Setting
 
 
 def _live(settings: Settings, key: str = KEY, **options: object):
-    opts = LiveOptions(**{"until": CLOSE, "idle_exit_s": 3.0, **options})  # type: ignore[arg-type]
+    opts = LiveOptions(**{"until": CLOSE, "idle_exit_s": 3.0, "day": DAY, **options})  # type: ignore[arg-type]
     return asyncio.run(run_live(settings, key, opts))
 
 
@@ -188,6 +282,88 @@ def test_every_closed_window_equals_the_batch_features(spy_day, batch, mirror, t
         differ = _windows_holding(corrected, starts, wns)
         _assert_rows_equal(live, want, skip=differ)
         assert len(differ) < want.num_rows / 10
+
+
+def test_the_aggression_columns_equal_the_batch_classified_against_the_days_quotes(
+    spy_day_with_quotes, batch, mirror, tmp_path
+):
+    s = _settings(tmp_path / "ref", mirror, 1)
+    want_all = _batch_features(mirror, s, classify=CLASSIFY)
+    with _replay(spy_day_with_quotes) as server:
+        settings = _settings(tmp_path, mirror, server.port, features={"aggression": True})
+        pipeline = _live(settings, classify=CLASSIFY)
+    c = pipeline.counters
+    assert c.late_dropped == 0 and c.duplicates == 0 and not c.malformed and c.gaps == 0
+    assert c.option_quotes > 0 and c.stock_quotes > 0
+    assert c.aggressor["buy"] > 0 and c.aggressor["sell"] > 0
+    assert sum(c.aggressor.values()) == c.option_trades
+    corrected = batch["_corrected_ns"]["t"].to_numpy()
+    # The documented difference: a quote stamped exactly at its trade's millisecond counts
+    # in the batch and not live (the feed cannot tell it from a later one). None here.
+    assert not _trades_with_a_quote_at_their_time(mirror)
+    for w in WINDOWS:
+        live, want = _written(settings, w), want_all[w]
+        assert live.column_names == want.column_names + ["quality", "late_dropped", "gaps"]
+        assert live.column_names[-71:-3] == list(AGGRESSION_FEATURE_NAMES)
+        assert live.num_rows == want.num_rows
+        starts = pc.cast(want["window_start"], pa.int64()).to_numpy()
+        differ = _windows_holding(corrected, starts, int(starts[1] - starts[0]))
+        _assert_rows_equal(live, want, skip=differ)
+        filled = sum(live[name].null_count < live.num_rows for name in AGGRESSION_FEATURE_NAMES)
+        assert filled >= 50  # the comparison is not of empty columns
+
+
+def _trades_with_a_quote_at_their_time(mirror: Path) -> set[tuple[str, int]]:
+    deltas = _option_deltas(mirror)
+    stamped = set(
+        zip(
+            deltas["ticker"].to_pylist(),
+            pc.cast(deltas["sip_timestamp"], pa.int64()).to_pylist(),
+            strict=True,
+        )
+    )
+    trades = _read(mirror, "option_trades")
+    times = pc.cast(trades["sip_timestamp"], pa.int64()).to_pylist()
+    return {k for k in zip(trades["ticker"].to_pylist(), times, strict=True) if k in stamped}
+
+
+def test_with_the_treasury_curve_live_prices_with_the_days_curve(spy_day, batch, mirror, tmp_path):
+    rows = [curve_row("2026-11-18", 3.1, 0.2), curve_row("2026-11-19", 5.0, 0.3)]
+    with treasury_server(rows) as rates, _replay(spy_day) as server:
+        settings = _settings(
+            tmp_path,
+            mirror,
+            server.port,
+            greeks={"risk_free_rate": "curve"},
+            rates={"rest_base_url": rates.base_url},
+        )
+        pipeline = _live(settings, until=dt.time(11, 0))
+        curve = pipeline.params.rate
+    # No curve dated 2026-11-20: the 19th's is carried forward, as the batch asset does.
+    assert (curve.curve_date, curve.carried_forward) == (dt.date(2026, 11, 19), True)
+    assert [r[0] for r in rates.requests] == ["/fed/v1/treasury-yields"]
+    want = _batch_features(mirror, settings, rate=curve)
+    corrected = batch["_corrected_ns"]["t"].to_numpy()
+    live = _written(settings, "5m")
+    assert live.num_rows == 18  # 09:30-11:00
+    starts = pc.cast(want["5m"]["window_start"], pa.int64()).to_numpy()
+    differ = _windows_holding(corrected, starts, int(starts[1] - starts[0]))
+    _assert_rows_equal(live, want["5m"].slice(0, live.num_rows), skip=differ)
+    # ... and not with the constant rate of the config.
+    assert live["calls_dadvv_mean"].to_pylist() != batch["5m"]["calls_dadvv_mean"][:18].to_pylist()
+
+
+def test_a_missing_curve_stops_live_before_it_connects(spy_day, mirror, tmp_path):
+    with treasury_server([curve_row("2026-10-01", 4.0)]) as rates:
+        settings = _settings(
+            tmp_path,
+            mirror,
+            1,  # nothing listens there: the curve is fetched first
+            greeks={"risk_free_rate": "curve"},
+            rates={"rest_base_url": rates.base_url, "lookback_days": 7},
+        )
+        with pytest.raises(LiveSetupError, match="no Treasury curve published for 2026-11-20"):
+            _live(settings)
 
 
 def test_a_restart_the_same_day_writes_no_window_twice(spy_day, mirror, tmp_path):
@@ -305,7 +481,7 @@ def test_the_metrics_endpoint_shows_the_counters(spy_day, mirror, tmp_path):
         def ready(info: dict) -> None:
             seen["port"] = str(info["metrics_port"])
 
-        opts = LiveOptions(until=CLOSE, idle_exit_s=2.0)
+        opts = LiveOptions(until=CLOSE, idle_exit_s=2.0, day=DAY)
         task = asyncio.create_task(run_live(settings, KEY, opts, ready=ready))
         while "port" not in seen:
             await asyncio.sleep(0.05)
@@ -366,7 +542,8 @@ def test_the_cli_exits_non_zero_on_a_rejected_key_without_printing_it(spy_day, m
         )  # fmt: skip
         env = {**os.environ, "MARKET_ASSETS_CONFIG": str(cfg), "MASSIVE_API_KEY": secret}
         proc = subprocess.run(
-            [sys.executable, "-m", "market_assets.cli", "live", "--idle-exit", "5"],
+            [sys.executable, "-m", "market_assets.cli", "live", "--date", str(DAY)]
+            + ["--idle-exit", "5"],
             env=env,
             capture_output=True,
             text=True,
