@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -136,24 +135,6 @@ class Measurement:
         return self.step_s / self.gzip_s
 
 
-def write_config(run_dir: Path, mirror: Path) -> Path:
-    """The project's config.toml with this run's mirror, warehouse and every ticker kept."""
-    text = (REPO / "config.toml").read_text()
-    changes = {
-        "local_root": f'"{mirror}"',
-        "root": f'"{run_dir / "warehouse"}"',
-        "start_date": '"2026-11-02"',
-        "stock_tickers": '["*"]',
-        "option_underlyings": '["*"]',
-    }
-    for key, value in changes.items():
-        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-        assert n == 1, f"config.toml: expected one {key} line"
-    path = run_dir / "config.toml"
-    path.write_text(text)
-    return path
-
-
 def gzip_seconds(path: Path) -> float:
     with bench.Stopwatch() as sw:
         subprocess.run(["bash", "-c", f"gzip -dc '{path}' > /dev/null"], check=True)
@@ -196,7 +177,9 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     home = run_dir / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    config = write_config(run_dir, mirror)
+    config = bench.write_run_config(
+        REPO / "config.toml", run_dir, mirror, stock_tickers='["*"]', option_underlyings='["*"]'
+    )
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
     cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", asset]
     cmd += ["--partition", str(DAY), "-m", "market_assets.defs.definitions"]

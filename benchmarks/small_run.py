@@ -67,22 +67,6 @@ class Run:
     load: float
 
 
-def write_config(run_dir: Path, mirror: Path) -> Path:
-    """The project's config.toml with this run's mirror and warehouse."""
-    text = (REPO / "config.toml").read_text()
-    changes = {
-        "local_root": f'"{mirror}"',
-        "root": f'"{run_dir / "warehouse"}"',
-        "start_date": '"2026-11-02"',
-    }
-    for key, value in changes.items():
-        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-        assert n == 1, f"config.toml: expected one {key} line"
-    path = run_dir / "config.toml"
-    path.write_text(text)
-    return path
-
-
 def measure(work: Path, name: str, mirror: Path) -> Run:
     """One run of ``RUNS[name]`` in a fresh DAGSTER_HOME and warehouse."""
     run_dir = work / "small_run" / re.sub(r"\W+", "_", name).strip("_")
@@ -90,7 +74,7 @@ def measure(work: Path, name: str, mirror: Path) -> Run:
     home = run_dir / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(REPO / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    config = write_config(run_dir, mirror)
+    config = bench.write_run_config(REPO / "config.toml", run_dir, mirror)
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
     load = os.getloadavg()[0]
     with (run_dir / "run.log").open("w") as log, bench.Stopwatch() as sw:

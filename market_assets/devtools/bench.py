@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -191,3 +192,22 @@ def format_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str
 def format_checks(checks: Mapping[str, bool]) -> str:
     """``[PASS]``/``[FAIL]`` lines for named targets."""
     return "\n".join(f"  [{'PASS' if ok else 'FAIL'}] {name}" for name, ok in checks.items())
+
+
+def write_run_config(template: Path, run_dir: Path, mirror: Path, **extra: str) -> Path:
+    """``template`` (the project's config.toml) with this run's mirror, warehouse and start
+    date, and each ``key = value`` line of ``extra`` replaced; written to run_dir/config.toml."""
+    text = template.read_text()
+    changes = {
+        "local_root": f'"{mirror}"',
+        "root": f'"{run_dir / "warehouse"}"',
+        "start_date": '"2026-11-02"',
+        **extra,
+    }
+    for key, value in changes.items():
+        text, n = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+        if n != 1:
+            raise ValueError(f"{template}: expected one {key} line, found {n}")
+    path = run_dir / "config.toml"
+    path.write_text(text)
+    return path

@@ -90,3 +90,17 @@ def test_table_aligns_text_left_and_numbers_right() -> None:
         "ours, all    12.10",
     ]
     assert bench.format_checks({"fast": True, "small": False}) == ("  [PASS] fast\n  [FAIL] small")
+
+
+def test_run_config_points_at_the_runs_mirror_and_warehouse_and_keeps_the_rest(tmp_path):
+    from market_assets.devtools.bench import write_run_config
+    from market_assets.settings import load_settings
+
+    repo = Path(__file__).resolve().parents[2]
+    path = write_run_config(
+        repo / "config.toml", tmp_path, tmp_path / "mirror", stock_tickers='["*"]'
+    )
+    s = load_settings(path)
+    assert str(s.massive.local_root) == str(tmp_path / "mirror")
+    assert s.ingest.stock_tickers == ["*"]
+    assert str(s.storage.root) == str(tmp_path / "warehouse")
