@@ -28,13 +28,18 @@ STOCK_TRADES = pa.schema(
     ]
 )
 
+# An option row's contract: the OPRA ticker and what it parses into (core.option_symbols).
+CONTRACT_FIELDS = [
+    ("ticker", pa.string()),
+    ("underlying", pa.string()),
+    ("expiration", pa.date32()),
+    ("contract_type", pa.string()),  # "call" | "put"
+    ("strike", pa.float64()),
+]
+
 OPTION_TRADES = pa.schema(
     [
-        ("ticker", pa.string()),
-        ("underlying", pa.string()),
-        ("expiration", pa.date32()),
-        ("contract_type", pa.string()),  # "call" | "put"
-        ("strike", pa.float64()),
+        *CONTRACT_FIELDS,
         ("sip_timestamp", TS),
         ("participant_timestamp", TS),  # null for 7-column source files
         ("price", pa.float64()),
@@ -81,16 +86,7 @@ _NBBO_COLUMNS = [
     ("sequence_number", pa.int64()),
 ]
 STOCK_QUOTES = pa.schema([("ticker", pa.string())] + _NBBO_COLUMNS)
-OPTION_QUOTES = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("underlying", pa.string()),
-        ("expiration", pa.date32()),
-        ("contract_type", pa.string()),
-        ("strike", pa.float64()),
-    ]
-    + _NBBO_COLUMNS
-)
+OPTION_QUOTES = pa.schema(CONTRACT_FIELDS + _NBBO_COLUMNS)
 
 # What the classifier adds to a trade row (core.classify); the raw columns stay as they are.
 AGGRESSOR_SIDES = ("buy", "sell", "unknown")
@@ -146,11 +142,7 @@ STOCK_QUOTE_ROWS = pa.schema(
 
 OPTION_QUOTE_ROWS = pa.schema(
     [
-        ("ticker", pa.string()),
-        ("underlying", pa.string()),
-        ("expiration", pa.date32()),
-        ("contract_type", pa.string()),  # "call" | "put"
-        ("strike", pa.float64()),
+        *CONTRACT_FIELDS,
         ("sip_timestamp", TS),
         ("ask_exchange", pa.int32()),
         ("ask_price", pa.float64()),
