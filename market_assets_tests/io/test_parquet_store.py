@@ -196,7 +196,8 @@ def test_readers_never_see_a_killed_write_and_the_next_write_removes_it(tmp_path
     half = next(tmp_path.glob("_staging/**/*.parquet"))
     shutil.copytree(tmp_path / "a", tmp_path / "copy" / "a")
     shutil.copy(half, tmp_path / "copy" / "a" / "dt=2026-11-20" / "part-99999.parquet")
-    with pytest.raises(pl.exceptions.ComputeError, match="PAR1"):
+    # How polars words it depends on how far the killed writer got (4 bytes or more).
+    with pytest.raises(pl.exceptions.ComputeError, match="PAR1|footer"):
         pl.scan_parquet(tmp_path / "copy" / "a", hive_partitioning=True).collect()
     shutil.rmtree(tmp_path / "copy")
 
