@@ -6,6 +6,7 @@ and values as a single-process run of the same days."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import os
 import shutil
 import signal
@@ -21,12 +22,13 @@ import polars as pl
 import psutil
 import pyarrow as pa
 import pytest
+import yaml
 from polars.testing import assert_frame_equal
 
 from market_assets.defs.definitions import build_definitions
 from market_assets.devtools.sample_day import generate_day
 from market_assets.io.parquet_store import ParquetStore, asset_path
-from market_assets.settings import load_settings
+from market_assets.settings import config_path, load_settings
 from market_assets_tests.config_files import REPO, write_config
 from market_assets_tests.postgres_server import (  # noqa: F401  (fixture)
     PostgresServer,
@@ -242,3 +244,25 @@ def test_backfill_on_two_celery_workers_equals_the_single_process_run(
             assert got.height > 0, (asset, day)
             assert got_schema.equals(want_schema), (asset, day, got_schema, want_schema)
             assert_frame_equal(got, want, check_exact=True)
+
+
+def test_celery_definitions_are_the_same_graph_on_the_celery_executor(project_config):
+    project_config(features={"windows": ["5m", "30m"]})
+    from market_assets.defs import celery_definitions
+
+    celery_defs = importlib.reload(celery_definitions).defs
+    plain = build_definitions(load_settings(config_path()))
+    job = celery_defs.resolve_job_def("daily_features_job")
+    assert job.executor_def.name == "celery"
+    assert plain.resolve_job_def("daily_features_job").executor_def.name == (
+        "in_process_or_multiprocess"
+    )
+    assert set(celery_defs.resolve_asset_graph().get_all_asset_keys()) == set(
+        plain.resolve_asset_graph().get_all_asset_keys()
+    )
+    # The executor and the workers' config read the broker and backend from the same variables.
+    workers = yaml.safe_load((REPO / "dagster_home" / "celery.yaml").read_text())
+    assert workers["execution"]["config"] == {
+        "broker": {"env": celery_definitions.BROKER_ENV},
+        "backend": {"env": celery_definitions.BACKEND_ENV},
+    }
