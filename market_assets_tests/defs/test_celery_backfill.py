@@ -182,7 +182,7 @@ def test_backfill_on_two_celery_workers_equals_the_single_process_run(
                 "--partitions",
                 ",".join(d.isoformat() for d in DAYS),
                 "--noprompt",
-            ],  # fmt: skip
+            ],
             cwd=tmp_path,
             env=env,
             capture_output=True,
