@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,29 @@ _PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
 
 def partition_dir(output: Path, window: str, day: dt.date) -> Path:
     return Path(output) / f"window={window}" / f"dt={day.isoformat()}"
+
+
+READ_BATCH_ROWS = 4_096
+
+
+def live_files(output: Path, window: str, day: dt.date) -> list[Path]:
+    """The day's written files of one window size, in window order (by their first window
+    start; a window is written at most once, so the files do not overlap)."""
+    folder = partition_dir(output, window, day)
+    if not folder.is_dir():
+        return []
+    found = [(m, p) for p in folder.iterdir() if (m := _PART.match(p.name))]
+    return [p for m, p in sorted(found, key=lambda mp: (int(mp[0][1]), int(mp[0][2])))]
+
+
+def read_live_partition(
+    output: Path, window: str, day: dt.date, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The day's live rows of one window size in ``window_start`` order, a file and at
+    most ``batch_rows`` rows at a time (nothing when live wrote none)."""
+    for path in live_files(output, window, day):
+        with pq.ParquetFile(path) as f:
+            yield from f.iter_batches(batch_size=batch_rows)
 
 
 def _ranges(folder: Path) -> list[tuple[int, int]]:
