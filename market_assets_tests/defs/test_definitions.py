@@ -30,7 +30,8 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     settings = load_settings()
     windows = {f"features_{w}" for w in settings.features.windows}
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == INGEST | {"option_trades_greeks", "live_features"} | windows
+    live = {"live_features", "features_reconciliation"}
+    assert keys == INGEST | {"option_trades_greeks"} | live | windows
     job = repo.get_job("daily_features_job")
     in_job = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
     assert in_job - {"live_features"} == keys - {"live_features"}  # live is observed, not run
