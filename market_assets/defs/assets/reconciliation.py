@@ -9,7 +9,6 @@ A day without live output is not a report: the step logs why, records an observa
 the reason on the asset and materializes nothing (docs/reconciliation.md).
 """
 
-
 import datetime as dt
 from collections.abc import Iterator
 
