@@ -34,7 +34,9 @@ WINDOWS = ["1m", "5m"]
 ASSET = dg.AssetKey("features_reconciliation")
 
 
-def _config(tmp: Path, name: str, live_output: Path, port: int = 1) -> Path:
+def _config(
+    tmp: Path, name: str, live_output: Path, port: int = 1, live_windows: list[str] = WINDOWS
+) -> Path:
     return write_config(
         tmp / name,
         massive={"local_root": str(tmp / "massive")},
@@ -45,7 +47,7 @@ def _config(tmp: Path, name: str, live_output: Path, port: int = 1) -> Path:
             "secure": False,
             "option_contracts": "all",
             "output": str(live_output),
-            "windows": WINDOWS,
+            "windows": live_windows,
             "metrics_port": 0,
         },
     )
@@ -153,3 +155,13 @@ def test_a_window_size_live_did_not_write_is_named_in_the_report(day):
     assert md["windows"] == "1m" and md["windows_compared_1m"] == 390
     assert "windows_compared_5m" not in md
     assert "No live output for window size(s) 5m." in md["report"]
+
+
+def test_no_window_size_in_both_lists_is_skipped_with_the_reason(day):
+    tmp, _, instance, _ = day
+    config = _config(tmp, "disjoint.toml", tmp / "live", live_windows=["15m"])
+    result = _run(load_settings(config), instance, ["features_reconciliation"])
+    assert _events(result, "ASSET_MATERIALIZATION") == []
+    (obs,) = _events(result, "ASSET_OBSERVATION")
+    reason = obs.asset_observation.metadata["skipped"].value
+    assert "no window size is in both realtime.windows ['15m']" in reason

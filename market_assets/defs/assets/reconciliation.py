@@ -19,7 +19,7 @@ from market_assets.core.reconcile import Reconciliation, reconcile
 from market_assets.defs.assets.features import features_key
 from market_assets.defs.live import LIVE_ASSET
 from market_assets.defs.resources import SettingsResource
-from market_assets.io.live_store import live_files, partition_dir, read_live_partition
+from market_assets.io.live_store import live_files, read_live_partition
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, asset_path
 from market_assets.settings import Settings
 
@@ -107,10 +107,10 @@ def _skip_reason(s: Settings, windows: list[str], day: dt.date) -> str | None:
             f"features.windows {list(f.windows)}"
         )
     if not any(live_files(rt.output, w, day) for w in windows):
-        where = ", ".join(str(partition_dir(rt.output, w, day)) for w in windows)
+        sizes = ", ".join(f"window={w}" for w in windows)
         return (
-            f"no live output for {day} ({where} hold no windows): `market-assets live` did "
-            "not run that day, or wrote to another realtime.output"
+            f"no live output for {day} under realtime.output = {rt.output} ({sizes}): "
+            "`market-assets live` did not run that day, or wrote elsewhere"
         )
     return None
 
