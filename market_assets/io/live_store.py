@@ -45,11 +45,28 @@ def live_files(output: Path, window: str, day: dt.date) -> list[Path]:
 def read_live_partition(
     output: Path, window: str, day: dt.date, batch_rows: int = READ_BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
-    """The day's live rows of one window size in ``window_start`` order, a file and at
-    most ``batch_rows`` rows at a time (nothing when live wrote none)."""
+    """The day's live rows of one window size in ``window_start`` order, in batches of
+    about ``batch_rows`` rows (nothing when live wrote none). Live writes a small file per
+    close, so the rows of consecutive files are gathered into one batch (fewer, larger
+    batches for the reader); memory holds at most one batch more than ``batch_rows``."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
     for path in live_files(output, window, day):
         with pq.ParquetFile(path) as f:
-            yield from f.iter_batches(batch_size=batch_rows)
+            for batch in f.iter_batches(batch_size=batch_rows):
+                held.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield _one_batch(held)
+                    held, rows = [], 0
+    if held:
+        yield _one_batch(held)
+
+
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _ranges(folder: Path) -> list[tuple[int, int]]:

@@ -31,7 +31,8 @@ def test_the_days_rows_come_back_in_window_order_in_bounded_batches(tmp_path):
         store.write("1m", _rows([base + i * MIN for i in chunk]))
     assert len(live_files(tmp_path, "1m", DAY)) == 3
     batches = list(read_live_partition(tmp_path, "1m", DAY, batch_rows=3))
-    assert max(b.num_rows for b in batches) <= 3
+    # Small files are gathered into batches of about batch_rows (never two batches' worth).
+    assert all(3 <= b.num_rows < 6 for b in batches[:-1]) and len(batches) < 6
     starts = pa.Table.from_batches(batches)["window_start"].cast(pa.int64()).to_pylist()
     assert starts == [base + i * MIN for i in range(12)]
 
