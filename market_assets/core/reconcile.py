@@ -130,6 +130,10 @@ class Reconciliation:
     columns_only_final: list[str] = field(default_factory=list)
     columns_only_prelim: list[str] = field(default_factory=list)
     examples: list[DifferingWindow] = field(default_factory=list)
+    # Every differing window: (window_start ns, columns beyond tolerance); and every prelim
+    # window with gaps (starts). One entry per such window, for the report's chart.
+    differing: list[tuple[int, int]] = field(default_factory=list)
+    gap_starts: list[int] = field(default_factory=list)
 
     @property
     def max_rel_diff(self) -> float:
@@ -240,12 +244,14 @@ class _Comparer:
         out.windows_compared += n
         out.windows_differing += int(differs.sum())
         out.differing_with_gaps += int((differs & (gaps > 0)).sum())
+        columns_beyond = beyond.sum(axis=0)
+        out.differing += [(int(starts[i]), int(columns_beyond[i])) for i in np.flatnonzero(differs)]
         for i in np.flatnonzero(differs)[: MAX_EXAMPLES - len(out.examples)]:
             name = self.columns[int(worst_col[i])]
             out.examples.append(
                 DifferingWindow(
                     int(starts[i]),
-                    int(beyond[:, i].sum()),
+                    int(columns_beyond[i]),
                     name,
                     prelim[name][int(i)].as_py(),
                     final[name][int(i)].as_py(),
@@ -292,7 +298,11 @@ def reconcile(final: Iterable[pa.RecordBatch], prelim: Iterable[pa.RecordBatch])
 
 def _prelim_only_counts(prelim: pa.Table, out: Reconciliation) -> None:
     """What the prelim rows say of themselves: gaps and the late-dropped count."""
-    out.windows_with_gaps += int((_gaps(prelim) > 0).sum())
+    with_gaps = _gaps(prelim) > 0
+    out.windows_with_gaps += int(with_gaps.sum())
+    if with_gaps.any():
+        starts = pc.cast(prelim["window_start"], pa.int64()).to_numpy(zero_copy_only=False)
+        out.gap_starts += [int(s) for s in starts[with_gaps]]
     if "late_dropped" in prelim.column_names and prelim.num_rows:
         late = pc.max(prelim["late_dropped"]).as_py()
         out.late_dropped = max(out.late_dropped, int(late or 0))

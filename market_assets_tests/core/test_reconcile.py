@@ -101,6 +101,8 @@ def test_one_feature_off_in_one_window_is_that_family_and_window():
         if n not in ("calls_dadvv", "puts_gadvv")
     )
     assert [e.worst_column for e in r.examples] == ["calls_dadvv_mean", "puts_gadvv_total"]
+    starts = window_starts_ns(DAY, window_ns(W))
+    assert r.differing == [(int(starts[4]), 1), (int(starts[7]), 1)]
     assert r.examples[0].prelim == pytest.approx(v * (1 + 1e-6)) and r.examples[0].final == v
     assert r.max_rel_diff == pytest.approx(1e-4, rel=1e-3)
 
@@ -136,6 +138,8 @@ def test_gaps_and_late_drops_are_reported_and_tied_to_differences():
     counts = r.families["trade_counts"]
     assert counts.windows_differing == 1 and counts.worst_column == "call_trades"
     assert r.examples[0].gaps == 1
+    starts = window_starts_ns(DAY, window_ns(W))
+    assert r.gap_starts == [int(starts[3]), int(starts[8])]
 
 
 def test_a_value_on_one_side_only_is_a_difference_of_one():

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pytest
 
 from market_assets.core.calendar import window_ns, window_starts_ns
+from market_assets.defs.charts import reconciliation_chart_png
 from market_assets.defs.definitions import build_definitions
 from market_assets.devtools.sample_day import generate_day
 from market_assets.io.parquet_store import ParquetStore
@@ -141,6 +142,7 @@ def test_the_report_counts_the_windows_corrected_trades_made_differ(day):
     assert counts.split("|")[3].strip() == str(_corrected_windows(settings, "1m"))
     assert "underlying_trades at " in counts
     assert "Differing windows (the first 1 of 1):" in report
+    assert report.count("![prelim vs final ") == 2  # a chart per window size
     assert md["live_output"] == str(tmp / "live")
     latest = instance.get_latest_materialization_event(ASSET)
     assert latest is not None and latest.dagster_event.partition == DAY.isoformat()
@@ -165,3 +167,13 @@ def test_no_window_size_in_both_lists_is_skipped_with_the_reason(day):
     (obs,) = _events(result, "ASSET_OBSERVATION")
     reason = obs.asset_observation.metadata["skipped"].value
     assert "no window size is in both realtime.windows ['15m']" in reason
+
+
+def test_the_chart_draws_the_differing_windows_and_shades_the_gaps():
+    starts = window_starts_ns(DAY, window_ns("5m"))
+    png = reconciliation_chart_png(
+        starts, window_ns("5m"), [(int(starts[3]), 12), (int(starts[40]), 1)], [int(starts[3])]
+    )
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
+    none = reconciliation_chart_png(starts, window_ns("5m"), [], [])
+    assert none.startswith(b"\x89PNG") and none != png

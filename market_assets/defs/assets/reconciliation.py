@@ -14,9 +14,10 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from market_assets.core.calendar import NEW_YORK
+from market_assets.core.calendar import NEW_YORK, window_ns, window_starts_ns
 from market_assets.core.reconcile import Reconciliation, reconcile
 from market_assets.defs.assets.features import features_key
+from market_assets.defs.charts import chart_markdown, reconciliation_chart_png
 from market_assets.defs.live import LIVE_ASSET
 from market_assets.defs.resources import SettingsResource
 from market_assets.io.live_store import live_files, read_live_partition
@@ -168,7 +169,15 @@ def build_reconciliation_asset(
                 f"{r.windows_with_gaps} with gaps, largest relative difference "
                 f"{r.max_rel_diff:.3g}"
             )
-            sections.append(report_markdown(w, r))
+            png = reconciliation_chart_png(
+                window_starts_ns(day, window_ns(w), s.features.session),
+                window_ns(w),
+                r.differing,
+                r.gap_starts,
+                title=f"{s.features.symbol} {w} {day}: prelim vs final",
+            )
+            chart = chart_markdown(png, alt=f"prelim vs final {w}")
+            sections.append(report_markdown(w, r) + "\n\n" + chart)
             numbers.update(_numbers(w, r))
         if missing:
             sections.append(f"No live output for window size(s) {', '.join(missing)}.")
