@@ -30,7 +30,7 @@ demo: sample
 data/.demo-$(DEMO_DATE):
 	$(MAKE) demo
 
-# Test-only system packages (PostgreSQL server, Chromium) come from Debian when missing.
+# Test-only system packages (PostgreSQL server, Chromium, Redis) come from Debian when missing.
 system-deps:
 	@bash .ci/system-deps.sh
 

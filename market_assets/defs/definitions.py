@@ -26,8 +26,11 @@ from market_assets.defs.sensors import build_new_trading_day_sensor
 from market_assets.settings import Settings, config_path, load_settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """Build the graph for ``settings``."""
+def build_definitions(
+    settings: Settings, executor: dg.ExecutorDefinition = STEP_EXECUTOR
+) -> dg.Definitions:
+    """Build the graph for ``settings``; its runs' steps run on ``executor`` (in the run's
+    process by default; ``celery_definitions`` passes dagster-celery's)."""
     partitions = trading_day_partitions(settings.partitions.start_date)
     rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
     assets = [
@@ -63,7 +66,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
-        executor=STEP_EXECUTOR,
+        executor=executor,
         asset_checks=build_asset_checks(settings, partitions),
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
         sensors=[
