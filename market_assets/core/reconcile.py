@@ -285,7 +285,7 @@ def reconcile(final: Iterable[pa.RecordBatch], prelim: Iterable[pa.RecordBatch])
         f_rows, f_starts = f.take_until(horizon)
         p_rows, p_starts = p.take_until(horizon)
         if p_rows is not None:
-            _prelim_only_counts(p_rows, out)
+            _prelim_counts(p_rows, out)
         common, fi, pi = np.intersect1d(f_starts, p_starts, assume_unique=True, return_indices=True)
         out.windows_only_final += len(f_starts) - len(common)
         out.windows_only_prelim += len(p_starts) - len(common)
@@ -296,7 +296,7 @@ def reconcile(final: Iterable[pa.RecordBatch], prelim: Iterable[pa.RecordBatch])
     return out
 
 
-def _prelim_only_counts(prelim: pa.Table, out: Reconciliation) -> None:
+def _prelim_counts(prelim: pa.Table, out: Reconciliation) -> None:
     """What the prelim rows say of themselves: gaps and the late-dropped count."""
     with_gaps = _gaps(prelim) > 0
     out.windows_with_gaps += int(with_gaps.sum())
