@@ -13,6 +13,7 @@ from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.assets.rates import build_treasury_yields_asset
+from market_assets.defs.assets.reconciliation import build_reconciliation_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.executor import STEP_EXECUTOR
 from market_assets.defs.io_managers import ParquetIOManager
@@ -50,12 +51,14 @@ def build_definitions(
         build_greeks_asset(partitions, rate_curve),
         build_features_assets(list(settings.features.windows), partitions),
         build_live_spec(partitions),
+        build_reconciliation_asset(settings, partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,
         selection=dg.AssetSelection.all(),
         description=(
-            "Every asset and its checks for one trading day: ingest, greeks, all feature windows. "
+            "Every asset and its checks for one trading day: ingest, greeks, all feature windows, "
+            "their reconciliation with the live windows (skipped when live did not run). "
             "Backfills run one partition per run (at most two at once: dagster_home/dagster.yaml)."
         ),
     )

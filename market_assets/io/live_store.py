@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,46 @@ _PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
 
 def partition_dir(output: Path, window: str, day: dt.date) -> Path:
     return Path(output) / f"window={window}" / f"dt={day.isoformat()}"
+
+
+READ_BATCH_ROWS = 4_096
+
+
+def live_files(output: Path, window: str, day: dt.date) -> list[Path]:
+    """The day's written files of one window size, in window order (by their first window
+    start; a window is written at most once, so the files do not overlap)."""
+    folder = partition_dir(output, window, day)
+    if not folder.is_dir():
+        return []
+    found = [(m, p) for p in folder.iterdir() if (m := _PART.match(p.name))]
+    return [p for m, p in sorted(found, key=lambda mp: (int(mp[0][1]), int(mp[0][2])))]
+
+
+def read_live_partition(
+    output: Path, window: str, day: dt.date, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The day's live rows of one window size in ``window_start`` order, in batches of
+    about ``batch_rows`` rows (nothing when live wrote none). Live writes a small file per
+    close, so the rows of consecutive files are gathered into one batch (fewer, larger
+    batches for the reader); memory holds at most one batch more than ``batch_rows``."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for path in live_files(output, window, day):
+        with pq.ParquetFile(path) as f:
+            for batch in f.iter_batches(batch_size=batch_rows):
+                held.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield _one_batch(held)
+                    held, rows = [], 0
+    if held:
+        yield _one_batch(held)
+
+
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
 def _ranges(folder: Path) -> list[tuple[int, int]]:

@@ -14,9 +14,10 @@ the ``Q`` events, when ``aggression`` is on) and the window aggregator of
 :mod:`market_assets.core.aggregator`. Event time, lateness, duplicates and gaps:
 :mod:`market_assets.core.watermark`. docs/live.md states the rules.
 
-Live-only columns of every written row: ``quality`` ("prelim"), ``late_dropped`` (trades
-dropped as late so far in this run when the window was written) and ``gaps`` (feed gaps
-overlapping the window; > 0 means it may miss trades).
+Every written row ends with the quality columns of
+:func:`market_assets.core.prelim_final.with_quality` (the batch's too): ``quality``
+("prelim"), ``late_dropped`` (trades dropped as late so far in this run when the window was
+written) and ``gaps`` (feed gaps overlapping the window; > 0 means it may miss trades).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from market_assets.core.classify import ClassifyParams, NbboBook
 from market_assets.core.conditions import ConditionRules
 from market_assets.core.enrich import GreeksParams
 from market_assets.core.live_prices import UnderlyingBuffer, price_option_trades
+from market_assets.core.prelim_final import PRELIM, with_quality
 from market_assets.core.statistics import StatsOptions
 from market_assets.core.trade_rules import find_violations
 from market_assets.core.watermark import NEVER, Deduplicator, EventClock, GapTracker
@@ -50,10 +52,6 @@ log = logging.getLogger("market_assets.live")
 
 STREAMS = ("stocks", "options")  # the trade streams (one socket per market)
 OPTION_QUOTES = "option_quotes"  # the option quotes' stream in the event clock
-QUALITY = "prelim"
-LIVE_COLUMNS = pa.schema(
-    [("quality", pa.string()), ("late_dropped", pa.int64()), ("gaps", pa.int64())]
-)
 MS = 1_000_000
 NBBO_INPUT = [
     "ticker",
@@ -372,12 +370,8 @@ class LivePipeline:
                 continue
             starts = pc.cast(rows.column("window_start"), pa.int64()).to_numpy()
             n = rows.num_rows
-            rows = rows.append_column("quality", pa.array([QUALITY] * n, pa.string()))
-            rows = rows.append_column(
-                "late_dropped", pa.array(np.full(n, self.counters.late_dropped), pa.int64())
-            )
-            rows = rows.append_column(
-                "gaps", pa.array(self.gaps.count(starts, window_ns(w)), pa.int64())
+            rows = with_quality(
+                rows, PRELIM, self.counters.late_dropped, self.gaps.count(starts, window_ns(w))
             )
             path = self.store.write(w, rows)
             written = path is not None

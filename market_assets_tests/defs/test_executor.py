@@ -23,7 +23,14 @@ from market_assets.settings import load_settings
 DAY = dt.date(2026, 11, 20)
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
-STEPS = {"stock_trades", "option_trades", "option_trades_greeks", "features"}
+# features_reconciliation runs too (and skips: no live output on a generated day).
+STEPS = {
+    "stock_trades",
+    "option_trades",
+    "option_trades_greeks",
+    "features",
+    "features_reconciliation",
+}
 
 
 def _materialize_all(tmp_path: Path, config: Path, *extra: str) -> dg.DagsterInstance:
