@@ -11,6 +11,7 @@ live appends one file per close instead.)
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import os
 import re
@@ -39,27 +40,65 @@ def _ranges(folder: Path) -> list[tuple[int, int]]:
     return sorted(out)
 
 
+class WrittenRanges:
+    """The window-start ranges ``[first, last]`` of a partition's files: is a window in
+    one? A binary search (files start in order; a restart may add overlapping ones)."""
+
+    def __init__(self, ranges: list[tuple[int, int]] | None = None) -> None:
+        self.ranges: list[tuple[int, int]] = []
+        self._starts: list[int] = []
+        self._max_end: list[int] = []  # the largest last start of ranges[: i + 1]
+        for a, b in sorted(ranges or []):
+            self.add(a, b)
+
+    def add(self, first: int, last: int) -> None:
+        if self._starts and first < self._starts[-1]:  # out of order: rebuild
+            self.__init__([*self.ranges, (first, last)])  # type: ignore[misc]
+            return
+        self.ranges.append((first, last))
+        self._starts.append(first)
+        self._max_end.append(max(last, self._max_end[-1]) if self._max_end else last)
+
+    def holds(self, start: int) -> bool:
+        """Whether a range holds ``start``: among the ranges starting at or before it, the
+        one reaching furthest reaches it."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._max_end[i] >= start
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return self.ranges[i]
+
+
 class LiveWindowStore:
     """Writes one day's closed windows, each at most once."""
 
     def __init__(self, output: Path, day: dt.date, windows: list[str]) -> None:
         self.output = Path(output)
         self.day = day
-        self.written = {w: _ranges(partition_dir(self.output, w, day)) for w in windows}
+        self.written = {
+            w: WrittenRanges(_ranges(partition_dir(self.output, w, day))) for w in windows
+        }
+        self.last_rows = 0  # rows the latest write() put on disk
 
     def last_end_ns(self, window: str, window_ns: int) -> int | None:
         """End of the latest window of this size already on disk (None: nothing yet)."""
         r = self.written.get(window)
-        return r[-1][1] + window_ns if r else None
+        return max(b for _, b in r.ranges) + window_ns if r else None
 
     def is_written(self, window: str, start_ns: int) -> bool:
-        return any(a <= start_ns <= b for a, b in self.written.get(window, ()))
+        r = self.written.get(window)
+        return r is not None and r.holds(start_ns)
 
     def write(self, window: str, rows: pa.Table) -> Path | None:
         """Write the rows (one per window, ``window_start`` ascending) not on disk yet;
-        returns the file, or None when every row was written before."""
+        returns the file, or None when every row was written before (``last_rows``: the
+        rows written)."""
         starts = pc.cast(rows.column("window_start"), pa.int64()).to_pylist()
         keep = [not self.is_written(window, s) for s in starts]
+        self.last_rows = sum(keep)
         if not any(keep):
             return None
         if not all(keep):
@@ -74,7 +113,7 @@ class LiveWindowStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        self.written.setdefault(window, []).append((starts[0], starts[-1]))
+        self.written.setdefault(window, WrittenRanges()).add(starts[0], starts[-1])
         return final
 
 
