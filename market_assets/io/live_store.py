@@ -45,15 +45,18 @@ class WrittenRanges:
     one? A binary search (files start in order; a restart may add overlapping ones)."""
 
     def __init__(self, ranges: list[tuple[int, int]] | None = None) -> None:
-        self.ranges: list[tuple[int, int]] = []
-        self._starts: list[int] = []
-        self._max_end: list[int] = []  # the largest last start of ranges[: i + 1]
-        for a, b in sorted(ranges or []):
-            self.add(a, b)
+        self._index(sorted(ranges or []))
+
+    def _index(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self._starts = [a for a, _ in ranges]
+        self._max_end = []  # the largest last start of ranges[: i + 1]
+        for _, b in ranges:
+            self._max_end.append(max(b, self._max_end[-1]) if self._max_end else b)
 
     def add(self, first: int, last: int) -> None:
-        if self._starts and first < self._starts[-1]:  # out of order: rebuild
-            self.__init__([*self.ranges, (first, last)])  # type: ignore[misc]
+        if self._starts and first < self._starts[-1]:  # out of order (rare): re-index
+            self._index(sorted([*self.ranges, (first, last)]))
             return
         self.ranges.append((first, last))
         self._starts.append(first)

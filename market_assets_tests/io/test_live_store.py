@@ -1,0 +1,41 @@
+# Copyright (c) James Kassemi, SC, US. All rights reserved.
+"""Live windows on disk (io.live_store): each window written once, across restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from market_assets.core.schemas import TS
+from market_assets.io.live_store import LiveWindowStore, WrittenRanges, partition_dir
+
+DAY = dt.date(2026, 11, 20)
+M = 60_000_000_000
+
+
+def _rows(starts: list[int]) -> pa.Table:
+    return pa.table({"window_start": pa.array(starts, pa.int64()).cast(TS), "x": starts})
+
+
+def test_a_window_is_written_once_even_when_closed_again_after_a_restart(tmp_path: Path) -> None:
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    assert store.write("1m", _rows([0, M, 2 * M])) is not None and store.last_rows == 3
+    again = LiveWindowStore(tmp_path, DAY, ["1m"])  # a restart reads the files' names
+    assert again.last_end_ns("1m", M) == 3 * M
+    assert again.write("1m", _rows([M, 2 * M])) is None and again.last_rows == 0
+    assert again.write("1m", _rows([2 * M, 3 * M, 4 * M])) is not None and again.last_rows == 2
+    folder = partition_dir(tmp_path, "1m", DAY)
+    starts = pq.ParquetDataset(folder).read()["x"].to_pylist()
+    assert sorted(starts) == [0, M, 2 * M, 3 * M, 4 * M]
+
+
+def test_written_ranges_answer_in_any_order_with_overlaps() -> None:
+    ranges = [(10, 20), (0, 5), (30, 30), (12, 40), (50, 60)]
+    r = WrittenRanges(ranges[:2])
+    for a, b in ranges[2:]:
+        r.add(a, b)
+    for start in range(-2, 65):
+        assert r.holds(start) == any(a <= start <= b for a, b in ranges), start
