@@ -7,6 +7,13 @@ last window start it holds (ns since the epoch). Those names are how a restarted
 knows which windows are on disk: a window is written at most once per day.
 (The batch warehouse's :mod:`market_assets.io.parquet_store` replaces whole partitions;
 live appends one file per close instead.)
+
+When a run ends, :meth:`LiveWindowStore.compact` merges each partition's files into one,
+``day-<a>-<b>.parquet`` (1s windows would otherwise leave 23,400 files a day): written
+under a temporary name and renamed, then the merged files are deleted. A reader listing
+the folder in the moment between the two can see a window twice (``window_start`` is
+unique per window: dedupe on it to be exact); a restart after a crash in that moment
+deletes the leftover ``part-`` files inside a ``day-`` file's range.
 """
 
 from __future__ import annotations
@@ -17,27 +24,51 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+_PART = re.compile(r"^(part|day)-(\d+)-(\d+)\.parquet$")
+COMPACT_ROW_GROUP = 4096  # rows per row group of a merged file
+# A few rows of many columns: dictionaries and per-column statistics would cost more than
+# the data (window_start's are kept, for readers' filters).
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": False,
+    "write_statistics": ["window_start"],
+}
 
 
 def partition_dir(output: Path, window: str, day: dt.date) -> Path:
     return Path(output) / f"window={window}" / f"dt={day.isoformat()}"
 
 
-def _ranges(folder: Path) -> list[tuple[int, int]]:
+def _files(folder: Path) -> list[tuple[int, int, Path]]:
+    """The partition's files as (first, last window start, path), by first start."""
     if not folder.is_dir():
         return []
     out = []
     for p in folder.iterdir():
         m = _PART.match(p.name)
         if m:
-            out.append((int(m.group(1)), int(m.group(2))))
+            out.append((int(m.group(2)), int(m.group(3)), p))
     return sorted(out)
+
+
+def _ranges(folder: Path) -> list[tuple[int, int]]:
+    return [(a, b) for a, b, _ in _files(folder)]
+
+
+def _finish_compaction(folder: Path) -> None:
+    """Delete ``part-`` files inside a ``day-`` file's range: a compaction stopped between
+    renaming the merged file and deleting what it merged."""
+    files = _files(folder)
+    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
+    for a, b, p in files:
+        if p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged):
+            p.unlink(missing_ok=True)
 
 
 class WrittenRanges:
@@ -81,6 +112,8 @@ class LiveWindowStore:
     def __init__(self, output: Path, day: dt.date, windows: list[str]) -> None:
         self.output = Path(output)
         self.day = day
+        for w in windows:
+            _finish_compaction(partition_dir(self.output, w, day))
         self.written = {
             w: WrittenRanges(_ranges(partition_dir(self.output, w, day))) for w in windows
         }
@@ -112,12 +145,47 @@ class LiveWindowStore:
         final = folder / f"part-{starts[0]}-{starts[-1]}.parquet"
         tmp = folder / f".tmp-{final.name}"
         with open(tmp, "wb") as f:
-            pq.write_table(rows, f, compression="zstd")
+            pq.write_table(rows, f, **_WRITE_OPTIONS)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
         self.written.setdefault(window, WrittenRanges()).add(starts[0], starts[-1])
         return final
+
+    def compact(self) -> dict[str, Path]:
+        """Merge each window size's files of the day into one ``day-<a>-<b>.parquet``
+        (streamed: row groups of up to ``COMPACT_ROW_GROUP`` rows); returns the merged
+        files. Files of differing schemas (runs with other settings) are left as they are."""
+        out = {}
+        for window in self.written:
+            folder = partition_dir(self.output, window, self.day)
+            files = _files(folder)
+            if len(files) < 2:
+                continue
+            schemas = {pq.read_schema(p).remove_metadata() for _, _, p in files}
+            if len(schemas) != 1:
+                continue
+            final = folder / f"day-{files[0][0]}-{max(b for _, b, _ in files)}.parquet"
+            tmp = folder / f".tmp-{final.name}"
+            with open(tmp, "wb") as f:
+                writer = pq.ParquetWriter(f, schemas.pop(), **_WRITE_OPTIONS)
+                pending: list[pa.Table] = []
+                for _, _, p in files:
+                    pending.append(pq.read_table(p))
+                    if sum(t.num_rows for t in pending) >= COMPACT_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(pending))
+                        pending = []
+                if pending:
+                    writer.write_table(pa.concat_tables(pending))
+                writer.close()
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            for _, _, p in files:
+                if p != final:
+                    p.unlink(missing_ok=True)
+            out[window] = final
+        return out
 
 
 @dataclass(frozen=True)

@@ -278,6 +278,8 @@ async def run_live(
                         refresh=True,
                     )
         pipeline.finish(until_ns)
+        for w, path in pipeline.store.compact().items():  # one file per window size and day
+            log.info("%s windows of %s merged into %s", w, day, path.name)
     finally:
         for x in feeds:
             await x.stop()

@@ -39,3 +39,25 @@ def test_written_ranges_answer_in_any_order_with_overlaps() -> None:
         r.add(a, b)
     for start in range(-2, 65):
         assert r.holds(start) == any(a <= start <= b for a, b in ranges), start
+
+
+def test_a_days_files_are_merged_into_one_and_a_restart_still_skips_its_windows(
+    tmp_path: Path,
+) -> None:
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    for i in range(5):
+        store.write("1m", _rows([2 * i * M, (2 * i + 1) * M]))
+    merged = store.compact()["1m"]
+    folder = partition_dir(tmp_path, "1m", DAY)
+    assert [p.name for p in folder.iterdir()] == [merged.name] == [f"day-0-{9 * M}.parquet"]
+    assert pq.read_table(merged)["x"].to_pylist() == [i * M for i in range(10)]
+    again = LiveWindowStore(tmp_path, DAY, ["1m"])
+    assert again.write("1m", _rows([9 * M, 10 * M])) is not None and again.last_rows == 1
+    # A compaction stopped after its rename: the merged parts are deleted at the next start.
+    (folder / f"part-{2 * M}-{3 * M}.parquet").write_bytes(merged.read_bytes())
+    LiveWindowStore(tmp_path, DAY, ["1m"])
+    assert sorted(p.name for p in folder.iterdir()) == [
+        f"day-0-{9 * M}.parquet",
+        f"part-{10 * M}-{10 * M}.parquet",
+    ]
+    assert LiveWindowStore(tmp_path, DAY, ["1m"]).compact()["1m"].name == f"day-0-{10 * M}.parquet"
