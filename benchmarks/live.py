@@ -296,7 +296,7 @@ def main() -> None:
     )
     print(
         f"queue wait (ms, frame received -> pipeline): p50 {_ms(wait['p50_s'])}, "
-        f"p99 {_ms(wait['p99_s'])} (at --speed max the queue is full by design)"
+        f"p99 {_ms(wait['p99_s'])} (with the wait of up to 10 ms that gathers a batch)"
     )
     points = rss_by_progress(live["samples"], trades)
     print()
