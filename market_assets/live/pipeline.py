@@ -238,7 +238,7 @@ class LivePipeline:
     def frame(self, market: str, text: str | bytes, wall: float, gen: int = 0) -> None:
         """One frame from ``market``'s socket, received at wall time ``wall`` on connection
         number ``gen``."""
-        self.frames([(market, gen, wall, text)], now=max(wall, time.monotonic()))
+        self.frames([(market, gen, wall, text)], now=wall)
 
     def _fast(
         self,
@@ -399,19 +399,26 @@ class LivePipeline:
 
     def _keys(self, market: str, table: pa.Table, ts: np.ndarray, idx: np.ndarray) -> Any:
         """The duplicate keys of rows ``idx``: the batch's (ticker, sequence number), or
-        (ticker, SIP time) without a sequence number; as one int64 per row when every row
-        has a sequence number (stocks: the symbol's only; options: a number per contract)."""
-        seq = table.column("sequence_number")
-        if seq.null_count == 0:
-            q = pc.cast(seq, pa.int64()).to_numpy()[idx]
-            if not q.size or (q.min() >= 0 and q.max() < 1 << SEQ_BITS):
-                if market == "stocks":  # one ticker: the symbol
-                    return q
-                return self._contract_ids(table.column("ticker"))[idx] << SEQ_BITS | q
+        (ticker, SIP time) without a sequence number. A sequence number that fits
+        ``SEQ_BITS`` makes it one int (stocks: the number, every row is the symbol's;
+        options: a number per contract, then the sequence number): an int64 array when
+        every row's does."""
+        seq = pc.cast(table.column("sequence_number"), pa.int64())
+        q = pc.fill_null(seq, -1).to_numpy()
+        packs = (q >= 0) & (q < 1 << SEQ_BITS)  # a trade's key has one form, always
+        ints = (
+            q if market == "stocks" else self._contract_ids(table.column("ticker")) << SEQ_BITS | q
+        )
+        if packs[idx].all():
+            return ints[idx]
         tickers = table.column("ticker").to_pylist()
         seqs = seq.to_pylist()
         return [
-            (tickers[i], seqs[i]) if seqs[i] is not None else (tickers[i], int(ts[i]))
+            int(ints[i])
+            if packs[i]
+            else (tickers[i], seqs[i])
+            if seqs[i] is not None
+            else (tickers[i], int(ts[i]))
             for i in idx.tolist()
         ]
 
