@@ -237,9 +237,9 @@ def _written(settings: Settings, window: str) -> pa.Table:
     return table.sort_by("window_start")
 
 
-def _replay(spy_day, **kw: object):
+def _replay(spy_day, speed: float | None = None, **kw: object):
     return serve_in_thread(
-        spy_day, ReplayOptions(speed=None, api_key=KEY, wait_for=("stocks", "options"), **kw)
+        spy_day, ReplayOptions(speed=speed, api_key=KEY, wait_for=("stocks", "options"), **kw)
     )
 
 
@@ -377,8 +377,11 @@ def test_a_missing_curve_stops_live_before_it_connects(spy_day, mirror, tmp_path
 def test_a_restart_the_same_day_writes_no_window_twice(spy_day, mirror, tmp_path):
     with _replay(spy_day) as server:
         settings = _settings(tmp_path, mirror, server.port)
-        _live(settings, until=dt.time(11, 0))
+        # 1m windows are on disk to 11:03, 5m ones to 11:00: the restart resumes at 11:00
+        # and closes 11:00-11:03 again without writing them.
+        _live(settings, until=dt.time(11, 3))
     first = {w: _written(settings, w).num_rows for w in WINDOWS}
+    assert first == {"1m": 93, "5m": 18}
     with _replay(spy_day) as server:
         settings = _settings(tmp_path, mirror, server.port)
         pipeline = _live(settings)
@@ -437,7 +440,10 @@ def test_late_and_duplicate_trades_are_counted_never_double_counted(
     spy_day, batch, mirror, tmp_path
 ):
     inject = Injection(duplicates=7, late=50, late_by_s=600.0)
-    with _replay(spy_day, inject=inject) as server:
+    # 15,000x real time: a 10-minute-late trade arrives 40 ms after its time, later than
+    # live's batches of frames (10 ms) take (at `max` speed it can come in the same batch
+    # as trades 10 minutes younger, before they move the watermark: then it is on time).
+    with _replay(spy_day, speed=15_000.0, inject=inject) as server:
         settings = _settings(tmp_path, mirror, server.port)
         pipeline = _live(settings, until=None)
         injected = list(server.stats.injected)
