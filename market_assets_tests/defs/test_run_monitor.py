@@ -326,9 +326,14 @@ def test_runs_killed_with_their_daemon_are_failed_and_the_queue_moves_on(project
                 log,
             )
             for r in started:
-                assert f"run process {workers[r].pid} no longer exists" in _failure_message(
-                    instance, r
-                )
+                # Dead either way: gone, or a zombie its parent has not reaped yet (a race
+                # with the killed group's teardown).
+                message = _failure_message(instance, r)
+                pid = workers[r].pid
+                assert (
+                    f"run process {pid} no longer exists" in message
+                    or f"run process {pid} has exited (a zombie" in message
+                ), message
             _wait_for(
                 lambda: _status(instance, queued) == dg.DagsterRunStatus.STARTED,
                 90,
