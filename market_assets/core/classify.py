@@ -164,9 +164,9 @@ class QuoteIndex:
             key = code * self._span + np.searchsorted(self.times, ts)
         if len(key) > 1 and not _in_order(key, seq):
             order = np.lexsort((seq, key))  # stable: full ties keep row order
-            key, code, ts = key[order], code[order], ts[order]
+            key, code, ts, seq = key[order], code[order], ts[order], seq[order]
             rows = order if rows is None else rows[order]
-        self.key, self.code, self.ts = key, code, ts
+        self.key, self.code, self.ts, self.seq = key, code, ts, seq
         values = [
             _floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")
         ]
@@ -239,6 +239,24 @@ def _group_quantiles(
     return g[start], packed[start + k] & ((1 << shift) - 1), count
 
 
+def age_cap_ns(policy: Staleness) -> int:
+    """Ages above this (ns) only ever clamp to the upper bound: they are capped at it."""
+    return round(policy.max_ms * 1_000_000) + 1
+
+
+def own_limits_us(
+    codes: np.ndarray, ages_ns: np.ndarray, policy: Staleness
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tickers (ascending codes) with at least ``min_samples`` ages and their own
+    adaptive limits (us): the ``quantile`` of their ages, clamped. ``codes`` and
+    ``ages_ns`` are the rows of one kind that have an age."""
+    cap = age_cap_ns(policy)
+    ids, qs, counts = _group_quantiles(codes, np.minimum(ages_ns, cap), policy.quantile, cap)
+    own = counts >= policy.min_samples
+    lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
+    return ids[own], np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+
+
 def adaptive_limits_us(
     ticker_codes: np.ndarray,
     is_option: np.ndarray,
@@ -259,17 +277,12 @@ def adaptive_limits_us(
         if not policy.adaptive or not m.any():
             out[kind_mask] = policy.limit_us(None)
             continue
-        cap = round(policy.max_ms * 1_000_000) + 1
-        ages = np.minimum(ages_ns[m], cap)
+        ages = np.minimum(ages_ns[m], age_cap_ns(policy))
         limits = np.full(
             len(ticker_codes), policy.limit_us(_higher_quantile(ages, policy.quantile))
         )
-        ids, qs, counts = _group_quantiles(ticker_codes[m], ages, policy.quantile, cap)
-        own = counts >= policy.min_samples
-        if own.any():
-            lut_ids = ids[own]
-            lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
-            lut = np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+        lut_ids, lut = own_limits_us(ticker_codes[m], ages, policy)
+        if len(lut_ids):
             at = np.minimum(np.searchsorted(lut_ids, ticker_codes), len(lut_ids) - 1)
             limits = np.where(lut_ids[at] == ticker_codes, lut[at], limits)
         out[kind_mask] = limits[kind_mask]
@@ -277,7 +290,7 @@ def adaptive_limits_us(
 
 
 @dataclass
-class _Nbbo:
+class Nbbo:
     """The NBBO in force per trade (NaN / -1 where none)."""
 
     has: np.ndarray
@@ -289,19 +302,19 @@ class _Nbbo:
     state: np.ndarray
 
 
-def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> _Nbbo:
+def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> Nbbo:
     pos = quotes.asof_codes(qcode, ts)
     pos[bad] = -1
     has = pos >= 0
     if not len(quotes):
         nan = np.full(len(ts), np.nan)
-        return _Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
+        return Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
     p = np.where(has, pos, 0)
 
     def take(a: np.ndarray) -> np.ndarray:
         return np.where(has, a[p], np.nan)
 
-    return _Nbbo(
+    return Nbbo(
         has,
         take(quotes.bid),
         take(quotes.bid_size),
@@ -310,6 +323,44 @@ def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndar
         np.where(has, quotes.ts[p], 0),
         np.where(has, quotes.state[p], -1),
     )
+
+
+@dataclass
+class TradeInputs:
+    """What the rules read from trade rows: ticker codes (into ``tickers``; -1 null), SIP
+    time, price, kind, tick and epsilon at the price, and the bad rows (rule 1)."""
+
+    tickers: pa.Array
+    code: np.ndarray
+    ts: np.ndarray
+    price: np.ndarray
+    bad: np.ndarray
+    is_option: np.ndarray
+    tick: np.ndarray
+    eps: np.ndarray
+
+    @classmethod
+    def of(cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams) -> TradeInputs:
+        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``."""
+        encoded = pc.dictionary_encode(_array(trades, "ticker").cast(pa.string()))
+        code = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+        price = _floats(_array(trades, "price"))
+        tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
+        option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
+        is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
+        with np.errstate(invalid="ignore"):
+            bad = ~ts_ok | ~(price > 0) | (code < 0)
+        return cls(
+            encoded.dictionary,
+            code,
+            ts,
+            price,
+            bad,
+            is_option[code],
+            tick,
+            tick * params.tick_rules.epsilon_ticks,
+        )
 
 
 def classify(
@@ -329,29 +380,34 @@ def classify(
     for the tick rule; within the batch the previous trade is found by (SIP time, row).
     """
     params = params or ClassifyParams()
-    tickers = _array(trades, "ticker").cast(pa.string())
-    ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
-    price = _floats(_array(trades, "price"))
-    encoded = pc.dictionary_encode(tickers)
-    tcode = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    tick = tick_sizes_coded(encoded.dictionary, tcode, price, params.tick_rules)
-    eps = tick * params.tick_rules.epsilon_ticks
-    option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
-    is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
-    is_option = is_option[tcode]
-    with np.errstate(invalid="ignore"):
-        bad = ~ts_ok | ~(price > 0) | (tcode < 0)
-
-    nbbo = _nbbo_at(quotes, np.append(quotes.codes(encoded.dictionary), -1)[tcode], ts, bad)
-    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
+    t = TradeInputs.of(trades, params)
+    nbbo = _nbbo_at(quotes, np.append(quotes.codes(t.tickers), -1)[t.code], t.ts, t.bad)
     if limits_us is None:
-        limits_us = adaptive_limits_us(tcode, is_option, age_ns, nbbo.has, params)
+        age_ns = np.where(nbbo.has, t.ts - nbbo.ts, 0)
+        limits_us = adaptive_limits_us(t.code, t.is_option, age_ns, nbbo.has, params)
+    prev = None
+    if params.tick_rule_fallback:
+        prev = _previous_prices(t.code, t.ts, t.price, ~t.bad, prev_price)
+    return decide(t, nbbo, params, limits_us, prev)
+
+
+def decide(
+    t: TradeInputs,
+    nbbo: Nbbo,
+    params: ClassifyParams,
+    limits_us: np.ndarray,
+    prev: np.ndarray | None,
+) -> pa.Table:
+    """The rules applied to trades whose NBBO in force is known: the classification
+    columns. ``prev``: the previous trade's price per row (the tick rule; None when off)."""
+    ts, price, tick, eps = t.ts, t.price, t.tick, t.eps
+    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
     fresh = nbbo.has & (age_ns <= limits_us * 1000)
 
     reason = np.full(len(ts), -1, np.int8)
     reason[~fresh] = STALE
     reason[~nbbo.has] = NO_QUOTE
-    reason[bad] = BAD_TRADE
+    reason[t.bad] = BAD_TRADE
     for st, r in _STATE_REASON.items():
         reason[fresh & (nbbo.state == st)] = r
     ok = fresh & (nbbo.state == NORMAL)
@@ -367,9 +423,8 @@ def classify(
         mid = (bid + ask) / 2
         mid_bp = np.where(fresh & (nbbo.state != INVALID), (price - mid) / mid * 1e4, np.nan)
 
-    if params.tick_rule_fallback:
+    if params.tick_rule_fallback and prev is not None:
         fallback = (reason >= NO_QUOTE) & (reason <= R_CROSSED)
-        prev = _previous_prices(tcode, ts, price, ~bad, prev_price)
         with np.errstate(invalid="ignore"):
             up = fallback & (price > prev + eps)
             down = fallback & (price < prev - eps)
