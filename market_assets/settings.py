@@ -211,7 +211,8 @@ class GreeksSettings(_Section):
     risk_free_rate: Annotated[float | Literal["curve"], BeforeValidator(_rate_or_curve)]
     dividend_yield: Annotated[float, Field(ge=-1, le=1)]
     contract_multiplier: Positive
-    underlying_price: Literal["trade"]
+    # "trade": the last genuine trade; "nbbo_mid": the NBBO mid from stock_quotes.
+    underlying_price: Literal["trade", "nbbo_mid"]
     max_underlying_staleness_s: NonNegative
 
 
@@ -265,6 +266,8 @@ class CheckSettings(_Section):
     min_ok_share: Fraction
     implausible_price_factor: Annotated[float, Field(gt=1, le=1_000_000)]
     max_implausible_share: Fraction
+    # option_trades_classified: Unknown for lack of a usable NBBO above this share warns.
+    max_unknown_share: Fraction
 
 
 class RealtimeSettings(_Section):

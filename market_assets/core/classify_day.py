@@ -265,6 +265,11 @@ class DayClassifier:
             schema=JOINED,
         )
 
+    @property
+    def own_limit_count(self) -> int:
+        """Tickers judged with their own adaptive limit (enough ages of their own)."""
+        return len(self._own)
+
     # -- pass 2 ---------------------------------------------------------------------------
     def pooled_limits_us(self) -> dict[bool, int]:
         """The pooled adaptive limit per kind (True: options), once the join is done."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from market_assets.defs.assets.classified import build_classified_asset
 from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Build the graph for ``settings``."""
     partitions = trading_day_partitions(settings.partitions.start_date)
     rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
+    aggression = settings.features.aggression
     assets = [
         build_ingest_asset(
             "stock_trades",
@@ -45,7 +47,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         ),
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
         build_greeks_asset(partitions, rate_curve),
-        build_features_assets(list(settings.features.windows), partitions),
+        # features.aggression: option_quotes -> option_trades_classified -> features_<w>.
+        *([build_classified_asset(partitions)] if aggression else []),
+        build_features_assets(list(settings.features.windows), partitions, aggression),
         build_live_spec(partitions),
     ]
     all_days = dg.define_asset_job(

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.core.calendar import NEW_YORK
+from market_assets.core.classification_quality import DATA_REASONS, ClassificationStats
 from market_assets.core.implausible_prices import (
     ImplausiblePrices,
     ImplausiblePriceScan,
@@ -125,6 +126,22 @@ CHECKS: dict[str, tuple[CheckInfo, ...]] = {
             True,
             "greeks_status shares within [checks] (min_ok_share, max_no_underlying_share, "
             "max_bad_input_share) and iv finite and > 0 on every ok trade (ERROR, blocking).",
+        ),
+    ),
+    "option_trades_classified": (
+        CheckInfo(
+            "all_trades_kept",
+            True,
+            "As many rows as option_trades_greeks: every trade kept, classified or not (ERROR, "
+            "blocking).",
+        ),
+        CheckInfo(
+            "classification_quality",
+            False,
+            "Share of trades Unknown for lack of a usable NBBO (no quote, stale, locked, "
+            "crossed, invalid, bad trade; inside the spread not counted) at most "
+            "checks.max_unknown_share (WARN). Metadata: the share of each side and Unknown "
+            "reason, of each state of the NBBO in force, and the NBBO age p50/p90/p99.",
         ),
     ),
 }
@@ -389,3 +406,55 @@ def ingest_checks(
     for c in checks:
         c.selected = c.name in selected
     return checks
+
+
+def classified_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """The ``check_specs`` of option_trades_classified."""
+    return check_specs("option_trades_classified", partitions_def)
+
+
+def classified_checks(
+    bounds: CheckSettings, expected_rows: int, stats: ClassificationStats, rows: RowCount
+) -> list[StreamCheck]:
+    """option_trades_classified's in-step checks: every one of ``expected_rows`` trades
+    kept, and the Unknown shares within ``checks.max_unknown_share``."""
+
+    def kept(_staged: Staged) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name="all_trades_kept",
+            passed=rows.rows == expected_rows,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"rows": rows.rows, "option_trades_greeks_rows": expected_rows},
+            description=None
+            if rows.rows == expected_rows
+            else f"{rows.rows:,} rows written, option_trades_greeks has {expected_rows:,}",
+        )
+
+    def quality(_staged: Staged) -> dg.AssetCheckResult:
+        share = stats.data_unknown_share
+        ok = share <= bounds.max_unknown_share
+        by_reason = ", ".join(
+            f"{r} {stats.share(stats.reasons, r):.2%}" for r in DATA_REASONS if stats.reasons.get(r)
+        )
+        return dg.AssetCheckResult(
+            check_name="classification_quality",
+            passed=ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **stats.metadata(),
+                "unknown_without_usable_nbbo_share": round(share, 6),
+                "max_unknown_share": bounds.max_unknown_share,
+            },
+            description=None
+            if ok
+            else (
+                f"{share:.2%} of trades Unknown without a usable NBBO ({by_reason}) > "
+                f"checks.max_unknown_share {bounds.max_unknown_share:.2%}"
+            ),
+        )
+
+    asset = "option_trades_classified"
+    return [
+        _stream_check(asset, "all_trades_kept", rows, kept),
+        _stream_check(asset, "classification_quality", stats, quality),
+    ]
