@@ -46,7 +46,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             settings.massive.source,
         ),
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
-        build_greeks_asset(partitions, rate_curve),
+        # greeks.underlying_price = "nbbo_mid": stock_quotes -> option_trades_greeks.
+        build_greeks_asset(partitions, rate_curve, settings.greeks.underlying_price == "nbbo_mid"),
         # features.aggression: option_quotes -> option_trades_classified -> features_<w>.
         *([build_classified_asset(partitions)] if aggression else []),
         build_features_assets(list(settings.features.windows), partitions, aggression),
