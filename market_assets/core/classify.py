@@ -340,13 +340,19 @@ class TradeInputs:
     eps: np.ndarray
 
     @classmethod
-    def of(cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams) -> TradeInputs:
-        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``."""
+    def of(
+        cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams, ticks: bool = True
+    ) -> TradeInputs:
+        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``; ``ticks=False``
+        leaves the tick and epsilon NaN (an NBBO lookup does not need them)."""
         encoded = pc.dictionary_encode(_array(trades, "ticker").cast(pa.string()))
         code = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
         ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
         price = _floats(_array(trades, "price"))
-        tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
+        if ticks:
+            tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
+        else:
+            tick = np.full(len(code), np.nan)
         option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
         is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
         with np.errstate(invalid="ignore"):

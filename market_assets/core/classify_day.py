@@ -45,9 +45,16 @@ from market_assets.core.classify import (
 from market_assets.core.schemas import TS
 
 ROW = "_row"
+RANK = "_ticker_rank"  # the ticker's rank among the day's tickers: an integer sort key
 TRADE_COLUMNS = ["ticker", "sip_timestamp", "price"]
 NARROW_TRADES = pa.schema(
-    [("ticker", pa.string()), ("sip_timestamp", TS), ("price", pa.float64()), (ROW, pa.int64())]
+    [
+        ("ticker", pa.string()),
+        ("sip_timestamp", TS),
+        ("price", pa.float64()),
+        (ROW, pa.int64()),
+        (RANK, pa.int32()),
+    ]
 )
 JOINED = pa.schema(
     [
@@ -80,14 +87,27 @@ def sort_in_memory(
     yield from table.sort_by([(k, "ascending") for k in keys]).to_batches()
 
 
-def numbered(batches: Batches, columns: Sequence[str] = TRADE_COLUMNS) -> Iterator[pa.RecordBatch]:
-    """``columns`` of each batch with ``ROW``: the row's position in the whole stream."""
+def day_tickers(batches: Batches) -> pa.Array:
+    """The distinct tickers of a stream of ``ticker`` batches, in ascending order."""
+    seen: set[str] = set()
+    for batch in batches:
+        seen.update(pc.unique(batch.column("ticker")).drop_null().to_pylist())
+    return pa.array(sorted(seen), pa.string())
+
+
+def numbered(
+    batches: Batches, tickers: pa.Array, columns: Sequence[str] = TRADE_COLUMNS
+) -> Iterator[pa.RecordBatch]:
+    """``columns`` of each batch with ``ROW`` (the row's position in the whole stream) and
+    ``RANK`` (its ticker's position in ``tickers``, the sorted distinct tickers: sorting
+    by it is sorting by ticker, on integers)."""
     start = 0
     for batch in batches:
         n = batch.num_rows
         cols = [batch.column(c) for c in columns]
         cols.append(pa.array(np.arange(start, start + n, dtype=np.int64)))
-        table = pa.Table.from_arrays(cols, names=[*columns, ROW])
+        cols.append(pc.index_in(batch.column("ticker"), value_set=tickers).cast(pa.int32()))
+        table = pa.Table.from_arrays(cols, names=[*columns, ROW, RANK])
         yield from table.cast(NARROW_TRADES).to_batches()
         start += n
 
@@ -144,6 +164,7 @@ class _TradeFeed:
         self._it = iter(batches)
         self._head: pa.Table | None = None
         self._last: str | None = None
+        self._last_rank: int | None = None
 
     def _next(self) -> pa.Table | None:
         for batch in self._it:
@@ -151,13 +172,24 @@ class _TradeFeed:
                 table = (
                     pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
                 )
-                tickers = _strings(table.column("ticker"))
-                _check_order(tickers, self._last, "trades")
-                valid = tickers.drop_null()
-                if len(valid):
-                    self._last = valid[-1].as_py()
+                self._check(table)
                 return table
         return None
+
+    def _check(self, table: pa.Table) -> None:
+        if RANK in table.column_names:  # ranks ascend with the tickers: integers compare fast
+            rank = table.column(RANK).combine_chunks()
+            r = np.asarray(rank.fill_null(np.iinfo(np.int32).max).to_numpy(zero_copy_only=False))
+            last = np.iinfo(np.int32).min if self._last_rank is None else self._last_rank
+            if r[0] < last or (np.diff(r) < 0).any():
+                raise NotInTickerOrder("trades are not in ticker order (their ranks descend)")
+            self._last_rank = int(r[-1])
+            return
+        tickers = _strings(table.column("ticker"))
+        _check_order(tickers, self._last, "trades")
+        valid = tickers.drop_null()
+        if len(valid):
+            self._last = valid[-1].as_py()
 
     def through(self, last: str | None) -> pa.Table | None:
         """The trades with ticker <= ``last`` (every one left when None) not handed out yet."""
@@ -231,7 +263,7 @@ class DayClassifier:
 
     def _emit(self, trades: pa.Table, best: dict[str, np.ndarray]) -> pa.RecordBatch:
         """The joined rows of tickers whose quotes are all seen (all their trades present)."""
-        t = TradeInputs.of(trades, self.params)
+        t = TradeInputs.of(trades, self.params, ticks=False)
         has = best["found"] & ~t.bad
         age = np.where(has, t.ts - best["ts"], 0)
         for option, policy in (
@@ -380,7 +412,7 @@ def _update(
     best: dict[str, np.ndarray], trades: pa.Table, index: QuoteIndex, params: ClassifyParams
 ) -> None:
     """Keep, per trade, the NBBO in force found so far (a later batch wins a tie)."""
-    t = TradeInputs.of(trades, params)
+    t = TradeInputs.of(trades, params, ticks=False)
     pos = index.asof_codes(np.append(index.codes(t.tickers), -1)[t.code], t.ts)
     pos[t.bad] = -1
     found = pos >= 0
@@ -415,6 +447,7 @@ def classify_day(
     keys)``: a stable sort (pass an external one for bounded memory).
     """
     clf = classifier or DayClassifier(params)
-    by_ticker = sort(numbered(scan(TRADE_COLUMNS)), NARROW_TRADES, ["ticker"])
+    tickers = day_tickers(scan(["ticker"]))
+    by_ticker = sort(numbered(scan(TRADE_COLUMNS), tickers), NARROW_TRADES, [RANK])
     by_row = sort(clf.join(by_ticker, quotes), JOINED, [ROW])
     yield from clf.decide(scan(None), by_row)
