@@ -22,7 +22,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from market_assets.core.nbbo import NbboCarry, nbbo_deltas
+from market_assets.core.nbbo import nbbo_delta_stream
 from market_assets.core.quality import NbboStateCounts
 from market_assets.core.schemas import OPTION_QUOTES, STOCK_QUOTES
 from market_assets.defs.assets.ingest import IngestRun, build_flat_file_asset
@@ -88,9 +88,7 @@ class QuoteRun(IngestRun):
 
     def rows(self) -> Iterator[pa.RecordBatch]:
         """The NBBO deltas of the reader's rows, in file order."""
-        carry = NbboCarry.empty()
-        for batch in self.quotes:
-            deltas, carry = nbbo_deltas(batch, carry, options=self.options)
+        for deltas in nbbo_delta_stream(self.quotes, options=self.options):
             self.states.update(deltas)
             yield from deltas.to_batches()
         r = self.quotes
