@@ -150,6 +150,7 @@ Url = Annotated[str, AfterValidator(_url)]
 UrlOrEmpty = Annotated[str, AfterValidator(_url_or_empty)]
 LocalPath = Annotated[Path, BeforeValidator(_local_path)]
 Tickers = Annotated[list[Annotated[str, AfterValidator(_ticker)]], Field(min_length=1)]
+TickersOrEmpty = list[Annotated[str, AfterValidator(_ticker)]]
 Windows = Annotated[list[str], Field(min_length=1), AfterValidator(_windows)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -186,6 +187,13 @@ class IngestSettings(_Section):
     block_size_mb: Annotated[float, Field(ge=0.0625, le=256)]
     progress_interval_s: Positive
     max_reject_fraction: Fraction
+
+
+class QuoteSettings(_Section):
+    enabled: bool
+    # Empty lists mean [features.symbol]: see :meth:`Settings.quote_keep`.
+    stock_tickers: TickersOrEmpty
+    option_underlyings: TickersOrEmpty
 
 
 class StorageSettings(_Section):
@@ -266,6 +274,9 @@ class CheckSettings(_Section):
     min_ok_share: Fraction
     implausible_price_factor: Annotated[float, Field(gt=1, le=1_000_000)]
     max_implausible_share: Fraction
+    max_nbbo_locked_share: Fraction
+    max_nbbo_crossed_share: Fraction
+    max_nbbo_invalid_share: Fraction
     # option_trades_classified: Unknown for lack of a usable NBBO above this share warns.
     max_unknown_share: Fraction
 
@@ -293,6 +304,7 @@ class Settings(_Section):
     massive: MassiveSettings
     partitions: PartitionSettings
     ingest: IngestSettings
+    quotes: QuoteSettings
     storage: StorageSettings
     greeks: GreeksSettings
     rates: RatesSettings
@@ -311,6 +323,14 @@ class Settings(_Section):
             self._path = Path(context["path"])
         elif context and context.get("base_dir") is not None:
             self._path = Path(context["base_dir"]) / DEFAULT_CONFIG
+
+    def quote_keep(self, asset: str) -> list[str]:
+        """What ``stock_quotes`` / ``option_quotes`` keep: ``quotes.stock_tickers`` /
+        ``quotes.option_underlyings``, or ``[features.symbol]`` when that list is empty."""
+        kept = (
+            self.quotes.stock_tickers if asset == "stock_quotes" else self.quotes.option_underlyings
+        )
+        return list(kept) or [self.features.symbol]
 
     @model_validator(mode="after")
     def _symbols_are_ingested(self) -> Settings:

@@ -138,7 +138,7 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
     assert all(line.startswith(where) for line in lines)
     assert sorted(line.removeprefix(where) for line in lines) == sorted(
         [
-            "unknown section [bogus]; known sections: massive, partitions, ingest, storage, "
+            "unknown section [bogus]; known sections: massive, partitions, ingest, quotes, storage, "
             "greeks, rates, features, conditions, checks, realtime",
             "missing section [checks]",
             "unknown key massive.colour = 'red'; known keys in [massive]: source, local_root, "
@@ -223,6 +223,31 @@ def test_settings_are_read_only(tmp_path):
     s = load_settings(REPO / "config.toml")
     with pytest.raises(ValidationError):
         s.features.symbol = "QQQ"  # type: ignore[misc]
+
+
+def test_quote_lists_default_to_the_features_symbol(tmp_path):
+    s = load_settings(REPO / "config.toml")
+    assert s.quotes.enabled and s.quotes.stock_tickers == [] == s.quotes.option_underlyings
+    assert s.quote_keep("stock_quotes") == ["SPY"] == s.quote_keep("option_quotes")
+    s = load_settings(
+        write_config(
+            tmp_path / "q.toml",
+            quotes={"stock_tickers": ["spy", "qqq"], "option_underlyings": ["*"]},
+            checks={"max_nbbo_crossed_share": 0.0},
+        )
+    )
+    assert s.quote_keep("stock_quotes") == ["SPY", "QQQ"] and s.quote_keep("option_quotes") == ["*"]
+    for changes, message in (
+        ({"quotes": {"enabled": "yes"}}, "quotes.enabled = 'yes': expected true or false"),
+        ({"quotes": {"stock_tickers": [""]}}, "quotes.stock_tickers[0] = '': must not be empty"),
+        (
+            {"checks": {"max_nbbo_locked_share": 1.5}},
+            "checks.max_nbbo_locked_share = 1.5: must be <= 1",
+        ),
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_settings(write_config(tmp_path / "bad.toml", **changes))
+        assert message in str(e.value)
 
 
 # --- features.symbol and realtime.symbol must be ingested -----------------------------------

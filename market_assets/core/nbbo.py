@@ -12,6 +12,7 @@ day's file streams through in bounded memory and gives the same rows as one call
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,17 @@ def nbbo_deltas(
         state=np.concatenate([carry.state[old_idx], ss[ends]]),
     )
     return _delta_table(batch, tickers, ts, values, state, keep, options), new_carry
+
+
+def nbbo_delta_stream(
+    batches: Iterable[pa.RecordBatch | pa.Table], *, options: bool = False
+) -> Iterator[pa.Table]:
+    """The NBBO deltas of a day's quote batches in file order, one table per batch (the
+    carry passed along): what the quote assets store."""
+    carry = NbboCarry.empty()
+    for batch in batches:
+        deltas, carry = nbbo_deltas(batch, carry, options=options)
+        yield deltas
 
 
 def _delta_table(

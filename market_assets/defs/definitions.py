@@ -13,6 +13,7 @@ from market_assets.defs.assets.classified import build_classified_asset
 from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
+from market_assets.defs.assets.quotes import build_quote_assets
 from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.executor import STEP_EXECUTOR
@@ -44,6 +45,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             "Option trades of ingest.option_underlyings with the ticker parsed into underlying, "
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
             settings.massive.source,
+        ),
+        *(
+            build_quote_assets(partitions, settings.massive.source)
+            if settings.quotes.enabled
+            else []
         ),
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
         # greeks.underlying_price = "nbbo_mid": stock_quotes -> option_trades_greeks.

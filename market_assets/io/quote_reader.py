@@ -258,6 +258,11 @@ class QuoteReader:
         """Data lines seen so far (parsed or skipped), malformed ones included."""
         return self.stats.rows_read
 
+    @property
+    def rows_in(self) -> int:
+        """Data lines seen (as :attr:`rows_read`): up to the early stop, if any."""
+        return self.stats.rows_read
+
     # -- public -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         raw = open_gzip(self.source.stream)

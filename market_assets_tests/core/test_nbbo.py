@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from market_assets.core.nbbo import NbboCarry, nbbo_deltas
+from market_assets.core.nbbo import NbboCarry, nbbo_delta_stream, nbbo_deltas
 from market_assets.core.schemas import OPTION_QUOTES, STOCK_QUOTES
 
 CALL = "O:SPY261120C00600000"
@@ -111,6 +111,8 @@ def test_batches_with_carried_state_give_the_rows_of_one_pass(batch_rows):
     assert streamed.equals(whole)
     assert streamed.column("sequence_number").to_pylist() == _reference_deltas(table)
     assert sorted(carry.tickers.to_pylist()) == sorted(set(table.column("ticker").to_pylist()))
+    stream = nbbo_delta_stream(table.to_batches(max_chunksize=batch_rows))
+    assert pa.concat_tables(stream).equals(whole)
 
 
 def test_a_ticker_unchanged_across_a_batch_boundary_is_not_repeated():

@@ -304,11 +304,12 @@ def test_a_full_run_starts_one_step_per_asset_every_check_inside_it(tiny_day):
     result = run(tiny_day, None)
     assert result.success
     steps = {e.step_key for e in result.all_events if e.step_key}
-    assert steps == {"stock_trades", "option_trades", "option_trades_greeks", "features"}
+    quotes = {"stock_quotes", "option_quotes"}
+    assert steps == {"stock_trades", "option_trades", "option_trades_greeks", "features"} | quotes
     evals = evaluations(result)
     assert evals[("features_30m", "windows_and_columns")].passed
     assert evals[("features_30m", "windows_and_columns")].blocking
-    assert len(evals) == 8 and all(e.passed for e in evals.values())
+    assert len(evals) == 8 + 2 * len(quotes) and all(e.passed for e in evals.values())
     reported_by = {
         (e.event_specific_data.asset_key.to_user_string(), e.step_key)
         for e in result.all_events

@@ -54,6 +54,7 @@ from market_assets.core.quality import (
     BatchAccumulator,
     DuplicateCount,
     GreeksStatusShares,
+    NbboStateCounts,
     RowCount,
     RunDuplicateCounter,
     UnparsedOptionTickers,
@@ -120,6 +121,19 @@ CHECKS: dict[str, tuple[CheckInfo, ...]] = {
             "(ERROR, blocking).",
         ),
     ),
+    **{
+        asset: (
+            _non_empty(asset),
+            CheckInfo(
+                "nbbo_states",
+                False,
+                "Shares of the day's NBBO rows that are Locked (bid == ask), Crossed (bid > ask) "
+                "or Invalid (a zero or missing side) at most checks.max_nbbo_locked_share, "
+                "max_nbbo_crossed_share and max_nbbo_invalid_share (WARN).",
+            ),
+        )
+        for asset in ("stock_quotes", "option_quotes")
+    },
     "option_trades_greeks": (
         CheckInfo(
             "status_shares",
@@ -394,6 +408,36 @@ def status_shares_check(bounds: CheckSettings, shares: GreeksStatusShares) -> St
     return _stream_check("option_trades_greeks", "status_shares", shares, judge)
 
 
+def nbbo_limits(bounds: CheckSettings) -> dict[str, float]:
+    """The ``[checks]`` bound on each NBBO state's share of a day's quote rows."""
+    return {
+        "Locked": bounds.max_nbbo_locked_share,
+        "Crossed": bounds.max_nbbo_crossed_share,
+        "Invalid": bounds.max_nbbo_invalid_share,
+    }
+
+
+def nbbo_states_check(asset: str, bounds: CheckSettings) -> StreamCheck:
+    """Locked, crossed and invalid NBBO shares within ``[checks]``: a warning above them."""
+    states = NbboStateCounts()
+    limits = nbbo_limits(bounds)
+
+    def judge(_staged: Staged) -> dg.AssetCheckResult:
+        problems = states.violations(limits)
+        md: dict[str, object] = {"rows": states.rows}
+        md.update({f"share_{s.lower()}": round(states.share(s), 6) for s in states.counts})
+        md.update({f"max_{s.lower()}_share": v for s, v in limits.items()})
+        return dg.AssetCheckResult(
+            check_name="nbbo_states",
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=md,
+            description="; ".join(problems) or None,
+        )
+
+    return _stream_check(asset, "nbbo_states", states, judge)
+
+
 def ingest_checks(
     asset: str, selected: Collection[str], why_empty: Callable[[], str], bounds: CheckSettings
 ) -> list[StreamCheck]:
@@ -401,6 +445,8 @@ def ingest_checks(
     checks = [non_empty_check(asset, why_empty)]
     if asset == "stock_trades":
         checks += [stock_duplicates_check(), plausible_prices_check(bounds)]
+    elif asset in ("stock_quotes", "option_quotes"):
+        checks += [nbbo_states_check(asset, bounds)]
     else:
         checks += [option_duplicates_check(), tickers_parsed_check()]
     for c in checks:
