@@ -349,6 +349,18 @@ class Settings(_Section):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _quotes_when_needed(self) -> Settings:
+        # The classified trades and the NBBO mid read the quote assets.
+        needs = (
+            ("features.aggression", self.features.aggression, True),
+            ("greeks.underlying_price", self.greeks.underlying_price, "nbbo_mid"),
+        )
+        for key, value, needing in needs:
+            if value == needing and not self.quotes.enabled:
+                raise _KeyProblem(key, value, "needs the quote assets: set quotes.enabled = true")
+        return self
+
 
 # --- error messages ------------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
     return cond_ok & (correction == 0) & ts_valid & price_valid
 
 
-class _AsofPrices:
+class AsofPrices:
     """Prices per symbol sorted once by (symbol, time, sequence) for repeated as-of
     lookups (one per micro-batch of option trades); a NaN price is a row in force that
     gives no price."""
@@ -144,7 +144,7 @@ class _AsofPrices:
         return price, time_ns
 
 
-class UnderlyingIndex(_AsofPrices):
+class UnderlyingIndex(AsofPrices):
     """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
     as-of lookups (one per micro-batch of option trades).
 
@@ -177,7 +177,7 @@ class UnderlyingIndex(_AsofPrices):
         self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
 
 
-class NbboMidIndex(_AsofPrices):
+class NbboMidIndex(AsofPrices):
     """The underlying price as the mid of the underlying's NBBO in force (greeks.
     underlying_price = "nbbo_mid"), with :class:`UnderlyingIndex`'s interface.
 
@@ -185,15 +185,15 @@ class NbboMidIndex(_AsofPrices):
     sequence_number), a table or an iterable of parts, each reduced as it arrives to time
     and mid (16 bytes a row; NaN where the state is not Normal). The NBBO in force at a
     trade is the latest row at or before its SIP time (ties: the highest sequence number,
-    then the last row); it prices the trade when Normal and at most ``max_age_ns`` old
-    (and within the ``max_staleness_ns`` of each lookup)."""
+    then the last row); it prices the trade when Normal and no older than the
+    ``max_staleness_ns`` of the lookup (and ``max_age_ns``, when given)."""
 
     def __init__(
         self,
         quotes: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
-        max_age_ns: int,
+        max_age_ns: int | None = None,
     ):
-        self.max_age_ns = int(max_age_ns)
+        self.max_age_ns = np.iinfo(np.int64).max if max_age_ns is None else int(max_age_ns)
         parts = [quotes] if isinstance(quotes, pa.Table | pa.RecordBatch) else quotes
         symbols: dict[str, int] = {}
         ts_parts, seq_parts, price_parts, code_parts = [], [], [], []

@@ -16,8 +16,6 @@ quality (Unknown shares by reason, NBBO states, ages; WARN above
 ``checks.max_unknown_share``).
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterator
 from typing import Any
 

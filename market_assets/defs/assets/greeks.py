@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from market_assets.core.classify import Staleness
 from market_assets.core.enrich import GreeksParams, enrich_option_trades
 from market_assets.core.implausible_prices import DayMedians, PlausibleRows
 from market_assets.core.quality import GreeksStatusShares
@@ -43,8 +42,6 @@ NBBO_COLUMNS = [
     "ask_size",
     "sequence_number",
 ]
-# greeks.underlying_price = "nbbo_mid": the equity staleness bound (docs/classification.md).
-NBBO_MID_MAX_AGE_NS = round(Staleness.equities(adaptive=False).fixed_ms * 1_000_000)
 
 
 def build_greeks_asset(
@@ -108,12 +105,12 @@ def build_greeks_asset(
         )
         index: UnderlyingIndex | NbboMidIndex
         if nbbo_mid:
-            # The underlyings' NBBO in force: Normal and at most the equity staleness bound old.
+            # The mid of the underlying's NBBO in force when Normal, no older than
+            # greeks.max_underlying_staleness_s (docs/classification.md).
             index = NbboMidIndex(
                 extra["stock_quotes"].to_batches(
                     columns=NBBO_COLUMNS, filter=underlyings, **BOUNDED_SCAN_OPTIONS
-                ),
-                NBBO_MID_MAX_AGE_NS,
+                )
             )
         else:
             index = UnderlyingIndex(plausible, rules)
