@@ -35,12 +35,12 @@ QUOTE_ASSETS = ("stock_quotes", "option_quotes")
 
 DESCRIPTIONS = {
     "stock_quotes": (
-        "NBBO deltas of quotes.stock_tickers ([] = features.symbol) from Massive's "
+        "NBBO deltas of quotes.tickers ([] = features.symbol) from Massive's "
         "us_stocks_sip/quotes_v1 file: a row per change of bid, ask, a size or nbbo_state "
         "(Normal, Locked, Crossed, Invalid)."
     ),
     "option_quotes": (
-        "NBBO deltas of the contracts of quotes.option_underlyings ([] = features.symbol) "
+        "NBBO deltas of the contracts of quotes.underlyings ([] = features.symbol) "
         "from us_options_opra/quotes_v1, the ticker parsed into underlying, expiration, "
         "contract_type and strike. Only the underlyings' part of the file is read."
     ),
