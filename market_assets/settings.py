@@ -192,8 +192,8 @@ class IngestSettings(_Section):
 class QuoteSettings(_Section):
     enabled: bool
     # Empty lists mean [features.symbol]: see :meth:`Settings.quote_keep`.
-    stock_tickers: TickersOrEmpty
-    option_underlyings: TickersOrEmpty
+    tickers: TickersOrEmpty
+    underlyings: TickersOrEmpty
 
 
 class StorageSettings(_Section):
@@ -325,11 +325,9 @@ class Settings(_Section):
             self._path = Path(context["base_dir"]) / DEFAULT_CONFIG
 
     def quote_keep(self, asset: str) -> list[str]:
-        """What ``stock_quotes`` / ``option_quotes`` keep: ``quotes.stock_tickers`` /
-        ``quotes.option_underlyings``, or ``[features.symbol]`` when that list is empty."""
-        kept = (
-            self.quotes.stock_tickers if asset == "stock_quotes" else self.quotes.option_underlyings
-        )
+        """What ``stock_quotes`` / ``option_quotes`` keep: ``quotes.tickers`` /
+        ``quotes.underlyings``, or ``[features.symbol]`` when that list is empty."""
+        kept = self.quotes.tickers if asset == "stock_quotes" else self.quotes.underlyings
         return list(kept) or [self.features.symbol]
 
     @model_validator(mode="after")

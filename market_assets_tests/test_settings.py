@@ -227,19 +227,19 @@ def test_settings_are_read_only(tmp_path):
 
 def test_quote_lists_default_to_the_features_symbol(tmp_path):
     s = load_settings(REPO / "config.toml")
-    assert s.quotes.enabled and s.quotes.stock_tickers == [] == s.quotes.option_underlyings
+    assert s.quotes.enabled and s.quotes.tickers == [] == s.quotes.underlyings
     assert s.quote_keep("stock_quotes") == ["SPY"] == s.quote_keep("option_quotes")
     s = load_settings(
         write_config(
             tmp_path / "q.toml",
-            quotes={"stock_tickers": ["spy", "qqq"], "option_underlyings": ["*"]},
+            quotes={"tickers": ["spy", "qqq"], "underlyings": ["*"]},
             checks={"max_nbbo_crossed_share": 0.0},
         )
     )
     assert s.quote_keep("stock_quotes") == ["SPY", "QQQ"] and s.quote_keep("option_quotes") == ["*"]
     for changes, message in (
         ({"quotes": {"enabled": "yes"}}, "quotes.enabled = 'yes': expected true or false"),
-        ({"quotes": {"stock_tickers": [""]}}, "quotes.stock_tickers[0] = '': must not be empty"),
+        ({"quotes": {"tickers": [""]}}, "quotes.tickers[0] = '': must not be empty"),
         (
             {"checks": {"max_nbbo_locked_share": 1.5}},
             "checks.max_nbbo_locked_share = 1.5: must be <= 1",
@@ -314,9 +314,10 @@ def test_definitions_and_a_daily_run_read_the_config_once(tmp_path, project_conf
             instance=instance, partition_key=DAY.isoformat()
         )
     assert result.success
-    # Ingest, greeks, features and every check used the settings; one parse in all.
-    assert len(result.get_asset_materialization_events()) == 4
-    assert len(result.get_asset_check_evaluations()) == 8
+    # Ingest (trades and quotes), greeks, features and every check used the settings; one
+    # parse in all.
+    assert len(result.get_asset_materialization_events()) == 6
+    assert len(result.get_asset_check_evaluations()) == 12
     assert parse_count == [config.resolve()]
     assert load_settings() is load_settings(config)
 

@@ -140,7 +140,7 @@ def test_one_underlying_reads_a_prefix_and_gives_the_rows_of_a_full_read(
     many_roots, tmp_path, project_config
 ):
     config = project_config(
-        partitions={"start_date": "2023-01-03"}, quotes={"option_underlyings": ["BBB"]}
+        partitions={"start_date": "2023-01-03"}, quotes={"underlyings": ["BBB"]}
     )
     src = tmp_path / "massive" / flat_file_key("option_quotes", DAY)
     src.parent.mkdir(parents=True)
@@ -208,7 +208,7 @@ def test_a_failed_or_empty_day_keeps_the_previous_partition(tiny_day, tmp_path):
     result = materialize(tiny_day, names=("stock_quotes",), raise_on_error=False)
     assert not result.success
     empty = checks(result)[("stock_quotes", "non_empty")]
-    assert not empty.passed and "none of quotes.stock_tickers (SPY)" in empty.description
+    assert not empty.passed and "none of quotes.tickers (SPY)" in empty.description
     assert {p.name: p.read_bytes() for p in part.iterdir()} == before
 
 
@@ -223,7 +223,7 @@ def test_s3_source_stops_the_download_after_the_underlying(
     config = project_config(
         partitions={"start_date": "2023-01-03"},
         massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
-        quotes={"option_underlyings": ["BBB"]},
+        quotes={"underlyings": ["BBB"]},
     )
     instance = dg.DagsterInstance.ephemeral()
     result = materialize(config, names=("option_quotes",), instance=instance)

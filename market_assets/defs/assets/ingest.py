@@ -30,8 +30,8 @@ from market_assets.settings import Settings
 KEEP = {
     "stock_trades": ("ingest.stock_tickers", "ticker"),
     "option_trades": ("ingest.option_underlyings", "underlying"),
-    "stock_quotes": ("quotes.stock_tickers", "ticker"),
-    "option_quotes": ("quotes.option_underlyings", "underlying"),
+    "stock_quotes": ("quotes.tickers", "ticker"),
+    "option_quotes": ("quotes.underlyings", "underlying"),
 }
 
 

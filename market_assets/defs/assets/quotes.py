@@ -35,12 +35,12 @@ QUOTE_ASSETS = ("stock_quotes", "option_quotes")
 
 DESCRIPTIONS = {
     "stock_quotes": (
-        "NBBO deltas of quotes.stock_tickers ([] = features.symbol) from Massive's "
+        "NBBO deltas of quotes.tickers ([] = features.symbol) from Massive's "
         "us_stocks_sip/quotes_v1 file: a row per change of bid, ask, a size or nbbo_state "
         "(Normal, Locked, Crossed, Invalid)."
     ),
     "option_quotes": (
-        "NBBO deltas of the contracts of quotes.option_underlyings ([] = features.symbol) "
+        "NBBO deltas of the contracts of quotes.underlyings ([] = features.symbol) "
         "from us_options_opra/quotes_v1, the ticker parsed into underlying, expiration, "
         "contract_type and strike. Only the underlyings' part of the file is read."
     ),
@@ -91,13 +91,17 @@ class QuoteRun(IngestRun):
         for deltas in nbbo_delta_stream(self.quotes, options=self.options):
             self.states.update(deltas)
             yield from deltas.to_batches()
-        r = self.quotes
+        r, size = self.quotes, self.opened.size
         if r.stopped_early:
+            rest = (
+                f"the source was closed there, the remaining {size - r.bytes_read:,} bytes "
+                "are not read"
+                if r.bytes_read < size
+                else "the source was closed (the file's end had already been read ahead)"
+            )
             self.log.info(
                 f"{self.name} {self.day}: past the last of {', '.join(self.keep)} at compressed "
-                f"byte {r.bytes_read:,} of {self.opened.size:,} "
-                f"({r.bytes_read / max(self.opened.size, 1):.1%}): the source was closed there, "
-                "the rest of the file is not read"
+                f"byte {r.bytes_read:,} of {size:,} ({r.bytes_read / max(size, 1):.1%}): {rest}"
             )
 
     def _metadata(self) -> dict[str, Any]:
