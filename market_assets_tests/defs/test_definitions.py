@@ -30,7 +30,8 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     settings = load_settings()
     windows = {f"features_{w}" for w in settings.features.windows}
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == INGEST | {"option_trades_greeks", "live_features"} | windows
+    classified = {"option_trades_classified"} if settings.features.aggression else set()
+    assert keys == INGEST | {"option_trades_greeks", "live_features"} | windows | classified
     job = repo.get_job("daily_features_job")
     in_job = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
     assert in_job - {"live_features"} == keys - {"live_features"}  # live is observed, not run
@@ -41,6 +42,8 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     assert checks["option_trades"] == {"non_empty", "exact_duplicates", "tickers_parsed"}
     assert checks["option_trades_greeks"] == {"status_shares"}
     assert checks["stock_quotes"] == {"non_empty", "nbbo_states"} == checks["option_quotes"]
+    if classified:
+        assert checks["option_trades_classified"] == {"all_trades_kept", "classification_quality"}
     assert all(checks[w] == {"windows_and_columns"} for w in windows)
     assert [s.name for s in repo.schedule_defs] == ["daily_features_schedule"]
     assert sorted(s.name for s in repo.sensor_defs) == [
