@@ -78,7 +78,11 @@ def test_an_unknown_asset_lists_the_valid_ones(cli, capsys):
     assert code == EXIT_USAGE
     assert err.strip().count("\n") == 0, err
     assert "unknown asset 'featurs_30m' (did you mean 'features_30m'?)" in err
-    assert "valid assets: stock_trades, option_trades, option_trades_greeks, features_30m" in err
+    valid = (
+        "stock_trades, stock_quotes, option_trades, option_quotes, option_trades_greeks, "
+        "option_trades_classified, features_30m"
+    )
+    assert f"valid assets: {valid}" in err
 
 
 def test_a_bad_date_argument_is_a_usage_error(cli, capsys):
