@@ -86,14 +86,13 @@ def run_one(mode: str, path: Path, out: Path) -> dict:
 
 
 def run_asset(path: Path, out: Path) -> dict:
-    """The option_quotes asset for SPY, materialized by Dagster over a mirror holding
-    ``path`` as the day's file; the step's own time from the event log."""
+    """The option_quotes asset for SPY, materialized as `market-assets materialize --assets
+    option_quotes` does (the project's definitions, daily_features_job) over a mirror
+    holding ``path`` as the day's file; the step's own time from the event log."""
     import dagster as dg
 
-    from market_assets.defs.assets.quotes import build_quote_assets
-    from market_assets.defs.io_managers import ParquetIOManager
-    from market_assets.defs.partitions import trading_day_partitions
-    from market_assets.defs.resources import FlatFileSource, SettingsResource
+    from market_assets.defs.definitions import build_definitions
+    from market_assets.defs.jobs import DAILY_FEATURES_JOB
     from market_assets.io.source import flat_file_key
     from market_assets.settings import load_settings
 
@@ -102,27 +101,12 @@ def run_asset(path: Path, out: Path) -> dict:
     key.parent.mkdir(parents=True)
     key.symlink_to(path.resolve())
     config = bench.write_run_config(REPO / "config.toml", out, mirror)
-    settings = load_settings(config)
-    [asset] = [
-        a
-        for a in build_quote_assets(trading_day_partitions(settings.partitions.start_date))
-        if a.key.to_user_string() == "option_quotes"
-    ]
-    resource = SettingsResource(config_path=str(config))
+    job = build_definitions(load_settings(config)).resolve_job_def(DAILY_FEATURES_JOB)
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(
-        [asset],
-        partition_key=bench.DAY.isoformat(),
+    result = job.execute_in_process(
         instance=instance,
-        resources={
-            "settings": resource,
-            "source": FlatFileSource(settings=resource),
-            "parquet_io_manager": ParquetIOManager(
-                root=settings.storage.root,
-                row_group_rows=settings.storage.row_group_rows,
-                file_target_mb=settings.storage.file_target_mb,
-            ),
-        },
+        partition_key=bench.DAY.isoformat(),
+        asset_selection=[dg.AssetKey("option_quotes")],
     )
     times = {
         e.dagster_event.event_type_value: e.timestamp

@@ -35,13 +35,6 @@ KEEP = {
 }
 
 
-# (dataset, day, opened file, settings, run log, reopen) -> the run of one day's file.
-RunFactory = Callable[
-    [str, dt.date, OpenedFile, Settings, dg.DagsterLogManager, Callable[[], OpenedFile]],
-    "IngestRun",
-]
-
-
 class Reader(Protocol):
     """What an ingest run needs of its reader."""
 
@@ -65,7 +58,7 @@ def build_flat_file_asset(
     name: str,
     partitions_def: dg.PartitionsDefinition,
     description: str,
-    run: RunFactory,
+    run: type["IngestRun"],
     source: str = "local",
 ) -> dg.AssetsDefinition:
     """An asset streaming the dataset ``name``'s flat file for the partition's day through
@@ -118,27 +111,39 @@ class IngestRun:
     """One ingest of a day's file: its reader, its rejects spooled to disk as they are
     found (then quarantined whole), and which configured names the file holds.
 
-    A subclass builds ``reader`` and sets ``schema`` (of the batches :meth:`batches`
-    yields); ``noun`` names the file's rows in messages.
+    A subclass says what the settings keep (:meth:`configured`), builds the reader
+    (:meth:`open_reader`, setting ``schema``: that of the batches :meth:`batches` yields)
+    and may derive other rows from the reader's (:meth:`rows`); ``noun`` names the file's
+    rows in messages.
     """
 
     noun = "rows"
     schema: pa.Schema
-    reader: Reader
 
     def __init__(
         self,
         name: str,
         day: dt.date,
         opened: OpenedFile,
-        keep: list[str],
+        s: Settings,
         log: dg.DagsterLogManager,
+        reopen: Callable[[], OpenedFile],
     ) -> None:
-        self.name, self.day, self.opened, self.keep, self.log = name, day, opened, keep, log
+        self.name, self.day, self.opened, self.log = name, day, opened, log
+        self.keep = self.configured(s)
         self.key = flat_file_key(name, day)
         self.setting, column = KEEP[name]
-        self.present = None if "*" in keep else PresentValues(column, keep)
+        self.present = None if "*" in self.keep else PresentValues(column, self.keep)
         self.spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.reader = self.open_reader(s, reopen)
+
+    def configured(self, s: Settings) -> list[str]:
+        """The tickers or underlyings the settings keep (``["*"]``: all)."""
+        raise NotImplementedError
+
+    def open_reader(self, s: Settings, reopen: Callable[[], OpenedFile]) -> Reader:
+        """The reader of ``self.opened``, its rejects going to :meth:`spool_reject`."""
+        raise NotImplementedError
 
     def progress(self, s: Settings) -> ProgressReporter:
         """The reader's progress callback: a run-log line every ingest.progress_interval_s."""
@@ -219,22 +224,16 @@ class _TradeRun(IngestRun):
 
     noun = "trades"
 
-    def __init__(
-        self,
-        name: str,
-        day: dt.date,
-        opened: OpenedFile,
-        s: Settings,
-        log: dg.DagsterLogManager,
-        reopen: Callable[[], OpenedFile],
-    ) -> None:
-        keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
-        super().__init__(name, day, opened, keep, log)
-        self.reader = self.trades = TradeReader(
-            opened,
-            name,
-            day=day,
-            keep=keep,
+    def configured(self, s: Settings) -> list[str]:
+        trades = s.ingest
+        return trades.stock_tickers if self.name == "stock_trades" else trades.option_underlyings
+
+    def open_reader(self, s: Settings, reopen: Callable[[], OpenedFile]) -> TradeReader:
+        self.trades = TradeReader(
+            self.opened,
+            self.name,
+            day=self.day,
+            keep=self.keep,
             block_size=int(s.ingest.block_size_mb * MIB),
             on_progress=self.progress(s),
             max_reject_fraction=s.ingest.max_reject_fraction,
@@ -242,6 +241,7 @@ class _TradeRun(IngestRun):
             reject_sink=self.spool_reject,
         )
         self.schema = self.trades.schema
+        return self.trades
 
     def _metadata(self) -> dict[str, Any]:
         return super()._metadata() | {"careful_reread": self.trades.careful_pass}

@@ -15,7 +15,6 @@ SIP time).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -62,29 +61,23 @@ class QuoteRun(IngestRun):
 
     noun = "quotes"
 
-    def __init__(
-        self,
-        name: str,
-        day: dt.date,
-        opened: OpenedFile,
-        s: Settings,
-        log: dg.DagsterLogManager,
-        reopen: Callable[[], OpenedFile] | None = None,
-    ) -> None:
-        super().__init__(name, day, opened, s.quote_keep(name), log)
-        self.options = name == "option_quotes"
+    def configured(self, s: Settings) -> list[str]:
+        return s.quote_keep(self.name)
+
+    def open_reader(self, s: Settings, reopen: Callable[[], OpenedFile]) -> QuoteReader:
+        self.options = self.name == "option_quotes"
         self.schema = OPTION_QUOTES if self.options else STOCK_QUOTES
+        self.states = NbboStateCounts()
         self.quotes = QuoteReader(
-            opened,
-            name,
+            self.opened,
+            self.name,
             keep=self.keep,
             block_size=int(s.ingest.block_size_mb * MIB),
             on_progress=self.progress(s),
             max_reject_fraction=s.ingest.max_reject_fraction,
             reject_sink=self.spool_reject,
         )
-        self.reader = self.quotes
-        self.states = NbboStateCounts()
+        return self.quotes
 
     def rows(self) -> Iterator[pa.RecordBatch]:
         """The NBBO deltas of the reader's rows, in file order."""
