@@ -181,7 +181,8 @@ def test_a_day_missing_from_the_bucket_names_its_s3_key(cli, capsys, s3_bucket, 
         massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
         features={"windows": ["30m"]},
     )
-    client.put_object(Bucket=bucket, Key=flat_file_key("stock_trades", DAY), Body=b"x")
+    for present in ("stock_trades", "stock_quotes"):  # the files checked before option_trades
+        client.put_object(Bucket=bucket, Key=flat_file_key(present, DAY), Body=b"x")
     code, _, err = _run(capsys, "materialize", "--date", DAY.isoformat())
     assert code == EXIT_NOT_YET
     [line] = _error_lines(err)
