@@ -314,10 +314,10 @@ def test_definitions_and_a_daily_run_read_the_config_once(tmp_path, project_conf
             instance=instance, partition_key=DAY.isoformat()
         )
     assert result.success
-    # Ingest (trades and quotes), greeks, option_trades_classified (features.aggression),
-    # features and every check used the settings; one parse in all.
-    assert len(result.get_asset_materialization_events()) == 7
-    assert len(result.get_asset_check_evaluations()) == 14
+    # Ingest (trades and quotes), greeks, features and every check used the settings; one
+    # parse in all.
+    assert len(result.get_asset_materialization_events()) == 6
+    assert len(result.get_asset_check_evaluations()) == 12
     assert parse_count == [config.resolve()]
     assert load_settings() is load_settings(config)
 
