@@ -179,6 +179,21 @@ def test_malformed_quote_rows_are_quarantined_with_file_and_line(tmp_path, proje
     ]
     assert got[0]["text"] == rows[1]
 
+    # Above ingest.max_reject_fraction the day fails, naming the first reject; the
+    # previous partition stays and the rejects are still quarantined.
+    part = tmp_path / "warehouse" / "option_quotes" / f"dt={DAY}"
+    before = {p.name: p.read_bytes() for p in part.iterdir()}
+    path.unlink()
+    project_config(partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.1})
+    result = materialize(config, names=("option_quotes",), raise_on_error=False)
+    assert not result.success
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    text = error.message + (error.cause.message if error.cause else "")
+    assert "2 of 5 rows rejected" in text and "above ingest.max_reject_fraction = 0.1" in text
+    assert "first at line 3: bid_price" in text
+    assert {p.name: p.read_bytes() for p in part.iterdir()} == before
+    assert path.exists()
+
 
 def test_a_failed_or_empty_day_keeps_the_previous_partition(tiny_day, tmp_path):
     assert materialize(tiny_day, names=("stock_quotes",)).success
