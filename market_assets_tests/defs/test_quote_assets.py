@@ -257,3 +257,15 @@ def test_s3_source_stops_the_download_after_the_underlying(
     local = tmp_path / "local.csv.gz"
     local.write_bytes(many_roots.read_bytes())
     assert stored(tmp_path, "option_quotes").equals(one_shot_deltas(local, "option_quotes", "BBB"))
+
+
+def test_quotes_enabled_false_takes_the_quote_assets_out_of_the_graph(project_config):
+    from market_assets.defs.definitions import build_definitions
+
+    def assets(config: Path) -> set[str]:
+        graph = build_definitions(load_settings(config)).resolve_asset_graph()
+        return {k.to_user_string() for k in graph.get_all_asset_keys()}
+
+    assert {"stock_quotes", "option_quotes"} <= assets(project_config())
+    off = assets(project_config(quotes={"enabled": False}))
+    assert not off & {"stock_quotes", "option_quotes"} and "option_trades" in off
