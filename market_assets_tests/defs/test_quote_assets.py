@@ -19,6 +19,7 @@ from market_assets.core.nbbo import nbbo_deltas
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.core.schemas import OPTION_QUOTES, STOCK_QUOTES
 from market_assets.defs.assets.quotes import build_quote_assets
+from market_assets.defs.definitions import build_definitions
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
@@ -260,8 +261,6 @@ def test_s3_source_stops_the_download_after_the_underlying(
 
 
 def test_quotes_enabled_false_takes_the_quote_assets_out_of_the_graph(project_config):
-    from market_assets.defs.definitions import build_definitions
-
     def assets(config: Path) -> set[str]:
         graph = build_definitions(load_settings(config)).resolve_asset_graph()
         return {k.to_user_string() for k in graph.get_all_asset_keys()}
