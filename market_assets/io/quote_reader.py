@@ -542,7 +542,7 @@ class QuoteReader:
             first = self._first_reject
             raise IngestError(
                 f"{self.source.name}: {self.stats.rows_rejected} of {total} rows rejected "
-                f"({self.stats.rows_rejected / total:.4%}), above max_reject_fraction "
+                f"({self.stats.rows_rejected / total:.4%}), above ingest.max_reject_fraction "
                 f"= {self.max_reject_fraction:g}; first at line {first.line}: {first.reason}"
             )
 

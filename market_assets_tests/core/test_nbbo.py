@@ -115,6 +115,21 @@ def test_batches_with_carried_state_give_the_rows_of_one_pass(batch_rows):
     assert pa.concat_tables(stream).equals(whole)
 
 
+@pytest.mark.parametrize("batch_rows", [1, 3, 50, 5000])
+def test_a_sorted_stream_carries_only_the_last_ticker_and_gives_the_same_rows(batch_rows):
+    table = _random_quotes(np.random.default_rng(5), 5000)
+    table = table.take(pa.array(np.argsort(table["ticker"].to_numpy(), kind="stable")))
+    batches = table.to_batches(max_chunksize=batch_rows)
+    stream = nbbo_delta_stream(batches, sorted_by_ticker=True)
+    assert pa.concat_tables(stream).equals(nbbo_deltas(table)[0])
+    # Out of ticker order, a ticker that comes back repeats its NBBO once: nothing is lost.
+    shuffled = pa.concat_tables([table.slice(2500), table.slice(0, 2500)])
+    kept = pa.concat_tables(nbbo_delta_stream(shuffled.to_batches(100), sorted_by_ticker=True))
+    exact = set(nbbo_deltas(shuffled)[0]["sequence_number"].to_pylist())
+    assert exact <= set(kept["sequence_number"].to_pylist())
+    assert kept.num_rows - len(exact) <= 1
+
+
 def test_a_ticker_unchanged_across_a_batch_boundary_is_not_repeated():
     first, carry = nbbo_deltas(quotes([("A", 1, 10.0, 1, 10.1, 1)]))
     second, carry = nbbo_deltas(quotes([("A", 2, 10.0, 1, 10.1, 1)]), carry)

@@ -19,6 +19,7 @@ from market_assets.core.nbbo import nbbo_deltas
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.core.schemas import OPTION_QUOTES, STOCK_QUOTES
 from market_assets.defs.assets.quotes import build_quote_assets
+from market_assets.defs.definitions import build_definitions
 from market_assets.defs.io_managers import ParquetIOManager
 from market_assets.defs.partitions import trading_day_partitions
 from market_assets.defs.resources import FlatFileSource, SettingsResource
@@ -179,6 +180,21 @@ def test_malformed_quote_rows_are_quarantined_with_file_and_line(tmp_path, proje
     ]
     assert got[0]["text"] == rows[1]
 
+    # Above ingest.max_reject_fraction the day fails, naming the first reject; the
+    # previous partition stays and the rejects are still quarantined.
+    part = tmp_path / "warehouse" / "option_quotes" / f"dt={DAY}"
+    before = {p.name: p.read_bytes() for p in part.iterdir()}
+    path.unlink()
+    project_config(partitions={"start_date": "2023-01-03"}, ingest={"max_reject_fraction": 0.1})
+    result = materialize(config, names=("option_quotes",), raise_on_error=False)
+    assert not result.success
+    error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    text = error.message + (error.cause.message if error.cause else "")
+    assert "2 of 5 rows rejected" in text and "above ingest.max_reject_fraction = 0.1" in text
+    assert "first at line 3: bid_price" in text
+    assert {p.name: p.read_bytes() for p in part.iterdir()} == before
+    assert path.exists()
+
 
 def test_a_failed_or_empty_day_keeps_the_previous_partition(tiny_day, tmp_path):
     assert materialize(tiny_day, names=("stock_quotes",)).success
@@ -242,3 +258,13 @@ def test_s3_source_stops_the_download_after_the_underlying(
     local = tmp_path / "local.csv.gz"
     local.write_bytes(many_roots.read_bytes())
     assert stored(tmp_path, "option_quotes").equals(one_shot_deltas(local, "option_quotes", "BBB"))
+
+
+def test_quotes_enabled_false_takes_the_quote_assets_out_of_the_graph(project_config):
+    def assets(config: Path) -> set[str]:
+        graph = build_definitions(load_settings(config)).resolve_asset_graph()
+        return {k.to_user_string() for k in graph.get_all_asset_keys()}
+
+    assert {"stock_quotes", "option_quotes"} <= assets(project_config())
+    off = assets(project_config(quotes={"enabled": False}))
+    assert not off & {"stock_quotes", "option_quotes"} and "option_trades" in off

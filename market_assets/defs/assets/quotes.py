@@ -81,7 +81,9 @@ class QuoteRun(IngestRun):
 
     def rows(self) -> Iterator[pa.RecordBatch]:
         """The NBBO deltas of the reader's rows, in file order."""
-        for deltas in nbbo_delta_stream(self.quotes, options=self.options):
+        # Massive sorts quote files by ticker (the reader checks it when it skips ahead).
+        stream = nbbo_delta_stream(self.quotes, options=self.options, sorted_by_ticker=True)
+        for deltas in stream:
             self.states.update(deltas)
             yield from deltas.to_batches()
         r, size = self.quotes, self.opened.size
