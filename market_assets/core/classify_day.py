@@ -37,6 +37,7 @@ from market_assets.core.classify import (
     QuoteIndex,
     Staleness,
     TradeInputs,
+    _filled,
     _previous_prices,
     age_cap_ns,
     decide,
@@ -343,7 +344,7 @@ class DayClassifier:
                 col("nbbo_bid_size"),
                 col("nbbo_ask"),
                 col("nbbo_ask_size"),
-                np.asarray(ts.fill_null(0).to_numpy(zero_copy_only=False), np.int64),
+                np.asarray(_filled(ts, 0).to_numpy(zero_copy_only=False), np.int64),
                 np.asarray(j.column("nbbo_state").to_numpy(zero_copy_only=False), np.int64),
             )
             prev = col("prev_price") if self.params.tick_rule_fallback else None
