@@ -92,7 +92,7 @@ def test_three_day_backfill_is_recorded_in_postgres(
         cur.execute(
             "SELECT execution_status, count(*) FROM asset_check_executions GROUP BY execution_status"
         )
-        # 12 checks a day (stock_trades 3, option_trades 3, each quote asset 2, greeks 1,
+        # 12 checks a day (stock_trades 3, option_trades 3, the quote assets 2 each, greeks 1,
         # features_30m 1), all passed.
         assert dict(cur.fetchall()) == {"SUCCEEDED": 12 * len(DAYS)}
 
