@@ -134,10 +134,11 @@ def check_partition(
 
 
 def asset_order(settings: Settings, names: list[str]) -> list[str]:
-    """``names`` in graph order: ingest, greeks, then features in ``features.windows`` order."""
-    order = ["stock_trades", "option_trades", "option_trades_greeks"] + [
-        f"features_{w}" for w in settings.features.windows
-    ]
+    """``names`` in graph order: ingest (trades, quotes), greeks, classified, then features
+    in ``features.windows`` order."""
+    order = ["stock_trades", "stock_quotes", "option_trades", "option_quotes"]
+    order += ["option_trades_greeks", "option_trades_classified"]
+    order += [f"features_{w}" for w in settings.features.windows]
     return sorted(names, key=lambda n: (order.index(n) if n in order else len(order), n))
 
 

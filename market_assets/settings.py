@@ -150,6 +150,7 @@ Url = Annotated[str, AfterValidator(_url)]
 UrlOrEmpty = Annotated[str, AfterValidator(_url_or_empty)]
 LocalPath = Annotated[Path, BeforeValidator(_local_path)]
 Tickers = Annotated[list[Annotated[str, AfterValidator(_ticker)]], Field(min_length=1)]
+TickersOrEmpty = list[Annotated[str, AfterValidator(_ticker)]]
 Windows = Annotated[list[str], Field(min_length=1), AfterValidator(_windows)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -188,6 +189,13 @@ class IngestSettings(_Section):
     max_reject_fraction: Fraction
 
 
+class QuoteSettings(_Section):
+    enabled: bool
+    # Empty lists mean [features.symbol]: see :meth:`Settings.quote_keep`.
+    tickers: TickersOrEmpty
+    underlyings: TickersOrEmpty
+
+
 class StorageSettings(_Section):
     root: NonEmptyStr
     s3_endpoint_url: UrlOrEmpty
@@ -211,7 +219,8 @@ class GreeksSettings(_Section):
     risk_free_rate: Annotated[float | Literal["curve"], BeforeValidator(_rate_or_curve)]
     dividend_yield: Annotated[float, Field(ge=-1, le=1)]
     contract_multiplier: Positive
-    underlying_price: Literal["trade"]
+    # "trade": the last genuine trade; "nbbo_mid": the NBBO mid from stock_quotes.
+    underlying_price: Literal["trade", "nbbo_mid"]
     max_underlying_staleness_s: NonNegative
 
 
@@ -265,6 +274,11 @@ class CheckSettings(_Section):
     min_ok_share: Fraction
     implausible_price_factor: Annotated[float, Field(gt=1, le=1_000_000)]
     max_implausible_share: Fraction
+    max_nbbo_locked_share: Fraction
+    max_nbbo_crossed_share: Fraction
+    max_nbbo_invalid_share: Fraction
+    # option_trades_classified: Unknown for lack of a usable NBBO above this share warns.
+    max_unknown_share: Fraction
 
 
 class RealtimeSettings(_Section):
@@ -290,6 +304,7 @@ class Settings(_Section):
     massive: MassiveSettings
     partitions: PartitionSettings
     ingest: IngestSettings
+    quotes: QuoteSettings
     storage: StorageSettings
     greeks: GreeksSettings
     rates: RatesSettings
@@ -309,6 +324,12 @@ class Settings(_Section):
         elif context and context.get("base_dir") is not None:
             self._path = Path(context["base_dir"]) / DEFAULT_CONFIG
 
+    def quote_keep(self, asset: str) -> list[str]:
+        """What ``stock_quotes`` / ``option_quotes`` keep: ``quotes.tickers`` /
+        ``quotes.underlyings``, or ``[features.symbol]`` when that list is empty."""
+        kept = self.quotes.tickers if asset == "stock_quotes" else self.quotes.underlyings
+        return list(kept) or [self.features.symbol]
+
     @model_validator(mode="after")
     def _symbols_are_ingested(self) -> Settings:
         # A symbol whose trades are filtered out at ingest would give empty windows.
@@ -324,6 +345,18 @@ class Settings(_Section):
                     raise _KeyProblem(
                         key, symbol, f"not among {list_key} {kept} (add it there or use ['*'])"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _quotes_when_needed(self) -> Settings:
+        # The classified trades and the NBBO mid read the quote assets.
+        needs = (
+            ("features.aggression", self.features.aggression, True),
+            ("greeks.underlying_price", self.greeks.underlying_price, "nbbo_mid"),
+        )
+        for key, value, needing in needs:
+            if value == needing and not self.quotes.enabled:
+                raise _KeyProblem(key, value, "needs the quote assets: set quotes.enabled = true")
         return self
 
 

@@ -44,8 +44,12 @@ def base_config() -> dict[str, dict[str, Any]]:
 
 
 def write_config(path: Path, **sections: dict[str, Any]) -> Path:
-    """The project's config.toml with ``section={key: value}`` changes, written to ``path``."""
+    """The project's config.toml with ``section={key: value}`` changes, written to ``path``.
+
+    ``features.aggression`` is false unless a test sets it: config.toml turns it on for the
+    demo, the tests of the aggression path (option_trades_classified) ask for it."""
     doc = base_config()
+    doc["features"]["aggression"] = False
     for name, changes in sections.items():
         doc.setdefault(name, {}).update(changes)
     path.write_text(dump_toml(doc))

@@ -78,7 +78,10 @@ def test_an_unknown_asset_lists_the_valid_ones(cli, capsys):
     assert code == EXIT_USAGE
     assert err.strip().count("\n") == 0, err
     assert "unknown asset 'featurs_30m' (did you mean 'features_30m'?)" in err
-    assert "valid assets: stock_trades, option_trades, option_trades_greeks, features_30m" in err
+    assert (
+        "valid assets: stock_trades, stock_quotes, option_trades, option_quotes, "
+        "option_trades_greeks, features_30m" in err
+    )
 
 
 def test_a_bad_date_argument_is_a_usage_error(cli, capsys):
@@ -177,7 +180,8 @@ def test_a_day_missing_from_the_bucket_names_its_s3_key(cli, capsys, s3_bucket, 
         massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
         features={"windows": ["30m"]},
     )
-    client.put_object(Bucket=bucket, Key=flat_file_key("stock_trades", DAY), Body=b"x")
+    for name in ("stock_trades", "stock_quotes", "option_quotes"):
+        client.put_object(Bucket=bucket, Key=flat_file_key(name, DAY), Body=b"x")
     code, _, err = _run(capsys, "materialize", "--date", DAY.isoformat())
     assert code == EXIT_NOT_YET
     [line] = _error_lines(err)

@@ -138,7 +138,7 @@ def test_each_kind_of_problem_is_one_line_naming_file_and_key(tmp_path):
     assert all(line.startswith(where) for line in lines)
     assert sorted(line.removeprefix(where) for line in lines) == sorted(
         [
-            "unknown section [bogus]; known sections: massive, partitions, ingest, storage, "
+            "unknown section [bogus]; known sections: massive, partitions, ingest, quotes, storage, "
             "greeks, rates, features, conditions, checks, realtime",
             "missing section [checks]",
             "unknown key massive.colour = 'red'; known keys in [massive]: source, local_root, "
@@ -225,6 +225,31 @@ def test_settings_are_read_only(tmp_path):
         s.features.symbol = "QQQ"  # type: ignore[misc]
 
 
+def test_quote_lists_default_to_the_features_symbol(tmp_path):
+    s = load_settings(REPO / "config.toml")
+    assert s.quotes.enabled and s.quotes.tickers == [] == s.quotes.underlyings
+    assert s.quote_keep("stock_quotes") == ["SPY"] == s.quote_keep("option_quotes")
+    s = load_settings(
+        write_config(
+            tmp_path / "q.toml",
+            quotes={"tickers": ["spy", "qqq"], "underlyings": ["*"]},
+            checks={"max_nbbo_crossed_share": 0.0},
+        )
+    )
+    assert s.quote_keep("stock_quotes") == ["SPY", "QQQ"] and s.quote_keep("option_quotes") == ["*"]
+    for changes, message in (
+        ({"quotes": {"enabled": "yes"}}, "quotes.enabled = 'yes': expected true or false"),
+        ({"quotes": {"tickers": [""]}}, "quotes.tickers[0] = '': must not be empty"),
+        (
+            {"checks": {"max_nbbo_locked_share": 1.5}},
+            "checks.max_nbbo_locked_share = 1.5: must be <= 1",
+        ),
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_settings(write_config(tmp_path / "bad.toml", **changes))
+        assert message in str(e.value)
+
+
 # --- features.symbol and realtime.symbol must be ingested -----------------------------------
 
 
@@ -289,9 +314,10 @@ def test_definitions_and_a_daily_run_read_the_config_once(tmp_path, project_conf
             instance=instance, partition_key=DAY.isoformat()
         )
     assert result.success
-    # Ingest, greeks, features and every check used the settings; one parse in all.
-    assert len(result.get_asset_materialization_events()) == 4
-    assert len(result.get_asset_check_evaluations()) == 8
+    # Ingest (trades and quotes), greeks, features and every check used the settings; one
+    # parse in all.
+    assert len(result.get_asset_materialization_events()) == 6
+    assert len(result.get_asset_check_evaluations()) == 12
     assert parse_count == [config.resolve()]
     assert load_settings() is load_settings(config)
 

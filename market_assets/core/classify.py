@@ -101,22 +101,28 @@ def _array(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     return col
 
 
+def _filled(arr: pa.Array, value: object) -> pa.Array:
+    """``arr`` with nulls replaced by ``value`` (no copy when it has none: fill_null
+    always copies, and is the slowest step of an index build otherwise)."""
+    return arr.fill_null(value) if arr.null_count else arr
+
+
 def _ns(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """int64 ns and validity of a timestamp or integer array."""
     ints = arr.cast(pa.int64()) if pa.types.is_timestamp(arr.type) else arr.cast(pa.int64())
     valid = ~np.asarray(ints.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    return np.asarray(ints.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64), valid
+    return np.asarray(_filled(ints, 0).to_numpy(zero_copy_only=False), dtype=np.int64), valid
 
 
 def _floats(arr: pa.Array) -> np.ndarray:
     return np.asarray(
-        arr.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
+        _filled(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False), dtype=np.float64
     )
 
 
 def _codes(arr: pa.Array, value_set: pa.Array) -> np.ndarray:
     return np.asarray(
-        pc.index_in(arr, value_set=value_set).fill_null(-1).to_numpy(zero_copy_only=False),
+        _filled(pc.index_in(arr, value_set=value_set), -1).to_numpy(zero_copy_only=False),
         dtype=np.int64,
     )
 
@@ -136,14 +142,13 @@ class QuoteIndex:
         tickers = _array(quotes, "ticker").cast(pa.string())
         encoded = pc.dictionary_encode(tickers)
         self.tickers = encoded.dictionary
-        code = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
         ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
         if "sequence_number" in quotes.column_names:
             seq = np.asarray(
-                _array(quotes, "sequence_number")
-                .cast(pa.int64())
-                .fill_null(-1)
-                .to_numpy(zero_copy_only=False),
+                _filled(_array(quotes, "sequence_number").cast(pa.int64()), -1).to_numpy(
+                    zero_copy_only=False
+                ),
                 np.int64,
             )
         else:
@@ -164,9 +169,9 @@ class QuoteIndex:
             key = code * self._span + np.searchsorted(self.times, ts)
         if len(key) > 1 and not _in_order(key, seq):
             order = np.lexsort((seq, key))  # stable: full ties keep row order
-            key, code, ts = key[order], code[order], ts[order]
+            key, code, ts, seq = key[order], code[order], ts[order], seq[order]
             rows = order if rows is None else rows[order]
-        self.key, self.code, self.ts = key, code, ts
+        self.key, self.code, self.ts, self.seq = key, code, ts, seq
         values = [
             _floats(_array(quotes, c)) for c in ("bid_price", "bid_size", "ask_price", "ask_size")
         ]
@@ -186,9 +191,7 @@ class QuoteIndex:
         """Position (into the sorted quotes) of the latest quote of each ticker with SIP
         time <= ``ts_ns``; -1 where there is none."""
         encoded = pc.dictionary_encode(tickers.cast(pa.string()))
-        row_code = np.asarray(
-            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64
-        )
+        row_code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
         return self.asof_codes(np.append(self.codes(encoded.dictionary), -1)[row_code], ts_ns)
 
     def asof_codes(self, code: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
@@ -239,6 +242,24 @@ def _group_quantiles(
     return g[start], packed[start + k] & ((1 << shift) - 1), count
 
 
+def age_cap_ns(policy: Staleness) -> int:
+    """Ages above this (ns) only ever clamp to the upper bound: they are capped at it."""
+    return round(policy.max_ms * 1_000_000) + 1
+
+
+def own_limits_us(
+    codes: np.ndarray, ages_ns: np.ndarray, policy: Staleness
+) -> tuple[np.ndarray, np.ndarray]:
+    """The tickers (ascending codes) with at least ``min_samples`` ages and their own
+    adaptive limits (us): the ``quantile`` of their ages, clamped. ``codes`` and
+    ``ages_ns`` are the rows of one kind that have an age."""
+    cap = age_cap_ns(policy)
+    ids, qs, counts = _group_quantiles(codes, np.minimum(ages_ns, cap), policy.quantile, cap)
+    own = counts >= policy.min_samples
+    lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
+    return ids[own], np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+
+
 def adaptive_limits_us(
     ticker_codes: np.ndarray,
     is_option: np.ndarray,
@@ -259,17 +280,12 @@ def adaptive_limits_us(
         if not policy.adaptive or not m.any():
             out[kind_mask] = policy.limit_us(None)
             continue
-        cap = round(policy.max_ms * 1_000_000) + 1
-        ages = np.minimum(ages_ns[m], cap)
+        ages = np.minimum(ages_ns[m], age_cap_ns(policy))
         limits = np.full(
             len(ticker_codes), policy.limit_us(_higher_quantile(ages, policy.quantile))
         )
-        ids, qs, counts = _group_quantiles(ticker_codes[m], ages, policy.quantile, cap)
-        own = counts >= policy.min_samples
-        if own.any():
-            lut_ids = ids[own]
-            lo, hi = round(policy.min_ms * 1000), round(policy.max_ms * 1000)
-            lut = np.clip((qs[own] + 999) // 1000, lo, hi)  # ceil to whole microseconds
+        lut_ids, lut = own_limits_us(ticker_codes[m], ages, policy)
+        if len(lut_ids):
             at = np.minimum(np.searchsorted(lut_ids, ticker_codes), len(lut_ids) - 1)
             limits = np.where(lut_ids[at] == ticker_codes, lut[at], limits)
         out[kind_mask] = limits[kind_mask]
@@ -277,7 +293,7 @@ def adaptive_limits_us(
 
 
 @dataclass
-class _Nbbo:
+class Nbbo:
     """The NBBO in force per trade (NaN / -1 where none)."""
 
     has: np.ndarray
@@ -289,19 +305,19 @@ class _Nbbo:
     state: np.ndarray
 
 
-def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> _Nbbo:
+def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndarray) -> Nbbo:
     pos = quotes.asof_codes(qcode, ts)
     pos[bad] = -1
     has = pos >= 0
     if not len(quotes):
         nan = np.full(len(ts), np.nan)
-        return _Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
+        return Nbbo(has, nan, nan, nan, nan, np.zeros(len(ts), np.int64), np.full(len(ts), -1))
     p = np.where(has, pos, 0)
 
     def take(a: np.ndarray) -> np.ndarray:
         return np.where(has, a[p], np.nan)
 
-    return _Nbbo(
+    return Nbbo(
         has,
         take(quotes.bid),
         take(quotes.bid_size),
@@ -310,6 +326,50 @@ def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndar
         np.where(has, quotes.ts[p], 0),
         np.where(has, quotes.state[p], -1),
     )
+
+
+@dataclass
+class TradeInputs:
+    """What the rules read from trade rows: ticker codes (into ``tickers``; -1 null), SIP
+    time, price, kind, tick and epsilon at the price, and the bad rows (rule 1)."""
+
+    tickers: pa.Array
+    code: np.ndarray
+    ts: np.ndarray
+    price: np.ndarray
+    bad: np.ndarray
+    is_option: np.ndarray
+    tick: np.ndarray
+    eps: np.ndarray
+
+    @classmethod
+    def of(
+        cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams, ticks: bool = True
+    ) -> TradeInputs:
+        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``; ``ticks=False``
+        leaves the tick and epsilon NaN (an NBBO lookup does not need them)."""
+        encoded = pc.dictionary_encode(_array(trades, "ticker").cast(pa.string()))
+        code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+        ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
+        price = _floats(_array(trades, "price"))
+        if ticks:
+            tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
+        else:
+            tick = np.full(len(code), np.nan)
+        option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
+        is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
+        with np.errstate(invalid="ignore"):
+            bad = ~ts_ok | ~(price > 0) | (code < 0)
+        return cls(
+            encoded.dictionary,
+            code,
+            ts,
+            price,
+            bad,
+            is_option[code],
+            tick,
+            tick * params.tick_rules.epsilon_ticks,
+        )
 
 
 def classify(
@@ -329,29 +389,34 @@ def classify(
     for the tick rule; within the batch the previous trade is found by (SIP time, row).
     """
     params = params or ClassifyParams()
-    tickers = _array(trades, "ticker").cast(pa.string())
-    ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
-    price = _floats(_array(trades, "price"))
-    encoded = pc.dictionary_encode(tickers)
-    tcode = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    tick = tick_sizes_coded(encoded.dictionary, tcode, price, params.tick_rules)
-    eps = tick * params.tick_rules.epsilon_ticks
-    option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
-    is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
-    is_option = is_option[tcode]
-    with np.errstate(invalid="ignore"):
-        bad = ~ts_ok | ~(price > 0) | (tcode < 0)
-
-    nbbo = _nbbo_at(quotes, np.append(quotes.codes(encoded.dictionary), -1)[tcode], ts, bad)
-    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
+    t = TradeInputs.of(trades, params)
+    nbbo = _nbbo_at(quotes, np.append(quotes.codes(t.tickers), -1)[t.code], t.ts, t.bad)
     if limits_us is None:
-        limits_us = adaptive_limits_us(tcode, is_option, age_ns, nbbo.has, params)
+        age_ns = np.where(nbbo.has, t.ts - nbbo.ts, 0)
+        limits_us = adaptive_limits_us(t.code, t.is_option, age_ns, nbbo.has, params)
+    prev = None
+    if params.tick_rule_fallback:
+        prev = _previous_prices(t.code, t.ts, t.price, ~t.bad, prev_price)
+    return decide(t, nbbo, params, limits_us, prev)
+
+
+def decide(
+    t: TradeInputs,
+    nbbo: Nbbo,
+    params: ClassifyParams,
+    limits_us: np.ndarray,
+    prev: np.ndarray | None,
+) -> pa.Table:
+    """The rules applied to trades whose NBBO in force is known: the classification
+    columns. ``prev``: the previous trade's price per row (the tick rule; None when off)."""
+    ts, price, tick, eps = t.ts, t.price, t.tick, t.eps
+    age_ns = np.where(nbbo.has, ts - nbbo.ts, 0)
     fresh = nbbo.has & (age_ns <= limits_us * 1000)
 
     reason = np.full(len(ts), -1, np.int8)
     reason[~fresh] = STALE
     reason[~nbbo.has] = NO_QUOTE
-    reason[bad] = BAD_TRADE
+    reason[t.bad] = BAD_TRADE
     for st, r in _STATE_REASON.items():
         reason[fresh & (nbbo.state == st)] = r
     ok = fresh & (nbbo.state == NORMAL)
@@ -367,9 +432,8 @@ def classify(
         mid = (bid + ask) / 2
         mid_bp = np.where(fresh & (nbbo.state != INVALID), (price - mid) / mid * 1e4, np.nan)
 
-    if params.tick_rule_fallback:
+    if params.tick_rule_fallback and prev is not None:
         fallback = (reason >= NO_QUOTE) & (reason <= R_CROSSED)
-        prev = _previous_prices(tcode, ts, price, ~bad, prev_price)
         with np.errstate(invalid="ignore"):
             up = fallback & (price > prev + eps)
             down = fallback & (price < prev - eps)

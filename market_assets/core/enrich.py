@@ -37,7 +37,7 @@ from market_assets.core.greeks import (
 )
 from market_assets.core.rates import TreasuryCurve, rate_at
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES, OPTION_TRADES_GREEKS
-from market_assets.core.underlying import UnderlyingIndex
+from market_assets.core.underlying import AsofPrices, UnderlyingIndex
 
 NS_PER_YEAR = 365 * 86_400 * 1_000_000_000
 NO_UNDERLYING = STATUS_CODES["no_underlying"]
@@ -91,14 +91,15 @@ def _option_columns(options: pa.Table) -> list[pa.ChunkedArray]:
 
 def enrich_option_trades(
     options: pa.Table,
-    stock: pa.Table | UnderlyingIndex,
+    stock: pa.Table | AsofPrices,
     params: GreeksParams,
     rules: ConditionRules,
 ) -> pa.Table:
     """Add the greeks columns to option trades; returns exactly ``OPTION_TRADES_GREEKS``.
 
-    ``stock`` is the underlying trades, or an :class:`UnderlyingIndex` built once from
-    them when enriching many micro-batches."""
+    ``stock`` is the underlying trades, or an index built once (:class:`UnderlyingIndex`
+    from them, :class:`NbboMidIndex` from the underlying's quotes) when enriching many
+    micro-batches."""
     cols = _option_columns(options)
     by_name = dict(zip(OPTION_TRADES.names, cols, strict=True))
     n = options.num_rows
@@ -107,7 +108,7 @@ def enrich_option_trades(
     ts = ts_arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
 
     max_stale = int(round(params.max_underlying_staleness_s * 1e9))
-    index = stock if isinstance(stock, UnderlyingIndex) else UnderlyingIndex(stock, rules)
+    index = stock if isinstance(stock, AsofPrices) else UnderlyingIndex(stock, rules)
     S, S_time = index.asof(by_name["underlying"], pa.array(ts, pa.int64(), mask=ts_null), max_stale)
     K = _f64(by_name["strike"])
     price = _f64(by_name["price"])

@@ -12,6 +12,7 @@ day's file streams through in bounded memory and gives the same rows as one call
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,36 @@ def nbbo_deltas(
         state=np.concatenate([carry.state[old_idx], ss[ends]]),
     )
     return _delta_table(batch, tickers, ts, values, state, keep, options), new_carry
+
+
+def nbbo_delta_stream(
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    *,
+    options: bool = False,
+    sorted_by_ticker: bool = False,
+) -> Iterator[pa.Table]:
+    """The NBBO deltas of a day's quote batches in file order, one table per batch (the
+    carry passed along): what the quote assets store.
+
+    With ``sorted_by_ticker`` (Massive's files) only the batch's last ticker is carried:
+    no other can come back, so the carry stays one row however many contracts a whole
+    option-quotes day holds. Were a ticker to come back anyway, its first row would be
+    kept again (a repeated NBBO, never a lost change).
+    """
+    carry = NbboCarry.empty()
+    for batch in batches:
+        deltas, carry = nbbo_deltas(batch, carry, options=options)
+        if sorted_by_ticker and len(carry) > 1 and batch.num_rows:
+            last = _array(batch, "ticker").cast(pa.string())[-1]
+            keep = np.flatnonzero(
+                pc.equal(carry.tickers, last).fill_null(False).to_numpy(zero_copy_only=False)
+            )
+            carry = NbboCarry(
+                carry.tickers.take(pa.array(keep, pa.int64())),
+                carry.values[keep],
+                carry.state[keep],
+            )
+        yield deltas
 
 
 def _delta_table(

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_assets.core.enrich import status_counts
-from market_assets.core.schemas import GREEKS_STATUSES
+from market_assets.core.schemas import GREEKS_STATUSES, NBBO_STATES
 
 # A stored stock trade is the same trade twice when it shares its ticker and SIP sequence
 # number (unique per ticker and day, per Massive).
@@ -376,6 +376,36 @@ class GreeksStatusShares:
         if self.ok_bad_iv:
             out.append(f"{self.ok_bad_iv} ok trades have an iv that is not finite and > 0")
         return out
+
+
+class NbboStateCounts:
+    """NBBO rows per ``nbbo_state`` (Normal, Locked, Crossed, Invalid)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.counts: dict[str, int] = dict.fromkeys(NBBO_STATES, 0)
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        self.rows += batch.num_rows
+        if batch.num_rows == 0:
+            return
+        vc = pc.value_counts(batch.column("nbbo_state"))
+        for value, count in zip(
+            vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True
+        ):
+            self.counts[str(value)] = self.counts.get(str(value), 0) + int(count)
+
+    def share(self, state: str) -> float:
+        return self.counts.get(state, 0) / self.rows if self.rows else 0.0
+
+    def violations(self, max_shares: dict[str, float]) -> list[str]:
+        """Why a state's share is above its bound (``{"Locked": 0.05, ...}``); empty when
+        all is well."""
+        return [
+            f"{state} share {self.share(state):.4%} > {limit:.4%}"
+            for state, limit in max_shares.items()
+            if self.share(state) > limit
+        ]
 
 
 class PresentValues:

@@ -153,3 +153,6 @@ OPTION_QUOTE_ROWS = pa.schema(
         ("sequence_number", pa.int64()),
     ]
 )
+
+# option_trades_classified: the greeked trades, unchanged, then the classification.
+OPTION_TRADES_CLASSIFIED = pa.schema(list(OPTION_TRADES_GREEKS) + list(CLASSIFICATION_COLUMNS))

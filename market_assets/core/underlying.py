@@ -1,5 +1,6 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""The underlying price at each option trade: a vectorized as-of join on stock trades.
+"""The underlying price at each option trade: a vectorized as-of join on stock trades
+(:class:`UnderlyingIndex`) or on the underlying's NBBO mid (:class:`NbboMidIndex`).
 
 S is the price of the underlying's last trade at or before the option trade's SIP time
 (ties at the same nanosecond: the highest sequence number) that is a genuine current price:
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_assets.core.conditions import FORM_T_EXTENDED_HOURS, ODD_LOT, ConditionRules
+from market_assets.core.nbbo import NORMAL, nbbo_states
 
 ELIGIBLE_EXTRA_CONDITIONS = (FORM_T_EXTENDED_HOURS, ODD_LOT)
 
@@ -60,42 +62,31 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
     return cond_ok & (correction == 0) & ts_valid & price_valid
 
 
-class UnderlyingIndex:
-    """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
-    as-of lookups (one per micro-batch of option trades).
+class AsofPrices:
+    """Prices per symbol sorted once by (symbol, time, sequence) for repeated as-of
+    lookups (one per micro-batch of option trades); a NaN price is a row in force that
+    gives no price."""
 
-    ``stock`` is a table or an iterable of tables/record batches: each part is reduced to its
-    eligible trades' time, sequence, price and symbol code as it arrives, so only those
-    (28 bytes a trade) are held, never the stock rows themselves."""
+    symbols: pa.Array
+    ts: np.ndarray
+    price: np.ndarray
+    bounds: np.ndarray
+    size: int
 
-    def __init__(
+    def _index(
         self,
-        stock: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
-        rules: ConditionRules,
-    ):
-        parts = [stock] if isinstance(stock, pa.Table | pa.RecordBatch) else stock
-        symbols: dict[str, int] = {}
-        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
-        for part in parts:
-            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
-            if table.num_rows == 0:
-                continue
-            keep = eligible_underlying_mask(table, rules)
-            if not keep.any():
-                continue
-            ts, _ = _ts_ns(_column(table, "sip_timestamp"))
-            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
-            price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
-            ts_parts.append(ts[keep])
-            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
-            price_parts.append(np.asarray(price, dtype=np.float64)[keep])
-            code_parts.append(_symbol_codes(_column(table, "ticker"), symbols)[keep])
+        symbols: dict[str, int],
+        ts_parts: list[np.ndarray],
+        seq_parts: list[np.ndarray],
+        price_parts: list[np.ndarray],
+        code_parts: list[np.ndarray],
+    ) -> None:
         self.symbols = pa.array(list(symbols), pa.string())
         s_ts = np.concatenate(ts_parts) if ts_parts else np.zeros(0, np.int64)
         s_seq = np.concatenate(seq_parts) if seq_parts else np.zeros(0, np.int64)
         s_price = np.concatenate(price_parts) if price_parts else np.zeros(0)
         code = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int32)
-        del ts_parts, seq_parts, price_parts, code_parts
+        ts_parts.clear(), seq_parts.clear(), price_parts.clear(), code_parts.clear()
         # Ties at one nanosecond: the highest sequence number sorts last and wins.
         order = np.lexsort((s_seq, s_ts, code))
         del s_seq
@@ -147,7 +138,94 @@ class UnderlyingIndex:
             found = pos >= 0
             at = lo + pos[found]
             rows = rows[found]
-            fresh = ts[rows] - self.ts[at] <= max_staleness_ns
+            fresh = (ts[rows] - self.ts[at] <= max_staleness_ns) & ~np.isnan(self.price[at])
             price[rows[fresh]] = self.price[at[fresh]]
             time_ns[rows[fresh]] = self.ts[at[fresh]]
         return price, time_ns
+
+
+class UnderlyingIndex(AsofPrices):
+    """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
+    as-of lookups (one per micro-batch of option trades).
+
+    ``stock`` is a table or an iterable of tables/record batches: each part is reduced to its
+    eligible trades' time, sequence, price and symbol code as it arrives, so only those
+    (28 bytes a trade) are held, never the stock rows themselves."""
+
+    def __init__(
+        self,
+        stock: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
+        rules: ConditionRules,
+    ):
+        parts = [stock] if isinstance(stock, pa.Table | pa.RecordBatch) else stock
+        symbols: dict[str, int] = {}
+        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
+        for part in parts:
+            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+            if table.num_rows == 0:
+                continue
+            keep = eligible_underlying_mask(table, rules)
+            if not keep.any():
+                continue
+            ts, _ = _ts_ns(_column(table, "sip_timestamp"))
+            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
+            price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
+            ts_parts.append(ts[keep])
+            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
+            price_parts.append(np.asarray(price, dtype=np.float64)[keep])
+            code_parts.append(_symbol_codes(_column(table, "ticker"), symbols)[keep])
+        self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
+
+
+class NbboMidIndex(AsofPrices):
+    """The underlying price as the mid of the underlying's NBBO in force (greeks.
+    underlying_price = "nbbo_mid"), with :class:`UnderlyingIndex`'s interface.
+
+    ``quotes``: NBBO rows (stock_quotes: ticker, sip_timestamp, bid/ask price and size,
+    sequence_number), a table or an iterable of parts, each reduced as it arrives to time
+    and mid (16 bytes a row; NaN where the state is not Normal). The NBBO in force at a
+    trade is the latest row at or before its SIP time (ties: the highest sequence number,
+    then the last row); it prices the trade when Normal and no older than the
+    ``max_staleness_ns`` of the lookup (and ``max_age_ns``, when given)."""
+
+    def __init__(
+        self,
+        quotes: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
+        max_age_ns: int | None = None,
+    ):
+        self.max_age_ns = np.iinfo(np.int64).max if max_age_ns is None else int(max_age_ns)
+        parts = [quotes] if isinstance(quotes, pa.Table | pa.RecordBatch) else quotes
+        symbols: dict[str, int] = {}
+        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
+        for part in parts:
+            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+            if table.num_rows == 0:
+                continue
+            ts, ts_ok = _ts_ns(_column(table, "sip_timestamp"))
+            code = _symbol_codes(_column(table, "ticker"), symbols)
+            keep = ts_ok & (code >= 0)
+            bid, bid_size, ask, ask_size = (
+                _column(table, c)
+                .cast(pa.float64())
+                .fill_null(np.nan)
+                .to_numpy(zero_copy_only=False)
+                for c in ("bid_price", "bid_size", "ask_price", "ask_size")
+            )
+            normal = nbbo_states(bid, bid_size, ask, ask_size) == NORMAL
+            mid = np.where(normal, (bid + ask) / 2, np.nan)
+            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
+            ts_parts.append(ts[keep])
+            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
+            price_parts.append(mid[keep])
+            code_parts.append(code[keep])
+        self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
+
+    def asof(
+        self,
+        option_underlying: np.ndarray | pa.Array | pa.ChunkedArray,
+        option_ts_ns: np.ndarray | pa.Array | pa.ChunkedArray,
+        max_staleness_ns: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(mid, time_ns)`` per option trade: NaN and -1 where no Normal NBBO is in force
+        within ``min(max_staleness_ns, max_age_ns)``."""
+        return super().asof(option_underlying, option_ts_ns, min(max_staleness_ns, self.max_age_ns))

@@ -111,6 +111,49 @@ def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> byte
     return buf.getvalue()
 
 
+AGGRESSION_SERIES = (
+    ("calls_dadvv_agg_buy_total", "calls bought", "#2e7d32", 1),
+    ("puts_dadvv_agg_buy_total", "puts bought", "#c62828", 1),
+    ("calls_dadvv_agg_sell_total", "calls sold", "#81c784", -1),
+    ("puts_dadvv_agg_sell_total", "puts sold", "#ef9a9a", -1),
+)
+
+
+def aggression_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> bytes:
+    """PNG of buyer- (up) vs seller-initiated (down) call and put dadvv totals per window."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
+    x = _ny_wallclock(table.column("window_start")).to_numpy(zero_copy_only=False)
+    x = x.astype("datetime64[ns]")
+    fig = Figure(figsize=(10, 4.5), dpi=dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    if len(x):
+        step = np.median(np.diff(x)) if len(x) > 1 else np.timedelta64(60, "s")
+        edges = np.append(x, x[-1] + step)
+        bottom = {1: np.zeros(len(x)), -1: np.zeros(len(x))}
+        for name, label, color, sign in AGGRESSION_SERIES:
+            v = np.nan_to_num(_column(table, name)) / 1e6 * sign
+            ax.stairs(
+                bottom[sign] + v, edges, baseline=bottom[sign], fill=True, color=color, label=label
+            )
+            bottom[sign] = bottom[sign] + v
+    ax.axhline(0, color="#555", linewidth=0.5)
+    ax.set_ylabel("dadvv total, $M (buyer-initiated up, seller-initiated down)")
+    ax.set_xlabel(f"time ({NEW_YORK_TZ}); bars span their window")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def chart_markdown(png: bytes, alt: str = "chart") -> str:
     """Markdown showing ``png`` inline (a base64 data URI)."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"

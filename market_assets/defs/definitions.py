@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from market_assets.defs.assets.classified import build_classified_asset
 from market_assets.defs.assets.features import build_features_assets
 from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
+from market_assets.defs.assets.quotes import build_quote_assets
 from market_assets.defs.assets.rates import build_treasury_yields_asset
 from market_assets.defs.assets.reconciliation import build_reconciliation_asset
 from market_assets.defs.checks import build_asset_checks
@@ -33,6 +35,7 @@ def build_definitions(
     process by default; ``celery_definitions`` passes dagster-celery's)."""
     partitions = trading_day_partitions(settings.partitions.start_date)
     rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
+    aggression = settings.features.aggression
     assets = [
         build_ingest_asset(
             "stock_trades",
@@ -47,9 +50,17 @@ def build_definitions(
             "expiration, contract_type and strike, from us_options_opra/trades_v1.",
             settings.massive.source,
         ),
+        *(
+            build_quote_assets(partitions, settings.massive.source)
+            if settings.quotes.enabled
+            else []
+        ),
         *([build_treasury_yields_asset(partitions)] if rate_curve else []),
-        build_greeks_asset(partitions, rate_curve),
-        build_features_assets(list(settings.features.windows), partitions),
+        # greeks.underlying_price = "nbbo_mid": stock_quotes -> option_trades_greeks.
+        build_greeks_asset(partitions, rate_curve, settings.greeks.underlying_price == "nbbo_mid"),
+        # features.aggression: option_quotes -> option_trades_classified -> features_<w>.
+        *([build_classified_asset(partitions)] if aggression else []),
+        build_features_assets(list(settings.features.windows), partitions, aggression),
         build_live_spec(partitions),
         build_reconciliation_asset(settings, partitions),
     ]

@@ -4,7 +4,7 @@
 Each tick lists only the keys after the cursor's day (``list_keys(prefix, start_after=...)``:
 on S3 that is ``list_objects_v2`` with ``StartAfter`` and pagination), so the cost of a tick
 does not grow with the bucket. A day is requested once every dataset the graph reads
-(``REQUIRED_DATASETS``) has its file, with ``run_key`` = the date, so the sensor never runs
+(``REQUIRED_DATASETS``, and ``QUOTE_DATASETS`` when quotes.enabled) has its file, with ``run_key`` = the date, so the sensor never runs
 a day twice; the cursor is the last date requested.
 """
 
@@ -32,6 +32,14 @@ SENSOR_NAME = "new_trading_day_sensor"
 JOB_NAME = DAILY_FEATURES_JOB
 # The files every asset of daily_features_job needs (greeks and features derive from these).
 REQUIRED_DATASETS: tuple[str, ...] = ("stock_trades", "option_trades")
+QUOTE_DATASETS: tuple[str, ...] = ("stock_quotes", "option_quotes")  # with quotes.enabled
+
+
+def required_datasets(settings: Settings) -> tuple[str, ...]:
+    """The datasets a day needs before it is run: the trades, and the quotes when enabled."""
+    return REQUIRED_DATASETS + (QUOTE_DATASETS if settings.quotes.enabled else ())
+
+
 # Seconds between ticks: files land once a day, so a few minutes of latency is plenty.
 MINIMUM_INTERVAL_S = 300
 # At most this many days are requested per tick (a first tick over a full mirror catches up
@@ -93,6 +101,7 @@ def build_new_trading_day_sensor(
     credentials are read from the environment then, not when definitions load.
     """
     start = settings.partitions.start_date
+    datasets = required_datasets(settings)
 
     def make_store() -> FlatFileStore:
         if store_factory is not None:
@@ -105,8 +114,9 @@ def build_new_trading_day_sensor(
         minimum_interval_seconds=MINIMUM_INTERVAL_S,
         default_status=default_status,
         description=(
-            f"Requests {job_name} for each new trading day once its stock and option trades "
-            "files are both in the source (run_key = the date; cursor = last date requested)."
+            f"Requests {job_name} for each new trading day once its files "
+            f"({', '.join(datasets)}) are all in the source (run_key = the date; cursor = last "
+            "date requested)."
         ),
     )
     def new_trading_day_sensor(context: dg.SensorEvaluationContext):
@@ -121,7 +131,9 @@ def build_new_trading_day_sensor(
         try:
             # A day's partition exists once the day has ended in New York.
             today = dt.datetime.now(NEW_YORK).date()
-            ready, waiting = ready_days(make_store(), after, limit=MAX_RUNS_PER_TICK, before=today)
+            ready, waiting = ready_days(
+                make_store(), after, datasets, limit=MAX_RUNS_PER_TICK, before=today
+            )
         except SourceError as e:
             return dg.SkipReason(f"cannot list the source: {e}")
         for day, missing in waiting:

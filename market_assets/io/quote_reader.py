@@ -258,6 +258,11 @@ class QuoteReader:
         """Data lines seen so far (parsed or skipped), malformed ones included."""
         return self.stats.rows_read
 
+    @property
+    def rows_in(self) -> int:
+        """Data lines seen (as :attr:`rows_read`): up to the early stop, if any."""
+        return self.stats.rows_read
+
     # -- public -----------------------------------------------------------------------
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         raw = open_gzip(self.source.stream)
@@ -537,7 +542,7 @@ class QuoteReader:
             first = self._first_reject
             raise IngestError(
                 f"{self.source.name}: {self.stats.rows_rejected} of {total} rows rejected "
-                f"({self.stats.rows_rejected / total:.4%}), above max_reject_fraction "
+                f"({self.stats.rows_rejected / total:.4%}), above ingest.max_reject_fraction "
                 f"= {self.max_reject_fraction:g}; first at line {first.line}: {first.reason}"
             )
 

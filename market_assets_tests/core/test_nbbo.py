@@ -5,7 +5,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from market_assets.core.nbbo import NbboCarry, nbbo_deltas
+from market_assets.core.nbbo import NbboCarry, nbbo_delta_stream, nbbo_deltas
 from market_assets.core.schemas import OPTION_QUOTES, STOCK_QUOTES
 
 CALL = "O:SPY261120C00600000"
@@ -111,6 +111,23 @@ def test_batches_with_carried_state_give_the_rows_of_one_pass(batch_rows):
     assert streamed.equals(whole)
     assert streamed.column("sequence_number").to_pylist() == _reference_deltas(table)
     assert sorted(carry.tickers.to_pylist()) == sorted(set(table.column("ticker").to_pylist()))
+    stream = nbbo_delta_stream(table.to_batches(max_chunksize=batch_rows))
+    assert pa.concat_tables(stream).equals(whole)
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 50, 5000])
+def test_a_sorted_stream_carries_only_the_last_ticker_and_gives_the_same_rows(batch_rows):
+    table = _random_quotes(np.random.default_rng(5), 5000)
+    table = table.take(pa.array(np.argsort(table["ticker"].to_numpy(), kind="stable")))
+    batches = table.to_batches(max_chunksize=batch_rows)
+    stream = nbbo_delta_stream(batches, sorted_by_ticker=True)
+    assert pa.concat_tables(stream).equals(nbbo_deltas(table)[0])
+    # Out of ticker order, a ticker that comes back repeats its NBBO once: nothing is lost.
+    shuffled = pa.concat_tables([table.slice(2500), table.slice(0, 2500)])
+    kept = pa.concat_tables(nbbo_delta_stream(shuffled.to_batches(100), sorted_by_ticker=True))
+    exact = set(nbbo_deltas(shuffled)[0]["sequence_number"].to_pylist())
+    assert exact <= set(kept["sequence_number"].to_pylist())
+    assert kept.num_rows - len(exact) <= 1
 
 
 def test_a_ticker_unchanged_across_a_batch_boundary_is_not_repeated():

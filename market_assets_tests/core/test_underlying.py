@@ -143,3 +143,61 @@ def test_empty_inputs():
         pa.array([], pa.string()), np.array([], dtype=np.int64), stock, RULES, SEC
     )
     assert p.size == 0 and t.size == 0
+
+
+# --- greeks.underlying_price = "nbbo_mid" --------------------------------------------------
+
+
+def _mid_reference(q: pa.Table, und: list, ts: list, max_age_ns: int) -> list[float | None]:
+    """Per trade, row at a time: the latest quote of the underlying at or before the trade
+    (ties: highest sequence, then last row), its mid when Normal and fresh enough."""
+    rows = q.to_pylist()
+    out: list[float | None] = []
+    for u, t in zip(und, ts, strict=True):
+        best = None
+        for i, r in enumerate(rows):
+            if r["ticker"] != u or r["sip_timestamp"] > t:
+                continue
+            k = (r["sip_timestamp"], r["sequence_number"], i)
+            if best is None or k > best[0]:
+                best = (k, r)
+        if best is None or t - best[1]["sip_timestamp"] > max_age_ns:
+            out.append(None)
+            continue
+        r = best[1]
+        normal = (
+            min(r["bid_price"], r["ask_price"], r["bid_size"], r["ask_size"]) > 0
+            and r["bid_price"] < r["ask_price"]
+        )
+        out.append((r["bid_price"] + r["ask_price"]) / 2 if normal else None)
+    return out
+
+
+def test_nbbo_mid_index_equals_the_per_trade_reference():
+    from market_assets.core.underlying import NbboMidIndex
+
+    rng = np.random.default_rng(4)
+    n = 600
+    q = pa.table(
+        {
+            "ticker": rng.choice(["SPY", "QQQ"], n),
+            "sip_timestamp": rng.integers(0, 2_000_000_000, n),
+            "bid_price": np.round(rng.uniform(99, 101, n), 2),
+            "bid_size": rng.choice([0.0, 1.0, 5.0], n, p=[0.05, 0.5, 0.45]),
+            "ask_price": np.round(rng.uniform(100, 102, n), 2),
+            "ask_size": rng.choice([1.0, 3.0], n),
+            "sequence_number": rng.integers(0, 50, n),
+        }
+    )
+    und = list(rng.choice(["SPY", "QQQ", "IWM"], 400))
+    ts = list(rng.integers(-100_000_000, 2_200_000_000, 400))
+    max_age = 50_000_000
+    index = NbboMidIndex(q.to_batches(max_chunksize=97), max_age)
+    got, when = index.asof(pa.array(und), np.array(ts, np.int64), 5_000_000_000)
+    want = _mid_reference(q, und, ts, max_age)
+    assert [None if np.isnan(g) else g for g in got] == want
+    assert ((when >= 0) == ~np.isnan(got)).all()
+    assert sum(w is not None for w in want) > 50 and sum(w is None for w in want) > 50
+    # A lookup's own limit, when tighter, applies too.
+    tight, _ = index.asof(pa.array(und), np.array(ts, np.int64), 1_000_000)
+    assert [None if np.isnan(g) else g for g in tight] == _mid_reference(q, und, ts, 1_000_000)

@@ -306,11 +306,12 @@ def test_a_full_run_starts_one_step_per_asset_every_check_inside_it(tiny_day):
     assert result.success
     steps = {e.step_key for e in result.all_events if e.step_key}
     batch = {"stock_trades", "option_trades", "option_trades_greeks", "features"}
-    assert steps == batch | {"features_reconciliation"}  # skipped: no live output
+    quotes = {"stock_quotes", "option_quotes"}
+    assert steps == batch | quotes | {"features_reconciliation"}  # skipped: no live output
     evals = evaluations(result)
     assert evals[("features_30m", "windows_and_columns")].passed
     assert evals[("features_30m", "windows_and_columns")].blocking
-    assert len(evals) == 8 and all(e.passed for e in evals.values())
+    assert len(evals) == 8 + 2 * len(quotes) and all(e.passed for e in evals.values())
     reported_by = {
         (e.event_specific_data.asset_key.to_user_string(), e.step_key)
         for e in result.all_events

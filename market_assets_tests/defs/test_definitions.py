@@ -13,7 +13,7 @@ from market_assets.io.parquet_store import asset_path
 from market_assets.settings import load_settings
 from market_assets_tests.config_files import REPO
 
-INGEST = {"stock_trades", "option_trades"}
+INGEST = {"stock_trades", "option_trades", "stock_quotes", "option_quotes"}
 
 
 def _check_names(repo: dg.RepositoryDefinition) -> dict[str, set[str]]:
@@ -31,7 +31,8 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     windows = {f"features_{w}" for w in settings.features.windows}
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     live = {"live_features", "features_reconciliation"}
-    assert keys == INGEST | {"option_trades_greeks"} | live | windows
+    classified = {"option_trades_classified"} if settings.features.aggression else set()
+    assert keys == INGEST | {"option_trades_greeks"} | live | windows | classified
     job = repo.get_job("daily_features_job")
     in_job = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
     assert in_job - {"live_features"} == keys - {"live_features"}  # live is observed, not run
@@ -41,6 +42,9 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     assert checks["stock_trades"] == {"non_empty", "no_duplicate_trades", "plausible_prices"}
     assert checks["option_trades"] == {"non_empty", "exact_duplicates", "tickers_parsed"}
     assert checks["option_trades_greeks"] == {"status_shares"}
+    assert checks["stock_quotes"] == {"non_empty", "nbbo_states"} == checks["option_quotes"]
+    if classified:
+        assert checks["option_trades_classified"] == {"all_trades_kept", "classification_quality"}
     assert all(checks[w] == {"windows_and_columns"} for w in windows)
     assert [s.name for s in repo.schedule_defs] == ["daily_features_schedule"]
     assert sorted(s.name for s in repo.sensor_defs) == [

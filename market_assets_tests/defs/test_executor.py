@@ -27,6 +27,8 @@ DAGSTER = Path(sys.executable).parent / "dagster"
 STEPS = {
     "stock_trades",
     "option_trades",
+    "stock_quotes",
+    "option_quotes",
     "option_trades_greeks",
     "features",
     "features_reconciliation",
@@ -73,7 +75,7 @@ def test_a_whole_day_from_dagster_asset_materialize_runs_every_step_in_one_proce
         pids, checks = _steps(instance)
     assert set(pids) == STEPS
     assert len(set(pids.values())) == 1
-    assert len(checks) == 8 and all(c.passed for c in checks)
+    assert len(checks) == 12 and all(c.passed for c in checks)  # 2 per quote asset
 
 
 @pytest.mark.slow
@@ -83,7 +85,7 @@ def test_a_process_per_step_is_a_run_config_choice(tmp_path, tiny_day):
         pids, checks = _steps(instance)
     assert set(pids) == STEPS
     assert len(set(pids.values())) == len(STEPS)
-    assert len(checks) == 8 and all(c.passed for c in checks)
+    assert len(checks) == 12 and all(c.passed for c in checks)  # 2 per quote asset
 
 
 def test_the_daily_job_takes_either_executor_config(project_config):

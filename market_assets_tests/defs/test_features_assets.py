@@ -37,7 +37,8 @@ def day(tmp_path_factory):
         tmp / "config.toml",
         massive={"local_root": str(tmp / "massive")},
         storage={"root": str(tmp / "warehouse")},
-        features={"windows": WINDOWS},
+        # The 81 FEATURE_NAMES from option_trades_greeks (aggression: test_classified_asset).
+        features={"windows": WINDOWS, "aggression": False},
     )
     settings = load_settings(config)
     defs = build_definitions(settings)
@@ -165,7 +166,7 @@ def test_switching_features_symbol_keeps_the_previous_symbols_windows(tmp_path) 
             massive={"local_root": str(tmp_path / "massive")},
             storage={"root": str(tmp_path / "warehouse")},
             ingest=both,
-            features={"symbol": symbol, "windows": ["30m"]},
+            features={"symbol": symbol, "windows": ["30m"], "aggression": False},
             realtime={"symbol": symbol},
         )
         defs = build_definitions(load_settings(config))

@@ -54,6 +54,8 @@ def test_every_asset_is_materialized(materialized):
     assert set(mats) == {
         "stock_trades",
         "option_trades",
+        "stock_quotes",
+        "option_quotes",
         "option_trades_greeks",
         "features_1m",
         "features_5m",

@@ -21,7 +21,14 @@ from market_assets_tests.postgres_server import (  # noqa: F401  (fixture)
 )
 
 DAYS = [dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)]
-ASSETS = ["stock_trades", "option_trades", "option_trades_greeks", "features_30m"]
+ASSETS = [
+    "stock_trades",
+    "option_trades",
+    "stock_quotes",
+    "option_quotes",
+    "option_trades_greeks",
+    "features_30m",
+]
 
 
 def _postgres_home(tmp_path, monkeypatch, server: PostgresServer, db_name: str) -> PostgresServer:
@@ -85,8 +92,9 @@ def test_three_day_backfill_is_recorded_in_postgres(
         cur.execute(
             "SELECT execution_status, count(*) FROM asset_check_executions GROUP BY execution_status"
         )
-        # 8 checks a day (stock_trades 3, option_trades 3, greeks 1, features_30m 1), all passed.
-        assert dict(cur.fetchall()) == {"SUCCEEDED": 8 * len(DAYS)}
+        # 12 checks a day (stock_trades 3, option_trades 3, the quote assets 2 each, greeks 1,
+        # features_30m 1), all passed.
+        assert dict(cur.fetchall()) == {"SUCCEEDED": 12 * len(DAYS)}
 
 
 @pytest.mark.slow

@@ -22,7 +22,9 @@ HEADERS = {
     b"sequence_number,sip_timestamp,size,tape,trf_id,trf_timestamp\n",
     "option_trades": b"ticker,conditions,correction,exchange,price,sip_timestamp,size\n",
     "stock_quotes": b"ticker,ask_exchange,ask_price\n",
+    "option_quotes": b"ticker,ask_exchange,ask_price\n",
 }
+TRADES_ONLY = {"enabled": False}  # quotes off: a day needs its two trades files
 
 
 def _put_local(root: Path, dataset: str, day: dt.date) -> None:
@@ -41,7 +43,7 @@ def _tick(sensor: dg.SensorDefinition, cursor: str | None):
 
 
 def test_local_mirror_runs_a_day_once_both_files_exist(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2026-11-02"})
+    config = project_config(partitions={"start_date": "2026-11-02"}, quotes=TRADES_ONLY)
     mirror = tmp_path / "massive"
     sensor = build_new_trading_day_sensor(load_settings(config))
     day = dt.date(2026, 11, 20)
@@ -67,7 +69,7 @@ def test_local_mirror_runs_a_day_once_both_files_exist(tmp_path, project_config)
 
 
 def test_only_trading_days_from_start_date_are_requested_in_order(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2026-09-01"})
+    config = project_config(partitions={"start_date": "2026-09-01"}, quotes=TRADES_ONLY)
     mirror = tmp_path / "massive"
     days = [
         dt.date(2026, 8, 31),  # before partitions.start_date
@@ -89,7 +91,7 @@ def test_only_trading_days_from_start_date_are_requested_in_order(tmp_path, proj
 
 
 def test_a_day_still_being_published_holds_later_days(tmp_path, project_config):
-    config = project_config(partitions={"start_date": "2026-11-02"})
+    config = project_config(partitions={"start_date": "2026-11-02"}, quotes=TRADES_ONLY)
     mirror = tmp_path / "massive"
     _put_local(mirror, "stock_trades", dt.date(2026, 11, 19))
     for d in (dt.date(2026, 11, 18), dt.date(2026, 11, 20)):
@@ -104,6 +106,19 @@ def test_a_day_still_being_published_holds_later_days(tmp_path, project_config):
     assert [r.run_key for r in runs] == ["2026-11-19", "2026-11-20"] and cursor == "2026-11-20"
 
 
+def test_with_quotes_enabled_a_day_also_waits_for_its_quote_files(tmp_path, project_config):
+    config = project_config(partitions={"start_date": "2026-11-02"})
+    mirror, day = tmp_path / "massive", dt.date(2026, 11, 20)
+    sensor = build_new_trading_day_sensor(load_settings(config))
+    for name in ("stock_trades", "option_trades", "stock_quotes"):
+        _put_local(mirror, name, day)
+    runs, cursor, skip = _tick(sensor, None)
+    assert runs == [] and cursor is None and "2026-11-20 is waiting for option_quotes" in skip
+    _put_local(mirror, "option_quotes", day)
+    runs, cursor, _ = _tick(sensor, None)
+    assert [r.run_key for r in runs] == ["2026-11-20"] and cursor == "2026-11-20"
+
+
 def _s3_days(n: int) -> list[dt.date]:
     return trading_days(dt.date(2026, 9, 1), dt.date(2026, 12, 31))[:n]
 
@@ -115,6 +130,7 @@ def test_s3_source_from_config(s3_bucket, project_config, monkeypatch):
     config = project_config(
         massive={"source": "s3", "endpoint_url": endpoint, "bucket": bucket},
         partitions={"start_date": "2026-09-01"},
+        quotes=TRADES_ONLY,
     )
     sensor = build_new_trading_day_sensor(load_settings(config))
     day = dt.date(2026, 11, 20)
@@ -142,7 +158,7 @@ def test_s3_lists_only_keys_after_the_cursor_with_pagination(s3_bucket, project_
         lambda parsed, **_: returned.append(len(parsed.get("Contents", ()))),
     )
     store = S3Store(bucket, endpoint, "us-east-1", "testing", "testing", client=client, page_size=7)
-    config = project_config(partitions={"start_date": "2026-09-01"})
+    config = project_config(partitions={"start_date": "2026-09-01"}, quotes=TRADES_ONLY)
     sensor = build_new_trading_day_sensor(load_settings(config), store_factory=lambda: store)
 
     runs, cursor, _ = _tick(sensor, None)
@@ -183,7 +199,7 @@ def test_unreadable_source_skips_with_the_reason(tmp_path, project_config):
 
 @pytest.mark.parametrize("cursor", ["2025-12-01", None])
 def test_cursor_before_start_date_lists_from_start_date(tmp_path, project_config, cursor):
-    config = project_config(partitions={"start_date": "2026-11-20"})
+    config = project_config(partitions={"start_date": "2026-11-20"}, quotes=TRADES_ONLY)
     for d in (dt.date(2026, 11, 19), dt.date(2026, 11, 20)):
         _put_local(tmp_path / "massive", "stock_trades", d)
         _put_local(tmp_path / "massive", "option_trades", d)

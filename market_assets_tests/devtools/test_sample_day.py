@@ -122,7 +122,7 @@ TINY_SEED_7_CSV_SHA256 = {
     "stock_trades": "9894d0d44fda4ae1428f9eae9ef55c8e1a3249d8e4242ee68c327953f55f0fc3",
     "stock_quotes": "23445e5aa2071605dd11ac6722a1f02f89c0e9c971903ec176d861b504629e7d",
     "option_trades": "eca8c52d67827d0ef77228c257064c1ba7da2c94cedf1f8b13f39afd9e0cb403",
-    "option_quotes": "9b27aaa60386d412f4a72331fb5a4cfff9c5a7909d9b9c49f1ef2f565ec1e33d",
+    "option_quotes": "880ce4b2f86df104d93fba6036a8df9f74d1a316ed96d2890fb1e03a2aefb6c2",
 }
 
 

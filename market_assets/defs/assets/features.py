@@ -29,6 +29,7 @@ from market_assets.core.aggregator import (
     WindowAggregator,
     aggregate_in_time_order,
 )
+from market_assets.core.feature_names import AGGRESSION_FEATURE_NAMES
 from market_assets.core.implausible_prices import (
     DayMedians,
     PlausibleRows,
@@ -37,7 +38,9 @@ from market_assets.core.implausible_prices import (
 )
 from market_assets.core.prelim_final import FINAL, with_quality
 from market_assets.core.statistics import StatsOptions
+from market_assets.core.windows import AGGRESSOR_COLUMN
 from market_assets.defs.charts import (
+    aggression_chart_png,
     chart_markdown,
     features_chart_png,
     preview_markdown,
@@ -94,7 +97,9 @@ class _Counted:
             yield b
 
 
-def _aggregator(s: Settings, day: dt.date, windows: list[str]) -> WindowAggregator:
+def _aggregator(
+    s: Settings, day: dt.date, windows: list[str], aggression: bool = False
+) -> WindowAggregator:
     f = s.features
     rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
     stats = StatsOptions(
@@ -103,7 +108,12 @@ def _aggregator(s: Settings, day: dt.date, windows: list[str]) -> WindowAggregat
         dip_bootstrap_draws=f.dip_bootstrap_draws,
         dip_seed=f.dip_seed,
     )
-    return WindowAggregator(f.symbol, windows, day, f.session, rules, stats)
+    return WindowAggregator(f.symbol, windows, day, f.session, rules, stats, aggression)
+
+
+def _option_columns(agg: WindowAggregator) -> list[str]:
+    """The option columns the windows read (with the aggressor side when it is on)."""
+    return OPTION_COLUMNS + ([AGGRESSOR_COLUMN] if agg.include_aggression else [])
 
 
 def _streamed(
@@ -120,7 +130,7 @@ def _streamed(
     s = _Counted(plausible)
     o = _Counted(
         options.to_batches(
-            columns=OPTION_COLUMNS, filter=pc.field("underlying") == symbol, **SCAN_OPTIONS
+            columns=_option_columns(agg), filter=pc.field("underlying") == symbol, **SCAN_OPTIONS
         )
     )
     tables: dict[str, list[pa.Table]] = {w: [] for w in agg.grids}
@@ -145,7 +155,7 @@ def _whole_day(
     st = stock.to_table(columns=STOCK_COLUMNS, filter=pc.field("ticker") == symbol)
     implausible = implausible_rows(st.column("ticker"), st.column("price").to_numpy(), rule)
     st = st.filter(pa.array(~implausible))
-    ot = options.to_table(columns=OPTION_COLUMNS, filter=pc.field("underlying") == symbol)
+    ot = options.to_table(columns=_option_columns(agg), filter=pc.field("underlying") == symbol)
     agg.add_stock(st)
     agg.add_options(ot)
     closed = agg.close_all()
@@ -182,10 +192,19 @@ def _output(
     chart_uri = save_chart(
         png, ParquetStore.from_settings(s.storage), asset_path(key, f.symbol), context.partition_key
     )
+    extra: dict[str, dg.MetadataValue] = {}
+    if AGGRESSION_FEATURE_NAMES[0] in table.column_names:
+        agg_png = aggression_chart_png(
+            table, title=f"{f.symbol} {window} {context.partition_key}: buy vs sell dadvv"
+        )
+        extra["aggression_chart"] = dg.MetadataValue.md(
+            chart_markdown(agg_png, alt=f"{f.symbol} {window} buy vs sell dadvv")
+        )
     yield dg.Output(
         stream,
         output_name=key,
         metadata={
+            **extra,
             "chart": dg.MetadataValue.md(chart_markdown(png, alt=f"{f.symbol} {window}")),
             "chart_path": dg.MetadataValue.path(chart_uri),
             "preview": dg.MetadataValue.md(preview_markdown(table)),
@@ -199,10 +218,14 @@ def _output(
 
 
 def build_features_assets(
-    windows: list[str], partitions_def: dg.PartitionsDefinition
+    windows: list[str], partitions_def: dg.PartitionsDefinition, aggression: bool = False
 ) -> dg.AssetsDefinition:
     """One multi-asset with an output ``features_<w>`` per window size; any subset of them
-    can be materialized (they share the day's read)."""
+    can be materialized (they share the day's read). ``aggression`` (features.aggression):
+    the option trades come from option_trades_classified and every row gains the 68
+    AGGRESSION_FEATURE_NAMES after FEATURE_NAMES."""
+    options_key = "option_trades_classified" if aggression else "option_trades_greeks"
+    columns = "FEATURE_NAMES" + (" + AGGRESSION_FEATURE_NAMES" if aggression else "")
     outs = {
         features_key(w): dg.AssetOut(
             key=features_key(w),
@@ -212,7 +235,7 @@ def build_features_assets(
             metadata={"window": w},
             description=(
                 f"One row per {w} window of the session for features.symbol: identity columns, "
-                "then FEATURE_NAMES in order (see FEATURES.md), then quality = final, "
+                f"then {columns} in order (see FEATURES.md), then quality = final, "
                 "late_dropped = 0, gaps = 0."
             ),
             is_required=False,
@@ -225,7 +248,7 @@ def build_features_assets(
         outs=outs,
         partitions_def=partitions_def,
         can_subset=True,
-        ins={"stock_trades": dg.AssetIn(), "option_trades_greeks": dg.AssetIn()},
+        ins={"stock_trades": dg.AssetIn(), "options": dg.AssetIn(key=options_key)},
         description=(
             "Per-window features of features.symbol for every window size in features.windows, "
             "from one time-ordered read of the day."
@@ -236,7 +259,7 @@ def build_features_assets(
         context: dg.AssetExecutionContext,
         settings: SettingsResource,
         stock_trades: ds.Dataset,
-        option_trades_greeks: ds.Dataset,
+        options: ds.Dataset,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         s = settings.settings
         rule = price_rule(s.checks)
@@ -246,13 +269,13 @@ def build_features_assets(
         day = dt.date.fromisoformat(context.partition_key)
         try:
             tables, counts = _streamed(
-                _aggregator(s, day, selected), stock_trades, option_trades_greeks, rule
+                _aggregator(s, day, selected, aggression), stock_trades, options, rule
             )
             streamed = True
         except OutOfOrderError as e:
             context.log.warning(f"{e}; reading the day whole and sorting it instead")
             tables, counts = _whole_day(
-                _aggregator(s, day, selected), stock_trades, option_trades_greeks, rule
+                _aggregator(s, day, selected, aggression), stock_trades, options, rule
             )
             streamed = False
         elapsed = round(time.monotonic() - started, 3)

@@ -14,7 +14,7 @@ from market_assets.core.implausible_prices import DayMedians, PlausibleRows
 from market_assets.core.quality import GreeksStatusShares
 from market_assets.core.rates import TreasuryCurve
 from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
-from market_assets.core.underlying import UnderlyingIndex
+from market_assets.core.underlying import NbboMidIndex, UnderlyingIndex
 from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.checks.in_step import price_rule
 from market_assets.defs.io_managers import BatchStream
@@ -33,12 +33,25 @@ UNDERLYING_COLUMNS = [
     "correction",
 ]
 
+NBBO_COLUMNS = [
+    "ticker",
+    "sip_timestamp",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "sequence_number",
+]
+
 
 def build_greeks_asset(
-    partitions_def: dg.PartitionsDefinition, rate_curve: bool = False
+    partitions_def: dg.PartitionsDefinition, rate_curve: bool = False, nbbo_mid: bool = False
 ) -> dg.AssetsDefinition:
-    """``rate_curve``: greeks.risk_free_rate = "curve", read from the treasury_yields input."""
+    """``rate_curve``: greeks.risk_free_rate = "curve", read from the treasury_yields input;
+    ``nbbo_mid``: greeks.underlying_price = "nbbo_mid", the underlying's NBBO mid from the
+    stock_quotes input instead of its last trade."""
     curve_in = {"treasury_yields": dg.AssetIn()} if rate_curve else {}
+    quotes_in = {"stock_quotes": dg.AssetIn()} if nbbo_mid else {}
 
     @dg.asset(
         name="option_trades_greeks",
@@ -46,7 +59,12 @@ def build_greeks_asset(
         io_manager_key="parquet_io_manager",
         group_name="derived",
         kinds={"parquet", "numpy"},
-        ins={"option_trades": dg.AssetIn(), "stock_trades": dg.AssetIn(), **curve_in},
+        ins={
+            "option_trades": dg.AssetIn(),
+            "stock_trades": dg.AssetIn(),
+            **curve_in,
+            **quotes_in,
+        },
         description=(
             "option_trades + the underlying price as of each trade, time to expiry, BSM implied "
             "volatility from the trade price, delta/gamma/vega/theta, intrinsic value, dollar "
@@ -59,11 +77,11 @@ def build_greeks_asset(
         settings: SettingsResource,
         option_trades: ds.Dataset,
         stock_trades: ds.Dataset,
-        **curve: ds.Dataset,
+        **extra: ds.Dataset,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         s = settings.settings
         params = GreeksParams(
-            rate=_rate(s.greeks.risk_free_rate, curve.get("treasury_yields")),
+            rate=_rate(s.greeks.risk_free_rate, extra.get("treasury_yields")),
             dividend_yield=s.greeks.dividend_yield,
             contract_multiplier=s.greeks.contract_multiplier,
             gadvv_scale=s.features.gadvv_scale,
@@ -85,7 +103,17 @@ def build_greeks_asset(
             ),
             DayMedians.of(prices, price_rule(s.checks)),
         )
-        index = UnderlyingIndex(plausible, rules)
+        index: UnderlyingIndex | NbboMidIndex
+        if nbbo_mid:
+            # The mid of the underlying's NBBO in force when Normal, no older than
+            # greeks.max_underlying_staleness_s (docs/classification.md).
+            index = NbboMidIndex(
+                extra["stock_quotes"].to_batches(
+                    columns=NBBO_COLUMNS, filter=underlyings, **BOUNDED_SCAN_OPTIONS
+                )
+            )
+        else:
+            index = UnderlyingIndex(plausible, rules)
         if plausible.dropped:
             context.log.warning(
                 f"{plausible.dropped:,} implausible underlying print(s) left out of the as-of "
@@ -107,7 +135,10 @@ def build_greeks_asset(
             if result is None:
                 return {}
             md: dict[str, Any] = {
-                "underlying_trades_indexed": index.size,
+                "underlying_price": "nbbo_mid" if nbbo_mid else "trade",
+                "underlying_trades_indexed"
+                if not nbbo_mid
+                else "underlying_quotes_indexed": index.size,
                 "underlying_implausible_excluded": plausible.dropped,
                 "elapsed_seconds": round(result.elapsed_s, 3),
                 "rows_per_second": round(shares.rows / max(result.elapsed_s, 1e-9)),

@@ -1,12 +1,16 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
-"""stock_trades and option_trades: Massive's daily flat files streamed into Parquet."""
+"""stock_trades and option_trades: Massive's daily flat files streamed into Parquet.
+
+:func:`build_flat_file_asset` and :class:`IngestRun` are shared with the quote assets
+(:mod:`.quotes`): opening the day's file, progress, reject quarantine, metadata.
+"""
 
 import dataclasses
 import datetime as dt
 import json
 import tempfile
-from collections.abc import Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterator
+from typing import IO, Any, Protocol
 
 import dagster as dg
 import pyarrow as pa
@@ -17,22 +21,49 @@ from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import FlatFileSource, SettingsResource
 from market_assets.io.parquet_store import ParquetStore, WriteResult
 from market_assets.io.progress import ProgressReporter
-from market_assets.io.reader import IngestError, Reject, TradeReader
+from market_assets.io.reader import IngestError, ReadStats, Reject, TradeReader
 from market_assets.io.sizes import MIB
 from market_assets.io.source import OpenedFile, SourceError, flat_file_key
+from market_assets.settings import Settings
 
 # The setting naming what to keep, and the column it is matched on.
 KEEP = {
     "stock_trades": ("ingest.stock_tickers", "ticker"),
     "option_trades": ("ingest.option_underlyings", "underlying"),
+    "stock_quotes": ("quotes.tickers", "ticker"),
+    "option_quotes": ("quotes.underlyings", "underlying"),
 }
+
+
+class Reader(Protocol):
+    """What an ingest run needs of its reader."""
+
+    stats: ReadStats
+
+    @property
+    def rows_in(self) -> int: ...
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]: ...
 
 
 def build_ingest_asset(
     name: str, partitions_def: dg.PartitionsDefinition, description: str, source: str = "local"
 ) -> dg.AssetsDefinition:
-    """An asset streaming one dataset's file for the partition's day into Parquet, its
-    checks computed on the way; ``source`` (massive.source) only labels it in the UI."""
+    """An asset streaming one trades file for the partition's day into Parquet, its checks
+    computed on the way; ``source`` (massive.source) only labels it in the UI."""
+    return build_flat_file_asset(name, partitions_def, description, _TradeRun, source)
+
+
+def build_flat_file_asset(
+    name: str,
+    partitions_def: dg.PartitionsDefinition,
+    description: str,
+    run: type["IngestRun"],
+    source: str = "local",
+) -> dg.AssetsDefinition:
+    """An asset streaming the dataset ``name``'s flat file for the partition's day through
+    ``run`` (its reader and what it makes of the rows) into Parquet, with its in-step
+    checks (:func:`~market_assets.defs.checks.ingest_checks`)."""
 
     @dg.asset(
         name=name,
@@ -53,31 +84,20 @@ def build_ingest_asset(
             opened = source.open(name, day, log=context.log)
         except SourceError as e:
             raise dg.Failure(description=str(e)) from None
-        keep = s.ingest.stock_tickers if name == "stock_trades" else s.ingest.option_underlyings
-        run = _IngestRun(name, day, opened, keep, context.log)
-        context.log.info(
-            f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), keeping {', '.join(keep)}"
+        ingest = run(
+            name, day, opened, s, context.log, lambda: source.open(name, day, log=context.log)
         )
-        run.reader = TradeReader(
-            opened,
-            name,
-            day=day,
-            keep=keep,
-            block_size=int(s.ingest.block_size_mb * MIB),
-            on_progress=ProgressReporter(
-                context.log.info, s.ingest.progress_interval_s, f"{name} {day}"
-            ),
-            max_reject_fraction=s.ingest.max_reject_fraction,
-            reopen=lambda: source.open(name, day, log=context.log),
-            reject_sink=run.spool_reject,
+        context.log.info(
+            f"{name} {day}: streaming {opened.name} ({opened.size:,} bytes), "
+            f"keeping {', '.join(ingest.keep)}"
         )
         selected = {k.name for k in context.selected_asset_check_keys}
         stream = BatchStream(
-            run.batches(),
-            run.reader.schema,
-            {"source_key": run.key, "source_size": str(opened.size)},
-            run.finalize,
-            ingest_checks(name, selected, run.why_empty, s.checks),
+            ingest.batches(),
+            ingest.schema,
+            {"source_key": ingest.key, "source_size": str(opened.size)},
+            ingest.finalize,
+            ingest_checks(name, selected, ingest.why_empty, s.checks),
         )
         # The IO manager writes the stream, feeding the checks, and swaps the partition in
         # only if no blocking check failed; then their results are reported here.
@@ -87,24 +107,49 @@ def build_ingest_asset(
     return _asset
 
 
-class _IngestRun:
+class IngestRun:
     """One ingest of a day's file: its reader, its rejects spooled to disk as they are
-    found (then quarantined whole), and which configured names the file holds."""
+    found (then quarantined whole), and which configured names the file holds.
+
+    A subclass says what the settings keep (:meth:`configured`), builds the reader
+    (:meth:`open_reader`, setting ``schema``: that of the batches :meth:`batches` yields)
+    and may derive other rows from the reader's (:meth:`rows`); ``noun`` names the file's
+    rows in messages.
+    """
+
+    noun = "rows"
+    schema: pa.Schema
 
     def __init__(
         self,
         name: str,
         day: dt.date,
         opened: OpenedFile,
-        keep: list[str],
+        s: Settings,
         log: dg.DagsterLogManager,
+        reopen: Callable[[], OpenedFile],
     ) -> None:
-        self.name, self.day, self.opened, self.keep, self.log = name, day, opened, keep, log
+        self.name, self.day, self.opened, self.log = name, day, opened, log
+        self.keep = self.configured(s)
         self.key = flat_file_key(name, day)
         self.setting, column = KEEP[name]
-        self.present = None if "*" in keep else PresentValues(column, keep)
+        self.present = None if "*" in self.keep else PresentValues(column, self.keep)
         self.spool: IO[str] = tempfile.TemporaryFile("w+", encoding="utf-8")
-        self.reader: TradeReader
+        self.reader = self.open_reader(s, reopen)
+
+    def configured(self, s: Settings) -> list[str]:
+        """The tickers or underlyings the settings keep (``["*"]``: all)."""
+        raise NotImplementedError
+
+    def open_reader(self, s: Settings, reopen: Callable[[], OpenedFile]) -> Reader:
+        """The reader of ``self.opened``, its rejects going to :meth:`spool_reject`."""
+        raise NotImplementedError
+
+    def progress(self, s: Settings) -> ProgressReporter:
+        """The reader's progress callback: a run-log line every ingest.progress_interval_s."""
+        return ProgressReporter(
+            self.log.info, s.ingest.progress_interval_s, f"{self.name} {self.day}"
+        )
 
     def spool_reject(self, r: Reject) -> None:
         self.spool.write(json.dumps(dataclasses.asdict(r) | {"file": self.opened.name}) + "\n")
@@ -114,9 +159,13 @@ class _IngestRun:
         for line in self.spool:
             yield json.loads(line)
 
+    def rows(self) -> Iterator[pa.RecordBatch]:
+        """The batches to store (the reader's, unless a subclass derives others)."""
+        return iter(self.reader)
+
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The reader's batches, the configured names seen on the way."""
-        for batch in self.reader:
+        """The batches to store, the configured names seen on the way."""
+        for batch in self.rows():
             if self.present is not None:
                 self.present.update(batch)
             yield batch
@@ -125,7 +174,7 @@ class _IngestRun:
         """Why nothing was kept, for the non_empty check."""
         why = f"{self.name} is empty for {self.day}: "
         if self.reader.rows_in == 0:
-            return why + f"{self.key} has no trades (0 rows read)"
+            return why + f"{self.key} has no {self.noun} (0 rows read)"
         if self.present is not None:
             return why + f"none of {self.setting} ({', '.join(self.keep)}) is in {self.key}"
         return why + f"no row of {self.key} was kept ({self.reader.rows_in:,} read)"
@@ -156,6 +205,7 @@ class _IngestRun:
         return md
 
     def _metadata(self) -> dict[str, Any]:
+        """Materialization metadata; subclasses add their own."""
         st, size = self.reader.stats, self.opened.size
         return {
             "source_key": self.key,
@@ -166,5 +216,32 @@ class _IngestRun:
             "elapsed_seconds": round(st.elapsed_s, 3),
             "throughput_mb_s": round(size / 1e6 / max(st.elapsed_s, 1e-9), 1),
             "rows_per_second": round(st.rows_read / max(st.elapsed_s, 1e-9)),
-            "careful_reread": self.reader.careful_pass,
         }
+
+
+class _TradeRun(IngestRun):
+    """stock_trades / option_trades: the file's rows as read (:class:`TradeReader`)."""
+
+    noun = "trades"
+
+    def configured(self, s: Settings) -> list[str]:
+        trades = s.ingest
+        return trades.stock_tickers if self.name == "stock_trades" else trades.option_underlyings
+
+    def open_reader(self, s: Settings, reopen: Callable[[], OpenedFile]) -> TradeReader:
+        self.trades = TradeReader(
+            self.opened,
+            self.name,
+            day=self.day,
+            keep=self.keep,
+            block_size=int(s.ingest.block_size_mb * MIB),
+            on_progress=self.progress(s),
+            max_reject_fraction=s.ingest.max_reject_fraction,
+            reopen=reopen,
+            reject_sink=self.spool_reject,
+        )
+        self.schema = self.trades.schema
+        return self.trades
+
+    def _metadata(self) -> dict[str, Any]:
+        return super()._metadata() | {"careful_reread": self.trades.careful_pass}

@@ -41,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from market_assets.core.calendar import NEW_YORK
+from market_assets.core.classification_quality import DATA_REASONS, ClassificationStats
 from market_assets.core.implausible_prices import (
     ImplausiblePrices,
     ImplausiblePriceScan,
@@ -53,6 +54,7 @@ from market_assets.core.quality import (
     BatchAccumulator,
     DuplicateCount,
     GreeksStatusShares,
+    NbboStateCounts,
     RowCount,
     RunDuplicateCounter,
     UnparsedOptionTickers,
@@ -119,12 +121,41 @@ CHECKS: dict[str, tuple[CheckInfo, ...]] = {
             "(ERROR, blocking).",
         ),
     ),
+    **{
+        asset: (
+            _non_empty(asset),
+            CheckInfo(
+                "nbbo_states",
+                False,
+                "Shares of the day's NBBO rows that are Locked (bid == ask), Crossed (bid > ask) "
+                "or Invalid (a zero or missing side) at most checks.max_nbbo_locked_share, "
+                "max_nbbo_crossed_share and max_nbbo_invalid_share (WARN).",
+            ),
+        )
+        for asset in ("stock_quotes", "option_quotes")
+    },
     "option_trades_greeks": (
         CheckInfo(
             "status_shares",
             True,
             "greeks_status shares within [checks] (min_ok_share, max_no_underlying_share, "
             "max_bad_input_share) and iv finite and > 0 on every ok trade (ERROR, blocking).",
+        ),
+    ),
+    "option_trades_classified": (
+        CheckInfo(
+            "all_trades_kept",
+            True,
+            "As many rows as option_trades_greeks: every trade kept, classified or not (ERROR, "
+            "blocking).",
+        ),
+        CheckInfo(
+            "classification_quality",
+            False,
+            "Share of trades Unknown for lack of a usable NBBO (no quote, stale, locked, "
+            "crossed, invalid, bad trade; inside the spread not counted) at most "
+            "checks.max_unknown_share (WARN). Metadata: the share of each side and Unknown "
+            "reason, of each state of the NBBO in force, and the NBBO age p50/p90/p99.",
         ),
     ),
 }
@@ -377,6 +408,36 @@ def status_shares_check(bounds: CheckSettings, shares: GreeksStatusShares) -> St
     return _stream_check("option_trades_greeks", "status_shares", shares, judge)
 
 
+def nbbo_limits(bounds: CheckSettings) -> dict[str, float]:
+    """The ``[checks]`` bound on each NBBO state's share of a day's quote rows."""
+    return {
+        "Locked": bounds.max_nbbo_locked_share,
+        "Crossed": bounds.max_nbbo_crossed_share,
+        "Invalid": bounds.max_nbbo_invalid_share,
+    }
+
+
+def nbbo_states_check(asset: str, bounds: CheckSettings) -> StreamCheck:
+    """Locked, crossed and invalid NBBO shares within ``[checks]``: a warning above them."""
+    states = NbboStateCounts()
+    limits = nbbo_limits(bounds)
+
+    def judge(_staged: Staged) -> dg.AssetCheckResult:
+        problems = states.violations(limits)
+        md: dict[str, object] = {"rows": states.rows}
+        md.update({f"share_{s.lower()}": round(states.share(s), 6) for s in states.counts})
+        md.update({f"max_{s.lower()}_share": v for s, v in limits.items()})
+        return dg.AssetCheckResult(
+            check_name="nbbo_states",
+            passed=not problems,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=md,
+            description="; ".join(problems) or None,
+        )
+
+    return _stream_check(asset, "nbbo_states", states, judge)
+
+
 def ingest_checks(
     asset: str, selected: Collection[str], why_empty: Callable[[], str], bounds: CheckSettings
 ) -> list[StreamCheck]:
@@ -384,8 +445,62 @@ def ingest_checks(
     checks = [non_empty_check(asset, why_empty)]
     if asset == "stock_trades":
         checks += [stock_duplicates_check(), plausible_prices_check(bounds)]
+    elif asset in ("stock_quotes", "option_quotes"):
+        checks += [nbbo_states_check(asset, bounds)]
     else:
         checks += [option_duplicates_check(), tickers_parsed_check()]
     for c in checks:
         c.selected = c.name in selected
     return checks
+
+
+def classified_specs(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    """The ``check_specs`` of option_trades_classified."""
+    return check_specs("option_trades_classified", partitions_def)
+
+
+def classified_checks(
+    bounds: CheckSettings, expected_rows: int, stats: ClassificationStats, rows: RowCount
+) -> list[StreamCheck]:
+    """option_trades_classified's in-step checks: every one of ``expected_rows`` trades
+    kept, and the Unknown shares within ``checks.max_unknown_share``."""
+
+    def kept(_staged: Staged) -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(
+            check_name="all_trades_kept",
+            passed=rows.rows == expected_rows,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"rows": rows.rows, "option_trades_greeks_rows": expected_rows},
+            description=None
+            if rows.rows == expected_rows
+            else f"{rows.rows:,} rows written, option_trades_greeks has {expected_rows:,}",
+        )
+
+    def quality(_staged: Staged) -> dg.AssetCheckResult:
+        share = stats.data_unknown_share
+        ok = share <= bounds.max_unknown_share
+        by_reason = ", ".join(
+            f"{r} {stats.share(stats.reasons, r):.2%}" for r in DATA_REASONS if stats.reasons.get(r)
+        )
+        return dg.AssetCheckResult(
+            check_name="classification_quality",
+            passed=ok,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **stats.metadata(),
+                "unknown_without_usable_nbbo_share": round(share, 6),
+                "max_unknown_share": bounds.max_unknown_share,
+            },
+            description=None
+            if ok
+            else (
+                f"{share:.2%} of trades Unknown without a usable NBBO ({by_reason}) > "
+                f"checks.max_unknown_share {bounds.max_unknown_share:.2%}"
+            ),
+        )
+
+    asset = "option_trades_classified"
+    return [
+        _stream_check(asset, "all_trades_kept", rows, kept),
+        _stream_check(asset, "classification_quality", stats, quality),
+    ]
