@@ -30,7 +30,7 @@ demo: sample
 data/.demo-$(DEMO_DATE):
 	$(MAKE) demo
 
-# Test-only system packages (PostgreSQL server, Chromium) come from Debian when missing.
+# Test-only system packages (PostgreSQL server, Chromium, Redis) come from Debian when missing.
 system-deps:
 	@bash .ci/system-deps.sh
 
@@ -53,6 +53,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/greeks.py
 	$(PY) benchmarks/features.py
 	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/live.py
 
 # The replay server (sample day, 60x real time) and `live` against it, with the terminal view.
 LIVE_PORT ?= 8765

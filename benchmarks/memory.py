@@ -18,6 +18,16 @@ in a subprocess with its own DAGSTER_HOME and config.toml, and measures:
     without Dagster's start-up, as a ratio to `gzip -dc FILE > /dev/null` timed in the same
     run.
 
+``--assets features`` measures the features step instead (the one multi-asset that writes
+every configured window size, its checks included): the day's stock_trades, option_trades
+and option_trades_greeks are materialized first in the same instance (not measured), then
+
+    dagster asset materialize --select features_1m,features_5m,... --partition 2026-11-20
+
+is measured the same way; its rows are the symbol's stock plus option trades read, and it
+has no gzip baseline (its input is Parquet). Its memory grows with the trades of the longest
+open window (exact window statistics need them), which a denser day makes larger.
+
 Days are generated once (`market-assets sample --scale N --seed 1`, through
 ``devtools.bench.sample_day``) and cached in benchmarks/_work/mirror-N, as for ingest.py.
 
@@ -32,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,6 +181,24 @@ def step_events(home: Path, asset: str) -> tuple[float, dict, list[tuple[str, bo
         return end - start, metadata, checks
 
 
+FEATURES = "features"  # the features multi-asset's step
+
+
+def _selection(config: Path, asset: str) -> str:
+    if asset != FEATURES:
+        return asset
+    windows = tomllib.loads(config.read_text())["features"]["windows"]
+    return ",".join(f"features_{w}" for w in windows)
+
+
+def _prepare_features_inputs(env: dict, log: Path) -> None:
+    """The features' inputs for the day, materialized once before the measured run."""
+    cmd = [str(BIN / "market-assets"), "materialize", "--date", str(DAY), "--assets"]
+    cmd += ["stock_trades", "option_trades", "option_trades_greeks"]
+    with log.open("w") as out:
+        subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+
+
 def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     """One `dagster asset materialize` run, in its own DAGSTER_HOME and config."""
     run_dir = work / "memory" / f"{asset}-{scale}"
@@ -181,7 +210,9 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
         REPO / "config.toml", run_dir, mirror, stock_tickers='["*"]', option_underlyings='["*"]'
     )
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
-    cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", asset]
+    if asset == FEATURES:
+        _prepare_features_inputs(env, run_dir / "prepare.log")
+    cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", _selection(config, asset)]
     cmd += ["--partition", str(DAY), "-m", "market_assets.defs.definitions"]
     with (run_dir / "run.log").open("w") as log, bench.Stopwatch() as sw:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -193,7 +224,13 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     if proc.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed; see {run_dir / 'run.log'}")
     step_s, md, checks = step_events(home, asset)
-    source = mirror / flat_file_key(asset, DAY)
+    if asset == FEATURES:
+        rows = int(md.get("underlying_trades_in", 0)) + int(md.get("option_trades_in", 0))
+        source_mb, gzip_s = 0.0, float("nan")
+    else:
+        source = mirror / flat_file_key(asset, DAY)
+        rows, source_mb, gzip_s = int(md.get("rows", 0)), source.stat().st_size / 1e6, 0.0
+        gzip_s = gzip_seconds(source)
     # ru_maxrss can only err high (a forked child starts with its parent's RSS); VmHWM is
     # each process's own, read while it ran.
     peak_kb = max(usage.ru_maxrss, sampler.peak_process_kb)
@@ -201,11 +238,11 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     return Measurement(
         asset=asset,
         scale=scale,
-        rows=int(md.get("rows", 0)),
-        source_mb=source.stat().st_size / 1e6,
+        rows=rows,
+        source_mb=source_mb,
         step_s=step_s,
         total_s=sw.seconds,
-        gzip_s=gzip_seconds(source),
+        gzip_s=gzip_s,
         peak_process_mb=peak_kb / 1024,
         peak_tree_mb=sampler.peak_sum_kb / 1024,
         processes=len(sampler.processes),
@@ -251,7 +288,7 @@ def report(results: list[Measurement]) -> None:
             grow = runs[-1].peak_process_mb / runs[0].peak_process_mb - 1
             name = f"{asset}: {runs[-1].rows:,} rows within +15% of {runs[0].rows:,} ({grow:+.1%})"
             targets[name] = grow <= 0.15
-        for m in runs:
+        for m in runs if asset != FEATURES else []:
             name = f"{asset} {m.rows:,} rows: step <= 1.2 x gzip -dc ({m.ratio:.2f})"
             targets[name] = m.ratio <= 1.2
     print(bench.format_checks(targets))

@@ -323,6 +323,10 @@ def _print_outputs(events: list[Any], settings: Settings, key: str) -> None:
             for k in ("rows", "files", "bytes", "rejected_rows", "elapsed_seconds")
             if k in md
         }
+        # features_reconciliation: per window size, windows compared and differing.
+        shown |= {
+            k: v for k, v in md.items() if k.startswith(("windows_compared_", "windows_differing_"))
+        }
         print(f"  {name:<22} dt={key}  {shown}  {md.get('path', '')}")
     if checks:
         failed = [f"{a}:{c}" for a, c, passed in checks if not passed]

@@ -83,7 +83,8 @@ def postgres_bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -115,7 +116,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     if uid is not None:
         for p in (base, sock, pwfile):
             os.chown(p, uid, gid)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     started = False
     try:

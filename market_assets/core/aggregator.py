@@ -68,6 +68,12 @@ class _Buffer(Generic[C]):
     def between(self, start: int, end: int) -> C:
         """The buffered trades with ``start <= ts < end``, ordered."""
         parts = [p for p in (c.between(start, end) for c in self.chunks) if len(p)]
+        if len(parts) > 1 and 2 * sum(len(p) for p in parts) > len(self):
+            # Most of the buffer (a long window closing): merge the chunks into one and
+            # slice it, so the window is not held twice (chunks + a copy) while its rows
+            # are computed.
+            self.chunks = [self.cls.concat(self.chunks).ordered()]
+            return self.chunks[0].between(start, end)
         return self.cls.concat(parts).ordered() if parts else self.cls.empty()
 
     def drop_before(self, ts: int) -> None:

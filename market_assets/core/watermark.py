@@ -23,6 +23,7 @@ Pure state, no I/O; times are int64 ns since the epoch (SIP times) and wall-cloc
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -68,16 +69,21 @@ class EventClock:
 
     def watermark(self, wall: float) -> int:
         """The watermark at wall time ``wall`` (NEVER before any trade)."""
-        seen = [s for s in self.streams.values() if s.latest_ns != NEVER]
-        if seen:
-            active = [
-                s.latest_ns
-                for s in seen
-                if s.last_wall is not None and wall - s.last_wall < self.idle_s
-            ]
-            ref = min(active) if active else max(s.latest_ns for s in seen)
-            self._watermark = max(self._watermark, ref - self.lateness_ns)
+        self._watermark = self.peek(wall)
         return self._watermark
+
+    def peek(self, wall: float) -> int:
+        """What :meth:`watermark` would return at ``wall``, without moving it."""
+        seen = [s for s in self.streams.values() if s.latest_ns != NEVER]
+        if not seen:
+            return self._watermark
+        active = [
+            s.latest_ns
+            for s in seen
+            if s.last_wall is not None and wall - s.last_wall < self.idle_s
+        ]
+        ref = min(active) if active else max(s.latest_ns for s in seen)
+        return max(self._watermark, ref - self.lateness_ns)
 
     def advance(self, to_ns: int) -> int:
         """Move the close frontier forward to ``to_ns`` (never back); returns it."""
@@ -94,16 +100,48 @@ class Deduplicator:
 
     def __init__(self) -> None:
         self._by_second: dict[int, set[Hashable]] = {}
+        self._seconds: list[int] = []  # a heap of the keys of _by_second
 
-    def first_seen(self, keys: Iterable[Hashable], ts_ns: np.ndarray) -> np.ndarray:
+    def first_seen(self, keys: Iterable[Hashable] | np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
         """True where the key is new (and remember it); a repeat, even in the same call,
-        is False."""
-        seconds = (np.asarray(ts_ns, dtype=np.int64) // NS_PER_S).tolist()
+        is False. ``keys``: hashables, or an int64 array (checked a second at a time with
+        set operations: no Python loop over keys unless a second holds a repeat)."""
+        ts_ns = np.asarray(ts_ns, dtype=np.int64)
+        if isinstance(keys, np.ndarray):
+            return self._first_seen_ints(keys, ts_ns)
+        return self._first_seen(keys, (ts_ns // NS_PER_S).tolist())
+
+    def _first_seen_ints(self, keys: np.ndarray, ts_ns: np.ndarray) -> np.ndarray:
+        out = np.ones(keys.size, dtype=bool)
+        if not keys.size:
+            return out
+        seconds = ts_ns // NS_PER_S
+        order = np.argsort(seconds, kind="stable")
+        ordered = seconds[order]
+        cuts = np.flatnonzero(np.diff(ordered)) + 1
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, keys.size].tolist(), strict=True):
+            sec = int(ordered[a])
+            rows = order[a:b]
+            group = keys[rows].tolist()
+            new = set(group)
+            bucket = self._by_second.get(sec)
+            if len(new) == len(group) and (bucket is None or bucket.isdisjoint(new)):
+                if bucket is None:
+                    self._by_second[sec] = new
+                    heapq.heappush(self._seconds, sec)
+                else:
+                    bucket |= new
+            else:
+                out[rows] = self._first_seen(group, [sec] * len(group))
+        return out
+
+    def _first_seen(self, keys: Iterable[Hashable], seconds: list[int]) -> np.ndarray:
         out = np.ones(len(seconds), dtype=bool)
         for i, (key, sec) in enumerate(zip(keys, seconds, strict=True)):
             bucket = self._by_second.get(sec)
             if bucket is None:
                 self._by_second[sec] = {key}
+                heapq.heappush(self._seconds, sec)
             elif key in bucket:
                 out[i] = False
             else:
@@ -115,8 +153,8 @@ class Deduplicator:
         if ts_ns == NEVER:
             return
         cut = ts_ns // NS_PER_S
-        for sec in [s for s in self._by_second if s < cut]:
-            del self._by_second[sec]
+        while self._seconds and self._seconds[0] < cut:
+            del self._by_second[heapq.heappop(self._seconds)]
 
     def __len__(self) -> int:
         return sum(len(b) for b in self._by_second.values())

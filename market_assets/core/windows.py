@@ -300,23 +300,26 @@ def _reduce_slices(
 
 @dataclass
 class _Sample:
-    """One statistic sample: values grouped by window as contiguous slices."""
+    """One statistic sample: per window, the values where ``mask`` holds between the
+    window's bounds ``lo``/``hi`` in the full (time-ordered) columns.
+
+    A window's values are gathered only when asked, so a day's samples never exist as
+    copies side by side: at most one window of one sample is copied at a time (the trades
+    of a 30-minute window are held once, in the buffer, not once per sample)."""
 
     values: np.ndarray
+    mask: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
 
     def window(self, w: int) -> np.ndarray:
-        return self.values[self.lo[w] : self.hi[w]]
+        a, b = int(self.lo[w]), int(self.hi[w])
+        return self.values[a:b][self.mask[a:b]]
 
 
-def _sample(
-    ts: np.ndarray, values: np.ndarray, mask: np.ndarray, starts: np.ndarray, wns: int
-) -> _Sample:
+def _sample(values: np.ndarray, mask: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> _Sample:
     # A non-finite value (never expected for greeks_status "ok") would poison every statistic.
-    mask = mask & np.isfinite(values)
-    lo, hi = _bounds(ts[mask], starts, wns)
-    return _Sample(values[mask], lo, hi)
+    return _Sample(values, mask & np.isfinite(values), lo, hi)
 
 
 def _stock_columns(
@@ -340,7 +343,7 @@ def _stock_columns(
         "underlying_price_low": _reduce_slices(np.minimum, s.price[s.high_low], a, b),
         "underlying_price_close": close,
     }
-    return cols, {"underlying_dollar_value": _sample(s.ts, s.dollar, s.volume, starts, wns)}
+    return cols, {"underlying_dollar_value": _sample(s.dollar, s.volume, lo, hi)}
 
 
 def _fraction(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -359,7 +362,7 @@ def _option_columns(
     put_s, call_s = o.is_put & o.has_s, o.is_call & o.has_s
     put_n, call_n = _count(put_s, lo, hi), _count(call_s, lo, hi)
     # The window's call premium summed in sorted order, like every sample total.
-    premium = _Sample(o.dollar[o.is_call], *_bounds(o.ts[o.is_call], starts, wns))
+    premium = _Sample(o.dollar, o.is_call, lo, hi)
     cols = {
         "call_trades": _count(o.is_call, lo, hi),
         "put_trades": _count(o.is_put, lo, hi),
@@ -372,17 +375,17 @@ def _option_columns(
     }
     ok_call, ok_put = o.is_call & o.ok, o.is_put & o.ok
     samples = {
-        "puts_dadvv": _sample(o.ts, o.dadvv, ok_put, starts, wns),
-        "puts_gadvv": _sample(o.ts, o.gadvv, ok_put, starts, wns),
-        "calls_dadvv": _sample(o.ts, o.dadvv, ok_call, starts, wns),
-        "calls_gadvv": _sample(o.ts, o.gadvv, ok_call, starts, wns),
+        "puts_dadvv": _sample(o.dadvv, ok_put, lo, hi),
+        "puts_gadvv": _sample(o.gadvv, ok_put, lo, hi),
+        "calls_dadvv": _sample(o.dadvv, ok_call, lo, hi),
+        "calls_gadvv": _sample(o.gadvv, ok_call, lo, hi),
     }
     if include_aggression:
         buy, sell = o.side == _BUY, o.side == _SELL
-        samples["calls_dadvv_agg_buy"] = _sample(o.ts, o.dadvv, ok_call & buy, starts, wns)
-        samples["calls_dadvv_agg_sell"] = _sample(o.ts, o.dadvv, ok_call & sell, starts, wns)
-        samples["puts_dadvv_agg_buy"] = _sample(o.ts, o.dadvv, ok_put & buy, starts, wns)
-        samples["puts_dadvv_agg_sell"] = _sample(o.ts, o.dadvv, ok_put & sell, starts, wns)
+        samples["calls_dadvv_agg_buy"] = _sample(o.dadvv, ok_call & buy, lo, hi)
+        samples["calls_dadvv_agg_sell"] = _sample(o.dadvv, ok_call & sell, lo, hi)
+        samples["puts_dadvv_agg_buy"] = _sample(o.dadvv, ok_put & buy, lo, hi)
+        samples["puts_dadvv_agg_sell"] = _sample(o.dadvv, ok_put & sell, lo, hi)
         cols["_unclassified"] = _count(o.side == _UNKNOWN, lo, hi)
     return cols, samples
 

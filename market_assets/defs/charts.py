@@ -158,3 +158,55 @@ def chart_relpath(asset_path: str, partition: str) -> str:
 def save_chart(png: bytes, store: ParquetStore, asset_path: str, partition: str) -> str:
     """Write ``png`` beside the warehouse (:func:`chart_relpath`); returns its URI."""
     return store.write_bytes(chart_relpath(asset_path, partition), png)
+
+
+def reconciliation_chart_png(
+    starts_ns: np.ndarray,
+    window_ns: int,
+    differing: list[tuple[int, int]],
+    gap_starts: list[int],
+    title: str = "",
+    dpi: int = 100,
+) -> bytes:
+    """PNG of the session's windows (``starts_ns``): per window, how many feature columns of
+    prelim are beyond tolerance of final (bars), with the prelim windows that had feed gaps
+    shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.dates as mdates
+    from matplotlib.figure import Figure
+
+    def wallclock(ns: np.ndarray) -> np.ndarray:
+        ts = pa.chunked_array([pa.array(np.asarray(ns, dtype=np.int64), pa.timestamp("ns"))])
+        return _ny_wallclock(ts).to_numpy(zero_copy_only=False).astype("datetime64[ns]")
+
+    starts = np.asarray(starts_ns, dtype=np.int64)
+    counts = np.zeros(len(starts))
+    where = {int(s): i for i, s in enumerate(starts)}
+    for s, n in differing:
+        if s in where:
+            counts[where[s]] = n
+    edges = wallclock(np.append(starts, starts[-1] + window_ns)) if len(starts) else starts
+    fig = Figure(figsize=(10, 3.2), dpi=dpi)
+    ax = fig.add_subplot(1, 1, 1)
+    if len(starts):
+        ax.stairs(
+            counts, edges, fill=True, color="#6a1b9a", alpha=0.7, label="columns beyond tolerance"
+        )
+        step = np.timedelta64(window_ns, "ns")
+        for i, g in enumerate(wallclock(np.asarray(gap_starts, dtype=np.int64))):
+            ax.axvspan(
+                g, g + step, color="#ef6c00", alpha=0.25, label="feed gaps" if i == 0 else None
+            )
+    ax.set_ylabel("columns beyond tolerance")
+    ax.set_xlabel(f"window start ({NEW_YORK_TZ})")
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()

@@ -14,6 +14,7 @@ from market_assets.defs.assets.greeks import build_greeks_asset
 from market_assets.defs.assets.ingest import build_ingest_asset
 from market_assets.defs.assets.quotes import build_quote_assets
 from market_assets.defs.assets.rates import build_treasury_yields_asset
+from market_assets.defs.assets.reconciliation import build_reconciliation_asset
 from market_assets.defs.checks import build_asset_checks
 from market_assets.defs.executor import STEP_EXECUTOR
 from market_assets.defs.io_managers import ParquetIOManager
@@ -26,8 +27,11 @@ from market_assets.defs.sensors import build_new_trading_day_sensor
 from market_assets.settings import Settings, config_path, load_settings
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
-    """Build the graph for ``settings``."""
+def build_definitions(
+    settings: Settings, executor: dg.ExecutorDefinition = STEP_EXECUTOR
+) -> dg.Definitions:
+    """Build the graph for ``settings``; its runs' steps run on ``executor`` (in the run's
+    process by default; ``celery_definitions`` passes dagster-celery's)."""
     partitions = trading_day_partitions(settings.partitions.start_date)
     rate_curve = settings.greeks.risk_free_rate == "curve"  # treasury_yields -> greeks
     assets = [
@@ -53,12 +57,14 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         build_greeks_asset(partitions, rate_curve),
         build_features_assets(list(settings.features.windows), partitions),
         build_live_spec(partitions),
+        build_reconciliation_asset(settings, partitions),
     ]
     all_days = dg.define_asset_job(
         DAILY_FEATURES_JOB,
         selection=dg.AssetSelection.all(),
         description=(
-            "Every asset and its checks for one trading day: ingest, greeks, all feature windows. "
+            "Every asset and its checks for one trading day: ingest, greeks, all feature windows, "
+            "their reconciliation with the live windows (skipped when live did not run). "
             "Backfills run one partition per run (at most two at once: dagster_home/dagster.yaml)."
         ),
     )
@@ -66,7 +72,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         jobs=[all_days],
-        executor=STEP_EXECUTOR,
+        executor=executor,
         asset_checks=build_asset_checks(settings, partitions),
         schedules=[build_daily_schedule(settings, job_name=all_days.name)],
         sensors=[

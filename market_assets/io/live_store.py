@@ -7,36 +7,147 @@ last window start it holds (ns since the epoch). Those names are how a restarted
 knows which windows are on disk: a window is written at most once per day.
 (The batch warehouse's :mod:`market_assets.io.parquet_store` replaces whole partitions;
 live appends one file per close instead.)
+
+When a run ends, :meth:`LiveWindowStore.compact` merges each partition's files into one,
+``day-<a>-<b>.parquet`` (1s windows would otherwise leave 23,400 files a day): written
+under a temporary name and renamed, then the merged files are deleted. A reader listing
+the folder in the moment between the two can see a window twice (``window_start`` is
+unique per window: dedupe on it to be exact); a restart after a crash in that moment
+deletes the leftover ``part-`` files inside a ``day-`` file's range.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-_PART = re.compile(r"^part-(\d+)-(\d+)\.parquet$")
+_PART = re.compile(r"^(part|day)-(\d+)-(\d+)\.parquet$")
+COMPACT_ROW_GROUP = 4096  # rows per row group of a merged file
+# A few rows of many columns: dictionaries and per-column statistics would cost more than
+# the data (window_start's are kept, for readers' filters).
+_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": False,
+    "write_statistics": ["window_start"],
+}
 
 
 def partition_dir(output: Path, window: str, day: dt.date) -> Path:
     return Path(output) / f"window={window}" / f"dt={day.isoformat()}"
 
 
-def _ranges(folder: Path) -> list[tuple[int, int]]:
+def _files(folder: Path) -> list[tuple[int, int, Path]]:
+    """The partition's files as (first, last window start, path), by first start."""
     if not folder.is_dir():
         return []
     out = []
     for p in folder.iterdir():
         m = _PART.match(p.name)
         if m:
-            out.append((int(m.group(1)), int(m.group(2))))
+            out.append((int(m.group(2)), int(m.group(3)), p))
     return sorted(out)
+
+
+def _ranges(folder: Path) -> list[tuple[int, int]]:
+    return [(a, b) for a, b, _ in _files(folder)]
+
+
+READ_BATCH_ROWS = 4_096
+
+
+def live_files(output: Path, window: str, day: dt.date) -> list[Path]:
+    """The day's written files of one window size, in window order (by their first window
+    start). A ``part-`` file inside a merged ``day-`` file's range (a compaction caught
+    between its rename and its deletes) is left out, so no window is read twice."""
+    files = _files(partition_dir(output, window, day))
+    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
+    return [
+        p
+        for a, b, p in files
+        if not (p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged))
+    ]
+
+
+def read_live_partition(
+    output: Path, window: str, day: dt.date, batch_rows: int = READ_BATCH_ROWS
+) -> Iterator[pa.RecordBatch]:
+    """The day's live rows of one window size in ``window_start`` order, in batches of
+    about ``batch_rows`` rows (nothing when live wrote none). Live writes a small file per
+    close until the run compacts them, so the rows of consecutive files are gathered into
+    one batch; memory holds at most one batch more than ``batch_rows``."""
+    held: list[pa.RecordBatch] = []
+    rows = 0
+    for path in live_files(output, window, day):
+        with pq.ParquetFile(path) as f:
+            for batch in f.iter_batches(batch_size=batch_rows):
+                held.append(batch)
+                rows += batch.num_rows
+                if rows >= batch_rows:
+                    yield _one_batch(held)
+                    held, rows = [], 0
+    if held:
+        yield _one_batch(held)
+
+
+def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _finish_compaction(folder: Path) -> None:
+    """Delete ``part-`` files inside a ``day-`` file's range: a compaction stopped between
+    renaming the merged file and deleting what it merged."""
+    files = _files(folder)
+    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
+    for a, b, p in files:
+        if p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged):
+            p.unlink(missing_ok=True)
+
+
+class WrittenRanges:
+    """The window-start ranges ``[first, last]`` of a partition's files: is a window in
+    one? A binary search (files start in order; a restart may add overlapping ones)."""
+
+    def __init__(self, ranges: list[tuple[int, int]] | None = None) -> None:
+        self._index(sorted(ranges or []))
+
+    def _index(self, ranges: list[tuple[int, int]]) -> None:
+        self.ranges = ranges
+        self._starts = [a for a, _ in ranges]
+        self._max_end = []  # the largest last start of ranges[: i + 1]
+        for _, b in ranges:
+            self._max_end.append(max(b, self._max_end[-1]) if self._max_end else b)
+
+    def add(self, first: int, last: int) -> None:
+        if self._starts and first < self._starts[-1]:  # out of order (rare): re-index
+            self._index(sorted([*self.ranges, (first, last)]))
+            return
+        self.ranges.append((first, last))
+        self._starts.append(first)
+        self._max_end.append(max(last, self._max_end[-1]) if self._max_end else last)
+
+    def holds(self, start: int) -> bool:
+        """Whether a range holds ``start``: among the ranges starting at or before it, the
+        one reaching furthest reaches it."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._max_end[i] >= start
+
+    def __bool__(self) -> bool:
+        return bool(self.ranges)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        return self.ranges[i]
 
 
 class LiveWindowStore:
@@ -45,21 +156,29 @@ class LiveWindowStore:
     def __init__(self, output: Path, day: dt.date, windows: list[str]) -> None:
         self.output = Path(output)
         self.day = day
-        self.written = {w: _ranges(partition_dir(self.output, w, day)) for w in windows}
+        for w in windows:
+            _finish_compaction(partition_dir(self.output, w, day))
+        self.written = {
+            w: WrittenRanges(_ranges(partition_dir(self.output, w, day))) for w in windows
+        }
+        self.last_rows = 0  # rows the latest write() put on disk
 
     def last_end_ns(self, window: str, window_ns: int) -> int | None:
         """End of the latest window of this size already on disk (None: nothing yet)."""
         r = self.written.get(window)
-        return r[-1][1] + window_ns if r else None
+        return max(b for _, b in r.ranges) + window_ns if r else None
 
     def is_written(self, window: str, start_ns: int) -> bool:
-        return any(a <= start_ns <= b for a, b in self.written.get(window, ()))
+        r = self.written.get(window)
+        return r is not None and r.holds(start_ns)
 
     def write(self, window: str, rows: pa.Table) -> Path | None:
         """Write the rows (one per window, ``window_start`` ascending) not on disk yet;
-        returns the file, or None when every row was written before."""
+        returns the file, or None when every row was written before (``last_rows``: the
+        rows written)."""
         starts = pc.cast(rows.column("window_start"), pa.int64()).to_pylist()
         keep = [not self.is_written(window, s) for s in starts]
+        self.last_rows = sum(keep)
         if not any(keep):
             return None
         if not all(keep):
@@ -70,12 +189,47 @@ class LiveWindowStore:
         final = folder / f"part-{starts[0]}-{starts[-1]}.parquet"
         tmp = folder / f".tmp-{final.name}"
         with open(tmp, "wb") as f:
-            pq.write_table(rows, f, compression="zstd")
+            pq.write_table(rows, f, **_WRITE_OPTIONS)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        self.written.setdefault(window, []).append((starts[0], starts[-1]))
+        self.written.setdefault(window, WrittenRanges()).add(starts[0], starts[-1])
         return final
+
+    def compact(self) -> dict[str, Path]:
+        """Merge each window size's files of the day into one ``day-<a>-<b>.parquet``
+        (streamed: row groups of up to ``COMPACT_ROW_GROUP`` rows); returns the merged
+        files. Files of differing schemas (runs with other settings) are left as they are."""
+        out = {}
+        for window in self.written:
+            folder = partition_dir(self.output, window, self.day)
+            files = _files(folder)
+            if len(files) < 2:
+                continue
+            schemas = {pq.read_schema(p).remove_metadata() for _, _, p in files}
+            if len(schemas) != 1:
+                continue
+            final = folder / f"day-{files[0][0]}-{max(b for _, b, _ in files)}.parquet"
+            tmp = folder / f".tmp-{final.name}"
+            with open(tmp, "wb") as f:
+                writer = pq.ParquetWriter(f, schemas.pop(), **_WRITE_OPTIONS)
+                pending: list[pa.Table] = []
+                for _, _, p in files:
+                    pending.append(pq.read_table(p))
+                    if sum(t.num_rows for t in pending) >= COMPACT_ROW_GROUP:
+                        writer.write_table(pa.concat_tables(pending))
+                        pending = []
+                if pending:
+                    writer.write_table(pa.concat_tables(pending))
+                writer.close()
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            for _, _, p in files:
+                if p != final:
+                    p.unlink(missing_ok=True)
+            out[window] = final
+        return out
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import logging
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 API_KEY_ENV = "MASSIVE_API_KEY"
@@ -38,6 +40,36 @@ def _seconds(s: str) -> float:
     if not v > 0:
         raise argparse.ArgumentTypeError("expected a positive number of seconds")
     return v
+
+
+def run_stats(pipeline: Any) -> dict[str, Any]:
+    """What ``--stats-json`` writes: the counters, the sustained trades/s and the latency
+    quantiles (seconds) of a finished run."""
+    c = pipeline.counters
+    span = (
+        c.last_frame_done_at - c.first_frame_at
+        if c.first_frame_at is not None and c.last_frame_done_at is not None
+        else None
+    )
+    return {
+        "day": pipeline.day.isoformat(),
+        "frames": c.frames,
+        "stock_trades": c.stock_trades,
+        "option_trades": c.option_trades,
+        "stock_quotes": c.stock_quotes,
+        "option_quotes": c.option_quotes,
+        "late_dropped": c.late_dropped,
+        "duplicates": c.duplicates,
+        "malformed": dict(c.malformed),
+        "rejected": dict(c.rejected),
+        "windows_written": c.windows_written,
+        "windows_skipped": c.windows_skipped,
+        "gaps": c.gaps,
+        "seconds": span,
+        "trades_per_s": c.trades_per_s,
+        "close_latency": c.close_latency.summary(),
+        "queue_wait": c.queue_wait.summary(),
+    }
 
 
 def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> None:  # type: ignore[assignment]
@@ -78,6 +110,11 @@ def add_live_parser(sub: Any, parents: list[argparse.ArgumentParser] = ()) -> No
         help="the terminal view (auto: when stdout is a terminal)",
     )
     p.add_argument("--metrics-port", type=int, help="override realtime.metrics_port (0: off)")
+    p.add_argument(
+        "--stats-json",
+        metavar="PATH",
+        help="at exit, write the run's counts, trades/s and latency quantiles as JSON to PATH",
+    )
     p.set_defaults(func=cmd_live)
 
 
@@ -130,6 +167,8 @@ def cmd_live(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return e.code
     c = pipeline.counters
+    if args.stats_json:
+        Path(args.stats_json).write_text(json.dumps(run_stats(pipeline), indent=2) + "\n")
     rejected = ", ".join(f"{n} {rule}" for rule, n in sorted(c.rejected.items())) or "0"
     print(
         f"live {settings.realtime.symbol} {pipeline.day}: {c.windows_written} windows written "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -134,6 +135,11 @@ class LiveMetrics:
             registry=self.registry,
         )
         self.server: object | None = None
+
+    def observe_closed(self, latencies_s: np.ndarray) -> None:
+        """The close latency of each window written (NaN: closed by the run's end)."""
+        for v in latencies_s[~np.isnan(latencies_s)].tolist():
+            self.close_latency.observe(v)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
         """Start the /metrics endpoint; returns the bound port."""

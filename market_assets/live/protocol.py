@@ -39,14 +39,17 @@ Choices, where the flat file and the feed differ:
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from market_assets.core.option_symbols import parse_option_tickers
 from market_assets.core.schemas import STOCK_TRADES
@@ -281,8 +284,31 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _value(f: WireField, event: dict[str, Any]) -> Any:
-    """The normalised value of field ``f`` in ``event``; ValueError says what is wrong."""
+def _int_bits(typ: pa.DataType) -> int:
+    """Bits of the integers a column holds (its list items' for a list column)."""
+    if pa.types.is_list(typ):
+        typ = typ.value_type
+    return typ.bit_width if pa.types.is_integer(typ) else 64
+
+
+# The integer range of each field's column (an exchange id is an int32, ``q`` an int64).
+_BITS: dict[tuple[str, str], dict[str, int]] = {
+    ch: {f.key: _int_bits(SCHEMAS[ch].field(f.column).type) for f in fs}
+    for ch, fs in FIELDS.items()
+}
+_MAX_MS = (2**63 - 1) // NS_PER_MS
+
+
+def _int_in_range(f: WireField, v: int, bits: int) -> int:
+    limit = _MAX_MS if f.codec == "ms" else 2 ** (bits - 1) - 1
+    if not -limit - 1 <= v <= limit:
+        raise ValueError(f"field {f.key!r}: {v} is out of range")
+    return v
+
+
+def _value(f: WireField, event: dict[str, Any], bits: int = 64) -> Any:
+    """The normalised value of field ``f`` in ``event`` (its column holds ``bits``-bit
+    integers); ValueError says what is wrong."""
     v = event.get(f.key)
     if v is None:
         if f.required:
@@ -296,6 +322,7 @@ def _value(f: WireField, event: dict[str, Any]) -> Any:
     if codec in ("int", "ms", "first_int"):
         if not _is_int(v):
             raise ValueError(f"field {f.key!r}: expected an integer, got {v!r}")
+        v = _int_in_range(f, v, bits)
         return v * NS_PER_MS if codec == "ms" else [v] if codec == "first_int" else v
     if codec == "float":
         if not (_is_int(v) or isinstance(v, float)) or not math.isfinite(v):
@@ -304,6 +331,7 @@ def _value(f: WireField, event: dict[str, Any]) -> Any:
     if codec == "size":
         if not _is_int(v):
             raise ValueError(f"field {f.key!r}: expected an integer, got {v!r}")
+        v = _int_in_range(f, v, 64)
         ds = event.get("ds")
         if ds is None:
             return float(v)
@@ -317,7 +345,7 @@ def _value(f: WireField, event: dict[str, Any]) -> Any:
     if codec == "int_list":
         if not isinstance(v, list) or not all(_is_int(x) for x in v):
             raise ValueError(f"field {f.key!r}: expected a list of integers, got {v!r}")
-        return v or None
+        return [_int_in_range(f, x, bits) for x in v] or None
     raise ValueError(f"unknown codec {codec!r}")  # pragma: no cover
 
 
@@ -326,12 +354,13 @@ def _rows(
 ) -> tuple[pa.RecordBatch, list[tuple[str, dict[str, Any]]]]:
     fields = FIELDS[(market, channel)]
     schema = SCHEMAS[(market, channel)]
+    bits = [_BITS[(market, channel)][f.key] for f in fields]
     columns: dict[str, list[Any]] = {f.column: [] for f in fields}
     bad: list[tuple[str, dict[str, Any]]] = []
     good: list[dict[str, Any]] = []
     for event in events:
         try:
-            values = [_value(f, event) for f in fields]
+            values = [_value(f, event, b) for f, b in zip(fields, bits, strict=True)]
         except ValueError as e:
             bad.append((str(e), event))
             continue
@@ -384,3 +413,153 @@ def decode_events(events: Iterable[dict[str, Any]], market: str) -> Decoded:
     trades, bad_trades = _rows(by_channel["T"], market, "T")
     quotes, bad_quotes = _rows(by_channel["Q"], market, "Q")
     return Decoded(trades, quotes, statuses, unknown, bad_trades + bad_quotes)
+
+
+# --- trade frames -> rows, fast path -----------------------------------------------------
+
+_JSON_TYPES = {
+    "str": pa.string(),
+    "int": pa.int64(),
+    "ms": pa.int64(),
+    "float": pa.float64(),
+    "size": pa.int64(),
+    "int_list": pa.list_(pa.int64()),
+}
+_TRADE_OPENING = b'{"ev":"T",'
+
+
+def _json_schema(market: str) -> pa.Schema:
+    fields = [pa.field("ev", pa.string())]
+    fields += [pa.field(f.key, _JSON_TYPES[f.codec]) for f in FIELDS[(market, "T")]]
+    return pa.schema([*fields, pa.field("ds", pa.string())])
+
+
+class TradeDecoder:
+    """Trade frames of one market decoded by pyarrow's JSON reader: one Arrow batch for
+    several frames, no Python object per event.
+
+    :meth:`decode` takes only what it decodes exactly as :func:`decode_events` would: frames
+    written as the feed writes them (``[{"ev":"T",...},...]``, compact), holding trades only,
+    every field of the expected type and range, required fields present and no ``ds``
+    (fractional size). Anything else (quotes, statuses, a bad event, another spelling)
+    returns None and the caller decodes those frames with :func:`decode_frame` and
+    :func:`decode_events`, which sort out what is wrong event by event. Option contracts
+    are parsed once per contract (kept for the run: a day has thousands).
+    """
+
+    def __init__(self, market: str) -> None:
+        if market not in MARKETS:
+            raise ValueError(f"unknown market {market!r}; expected one of {MARKETS}")
+        self.market = market
+        self.schema = SCHEMAS[(market, "T")]
+        self._parse = pj.ParseOptions(
+            explicit_schema=_json_schema(market), unexpected_field_behavior="ignore"
+        )
+        self._contract_rows: dict[str, int] = {}
+        self._contracts: pa.Table | None = None
+
+    def decode(self, frames: Sequence[str | bytes]) -> tuple[pa.RecordBatch, list[int]] | None:
+        """The trades of ``frames`` in order and the number of events of each frame; None
+        when a frame needs the event-by-event path."""
+        lines, counts = [], []
+        for text in frames:
+            data = text.encode() if isinstance(text, str) else bytes(text)
+            if not (data.startswith(b"[{") and data.endswith(b"}]")):
+                return None
+            body = data[1:-1]
+            n = body.count(b"},{") + 1
+            # A "},{" inside a string splits it across lines: the reader rejects it.
+            if body.count(_TRADE_OPENING) != n:
+                return None
+            lines.append(body.replace(b"},{", b"}\n{"))
+            counts.append(n)
+        data = b"\n".join(lines)
+        # One block: one chunk, parsed on this thread (the event loop's; no pool hand-off).
+        options = pj.ReadOptions(use_threads=False, block_size=1 << max(16, len(data).bit_length()))
+        try:
+            table = pj.read_json(io.BytesIO(data), read_options=options, parse_options=self._parse)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != sum(counts):
+            return None
+        batch = self._rows(table.combine_chunks())
+        return None if batch is None else (batch, counts)
+
+    def _rows(self, t: pa.Table) -> pa.RecordBatch | None:
+        fields = FIELDS[(self.market, "T")]
+        ok = [pc.all(pc.equal(t.column("ev"), "T"))]
+        for f in fields:
+            col = t.column(f.key)
+            if f.required:
+                ok.append(pa.scalar(col.null_count == 0))
+            if f.codec == "str":
+                ok.append(pc.all(pc.greater(pc.utf8_length(col), 0)))
+            elif f.codec == "float":
+                ok.append(pc.all(pc.is_finite(col)))
+        if not all(pc.fill_null(x, True).as_py() for x in ok):
+            return None
+        n = len(t)
+        arrays: dict[str, pa.Array] = {}
+        try:
+            for f in fields:
+                col = t.column(f.key).chunk(0) if n else pa.nulls(0, t.schema.field(f.key).type)
+                typ = self.schema.field(f.column).type
+                if f.codec == "ms":
+                    col = pc.multiply_checked(col, NS_PER_MS).cast(typ)
+                elif f.codec == "size":
+                    col = self._size(col, t.column("ds").chunk(0))
+                    if col is None:
+                        return None
+                elif f.codec == "int_list":
+                    empty = pc.equal(pc.list_value_length(col), 0)
+                    col = pc.if_else(empty, pa.scalar(None, col.type), col).cast(typ)
+                else:
+                    col = col.cast(typ)  # safe casts: an int out of range raises
+                arrays[f.column] = col
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if self.market == "options":
+            parsed = self._parsed(arrays["ticker"])
+            if parsed is None:
+                return None
+            arrays.update(parsed)
+        out = [
+            arrays.get(name, pa.nulls(n, typ))
+            for name, typ in zip(self.schema.names, self.schema.types, strict=True)
+        ]
+        return pa.RecordBatch.from_arrays(out, schema=self.schema)
+
+    @staticmethod
+    def _size(s: pa.Array, ds: pa.Array) -> pa.Array | None:
+        """``s``, or the decimal ``ds`` where sent (None unless ``floor(ds) == s``)."""
+        whole = s.cast(pa.float64())
+        if ds.null_count == len(ds):
+            return whole
+        exact = pc.cast(ds, pa.float64())  # a text that is not a number raises
+        agrees = pc.and_(pc.is_finite(exact), pc.equal(pc.floor(exact), whole))
+        if not pc.fill_null(pc.all(agrees), True).as_py():
+            return None
+        return pc.coalesce(exact, whole)
+
+    def _parsed(self, tickers: pa.Array) -> dict[str, pa.Array] | None:
+        """The contract columns of ``tickers`` (None when one does not parse)."""
+        enc = pc.dictionary_encode(tickers)
+        names = enc.dictionary.to_pylist()
+        new = [s for s in names if s not in self._contract_rows]
+        if new:
+            parsed, ok = parse_option_tickers(pa.array(new, pa.string()))
+            if not pc.all(ok).as_py():
+                return None
+            for s in new:
+                self._contract_rows[s] = len(self._contract_rows)
+            parsed = parsed.combine_chunks()
+            self._contracts = (
+                parsed
+                if self._contracts is None
+                else pa.concat_tables([self._contracts, parsed]).combine_chunks()
+            )
+        assert self._contracts is not None
+        rows = np.array([self._contract_rows[s] for s in names], dtype=np.int64)
+        take = pa.array(rows[enc.indices.to_numpy(zero_copy_only=False)])
+        picked = self._contracts.take(take)
+        return {name: picked.column(name).combine_chunks() for name in picked.column_names}

@@ -48,7 +48,12 @@ log = logging.getLogger("market_assets.live")
 
 API_KEY_ENV = "MASSIVE_API_KEY"
 EXIT_AUTH = 2
-DRAIN_FRAMES = 256  # frames handled between two ticks
+# Frames handled together between two ticks: what arrives within BATCH_WAIT_S of the first
+# (the sockets are read on this loop: taking frames as they come would hand the pipeline
+# one or two at a time), up to DRAIN_BYTES (about 10,000 trades: some tens of ms of work,
+# so a window closes soon after the watermark passes it).
+DRAIN_BYTES = 1 << 20
+BATCH_WAIT_S = 0.01
 MAX_QUOTED_CONTRACTS = 1000  # Massive: option quotes for at most 1,000 contracts per connection
 
 
@@ -122,6 +127,27 @@ def subscription_topics(
     return {"stocks": stocks, "options": options}
 
 
+async def _batch(queue: asyncio.Queue, first: Any) -> list[Any]:
+    """``first`` and the frames that follow it within ``BATCH_WAIT_S``, up to
+    ``DRAIN_BYTES``."""
+    items, size = [first], len(first[3])
+    deadline = time.monotonic() + BATCH_WAIT_S
+    while size < DRAIN_BYTES:
+        if queue.empty():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=left)
+            except TimeoutError:
+                break
+        else:
+            item = queue.get_nowait()
+        items.append(item)
+        size += len(item[3])
+    return items
+
+
 async def run_live(
     settings: Settings,
     api_key: str,
@@ -167,7 +193,9 @@ async def run_live(
         rt.allowed_lateness_s,
         rt.stream_idle_s,
         day,
-        on_closed=lambda c: metrics.close_latency.observe(c.latency_s) if metrics else None,
+        on_closed=lambda c: (
+            metrics.observe_closed(c.latencies_s) if metrics and c.written else None
+        ),
         aggression=f.aggression,
         classify=options.classify,
     )
@@ -223,15 +251,13 @@ async def run_live(
                 item = await asyncio.wait_for(queue.get(), timeout=0.1)
             except TimeoutError:
                 item = None
-            now = time.monotonic()
             if item is not None:
-                items = [item]
-                while len(items) < DRAIN_FRAMES and not queue.empty():
-                    items.append(queue.get_nowait())
-                for market, gen, wall, frame in items:
-                    pipeline.frame(market, frame, wall, gen)
+                items = await _batch(queue, item)
+                now = time.monotonic()
+                pipeline.frames(items, now)
                 last_frame = now
-            pipeline.tick(now)
+            now = time.monotonic()
+            pipeline.tick(now, until_ns)
             for t in tasks:  # a feed that ended with an error (e.g. auth_failed) ends the run
                 if t.done() and not t.cancelled() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
@@ -252,6 +278,8 @@ async def run_live(
                         refresh=True,
                     )
         pipeline.finish(until_ns)
+        for w, path in pipeline.store.compact().items():  # one file per window size and day
+            log.info("%s windows of %s merged into %s", w, day, path.name)
     finally:
         for x in feeds:
             await x.stop()
@@ -265,5 +293,5 @@ async def run_live(
         if metrics is not None:
             metrics.stop()
     c = pipeline.counters
-    log.info(summary_line(c, 0.0))
+    log.info(summary_line(c, c.trades_per_s))
     return pipeline

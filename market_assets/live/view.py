@@ -81,6 +81,7 @@ def render(
         ("server errors", str(sum(c.server_errors.values()))),
         ("queue / pending option trades", f"{queue_depth} frames / {c.pending_options:,}"),
         ("windows written / gaps", f"{c.windows_written:,} / {c.gaps}"),
+        ("window close latency p50 / p99", _latency(c)),
     ):
         stats.add_row(k, v)
     last = Table(title="last closed windows", expand=False)
@@ -106,10 +107,20 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+def _latency(c: LiveCounters) -> str:
+    h = c.close_latency
+    return f"{_ms(h.quantile(0.5))} / {_ms(h.quantile(0.99))}"
+
+
 def summary_line(c: LiveCounters, rate: float) -> str:
     """One line for logs when the view is off."""
     return (
         f"watermark {_et(c.watermark_ns)} trades {c.stock_trades}+{c.option_trades} "
         f"({rate:,.0f}/s) late {c.late_dropped} dup {c.duplicates} "
-        f"malformed {sum(c.malformed.values())} windows {c.windows_written} gaps {c.gaps}"
+        f"malformed {sum(c.malformed.values())} windows {c.windows_written} gaps {c.gaps} "
+        f"close latency p50/p99 {_latency(c)}"
     )

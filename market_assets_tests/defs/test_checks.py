@@ -16,6 +16,7 @@ import pytest
 
 from market_assets.core.calendar import window_ns, window_starts_ns
 from market_assets.core.feature_names import FEATURE_NAMES, IDENTITY_COLUMNS
+from market_assets.core.prelim_final import FINAL, QUALITY_NAMES, with_quality
 from market_assets.defs.checks import features_summary
 from market_assets.defs.checks.features import windows_and_columns_check
 from market_assets.defs.checks.in_step import tickers_parsed_check
@@ -305,7 +306,8 @@ def test_a_full_run_starts_one_step_per_asset_every_check_inside_it(tiny_day):
     assert result.success
     steps = {e.step_key for e in result.all_events if e.step_key}
     quotes = {"stock_quotes", "option_quotes"}
-    assert steps == {"stock_trades", "option_trades", "option_trades_greeks", "features"} | quotes
+    batch = {"stock_trades", "option_trades", "option_trades_greeks", "features"} | quotes
+    assert steps == batch | {"features_reconciliation"}  # skipped: no live output
     evals = evaluations(result)
     assert evals[("features_30m", "windows_and_columns")].passed
     assert evals[("features_30m", "windows_and_columns")].blocking
@@ -364,7 +366,7 @@ def _features_table(day: dt.date, window: str, extra: dict | None = None) -> pa.
     for name in FEATURE_NAMES:
         cols[name] = pa.array(np.linspace(1.0, 2.0, n))
     cols.update(extra or {})
-    return pa.table(cols)
+    return with_quality(pa.table(cols), FINAL)
 
 
 def test_features_check_passes_on_the_contract_and_catches_each_breach(tmp_path):
@@ -377,7 +379,7 @@ def test_features_check_passes_on_the_contract_and_catches_each_breach(tmp_path)
         return _judge_features(store, path, key, "30m")
 
     good = _features_table(DAY, "30m")
-    assert list(good.column_names) == [*IDENTITY_COLUMNS, *FEATURE_NAMES]
+    assert list(good.column_names) == [*IDENTITY_COLUMNS, *FEATURE_NAMES, *QUALITY_NAMES]
     ev = check(good)
     assert ev.passed and ev.metadata["rows"].value == 13
     assert ev.asset_key == dg.AssetKey("features_30m") and ev.check_name == "windows_and_columns"
@@ -386,8 +388,9 @@ def test_features_check_passes_on_the_contract_and_catches_each_breach(tmp_path)
     assert not check(pa.concat_tables([good, good.slice(3, 1)])).passed  # a window twice
     assert not check(good.drop_columns(["puts_dadvv_total"])).passed
     assert not check(good.append_column("surprise", pa.array(np.zeros(13)))).passed
-    reordered = good.select([*IDENTITY_COLUMNS, *reversed(FEATURE_NAMES)])
+    reordered = good.select([*IDENTITY_COLUMNS, *reversed(FEATURE_NAMES), *QUALITY_NAMES])
     assert not check(reordered).passed
+    assert not check(good.drop_columns(["quality"])).passed  # batch rows carry quality
     inf = np.linspace(1.0, 2.0, 13)
     inf[5] = -np.inf
     bad = _features_table(DAY, "30m", {"calls_dadvv_mean": pa.array(inf)})

@@ -30,7 +30,8 @@ def test_module_defs_resolve_every_asset_check_job_schedule_and_sensor():
     settings = load_settings()
     windows = {f"features_{w}" for w in settings.features.windows}
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == INGEST | {"option_trades_greeks", "live_features"} | windows
+    live = {"live_features", "features_reconciliation"}
+    assert keys == INGEST | {"option_trades_greeks"} | live | windows
     job = repo.get_job("daily_features_job")
     in_job = {k.to_user_string() for k in job.asset_layer.asset_graph.get_all_asset_keys()}
     assert in_job - {"live_features"} == keys - {"live_features"}  # live is observed, not run
@@ -83,7 +84,8 @@ def test_feature_windows_come_from_config(project_config):
     config = project_config(features={"windows": ["1h", "2m"]})
     repo = build_definitions(load_settings(config)).get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert {k for k in keys if k.startswith("features_")} == {"features_1h", "features_2m"}
+    windows = {k for k in keys if k.startswith("features_") and k != "features_reconciliation"}
+    assert windows == {"features_1h", "features_2m"}
     assert _check_names(repo)["features_1h"] == {"windows_and_columns"}
     spec = repo.assets_defs_by_key[dg.AssetKey("features_1h")].specs_by_key[
         dg.AssetKey("features_1h")

@@ -23,6 +23,7 @@ from market_assets.settings import load_settings
 DAY = dt.date(2026, 11, 20)
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).parent / "dagster"
+# features_reconciliation runs too (and skips: no live output on a generated day).
 STEPS = {
     "stock_trades",
     "option_trades",
@@ -30,6 +31,7 @@ STEPS = {
     "option_quotes",
     "option_trades_greeks",
     "features",
+    "features_reconciliation",
 }
 
 

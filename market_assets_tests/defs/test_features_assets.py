@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from market_assets.core.prelim_final import FINAL, QUALITY_COLUMNS, with_quality
 from market_assets.core.statistics import StatsOptions
 from market_assets.core.windows import features_for_day, output_schema, window_grid
 from market_assets.defs.assets import features as features_asset
@@ -69,15 +70,13 @@ def _expected(settings, store: ParquetStore, window: str) -> pa.Table:
     options = store.dataset("option_trades_greeks", [KEY]).to_table()
     stats = StatsOptions(f.kde_grid, f.dip_pval_method, f.dip_bootstrap_draws, f.dip_seed)
     rules = load_condition_rules(settings.conditions.rules_file or None)
-    return features_for_day(stock, options, DAY, f.symbol, window, f.session, rules, stats)
+    rows = features_for_day(stock, options, DAY, f.symbol, window, f.session, rules, stats)
+    return with_quality(rows, FINAL)
 
 
 def _stored(store: ParquetStore, window: str) -> pa.Table:
-    return (
-        store.dataset(f"features/symbol=SPY/window={window}", [KEY])
-        .to_table()
-        .cast(output_schema())
-    )
+    schema = pa.schema([*output_schema(), *QUALITY_COLUMNS])
+    return store.dataset(f"features/symbol=SPY/window={window}", [KEY]).to_table().cast(schema)
 
 
 def test_greeks_are_stored_by_underlying_then_time(day) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from market_assets.core.bsm import bsm_price
 from market_assets.core.feature_names import FEATURE_NAMES, IDENTITY_COLUMNS
+from market_assets.core.prelim_final import QUALITY_NAMES
 from market_assets.defs.definitions import build_definitions
 from market_assets.devtools.sample_day import generate_day
 from market_assets.io.parquet_store import ParquetStore
@@ -98,7 +99,10 @@ def test_features_have_one_row_per_window_and_the_exact_columns(materialized):
     settings, store, _ = materialized
     for window, rows in [("1m", 390), ("5m", 78), ("15m", 26), ("30m", 13)]:
         t = store.dataset(f"features/symbol=SPY/window={window}", [DAY.isoformat()]).to_table()
-        assert t.column_names == list(IDENTITY_COLUMNS) + list(FEATURE_NAMES)
+        assert t.column_names == [*IDENTITY_COLUMNS, *FEATURE_NAMES, *QUALITY_NAMES]
+        # Final rows: the same schema as live's prelim ones (core.prelim_final).
+        assert set(t["quality"].to_pylist()) == {"final"}
+        assert set(t["late_dropped"].to_pylist()) == set(t["gaps"].to_pylist()) == {0}
         assert t.num_rows == rows
         assert pc.all(pc.equal(t.column("symbol"), "SPY")).as_py()
         assert pc.sum(t.column("underlying_trades")).as_py() > 0

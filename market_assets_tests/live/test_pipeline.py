@@ -165,3 +165,33 @@ def test_quotes_are_subscribed_for_at_most_1000_contracts_per_connection():
                            f"Q.{contracts[1]}"]  # fmt: skip
     assert subscription_topics("SPY", None, quotes=True)["options"] == ["T.*", "Q.*"]
     assert subscription_topics("SPY", contracts, quotes=False)["stocks"] == ["T.SPY"]
+
+
+def _compact(*events: dict) -> str:
+    """A frame spelt as the feed writes it (the fast decoder takes these)."""
+    return json.dumps(list(events), separators=(",", ":"))
+
+
+def test_frames_taken_together_give_what_frames_one_at_a_time_give(tmp_path):
+    no_q = {k: v for k, v in _stock(T0 + 7, 0).items() if k != "q"}
+    frames = [
+        ("stocks", 1, 1.0, _compact(_stock(T0, 1), _stock(T0 + 1, 2))),
+        ("options", 1, 1.0, _compact(_option(T0 + 2, 1, 13.1), _option(T0 + 2, 1, 13.1))),
+        ("stocks", 1, 1.0, _compact(_stock(T0 + 1, 2), no_q, no_q)),  # a copy; no q, twice
+        ("stocks", 1, 1.0, _frame(_stock(T0 + 3, 3))),  # another spelling: event by event
+        ("options", 1, 1.0, '[{"ev":"T"'),  # invalid JSON
+        ("stocks", 1, 1.0, _compact(_stock(T0 + 5000, 4), _stock(T0 + 3, 3))),
+    ]
+    together, alone = _pipeline(tmp_path / "a"), _pipeline(tmp_path / "b")
+    together.frames(frames, now=1.0)
+    for market, gen, wall, text in frames:
+        alone.frame(market, text, wall, gen)
+    for p in (together, alone):
+        c = p.counters
+        assert (c.stock_trades, c.option_trades, c.duplicates, c.frames) == (5, 1, 4, 6)
+        assert dict(c.malformed) == {"invalid_json": 1}
+        p.finish(_ms(dt.time(10, 1)) * 1_000_000)
+    assert _written(tmp_path / "a").equals(_written(tmp_path / "b"))
+    # The watermark passed the ends of 09:30 .. 09:59 (a close latency each); 10:00 was
+    # closed by the run's end (none).
+    assert together.counters.close_latency.count == 30

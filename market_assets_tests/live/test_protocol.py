@@ -21,6 +21,7 @@ from market_assets.io.source import LocalStore, flat_file_key
 from market_assets.live.protocol import (
     CONNECTED,
     MalformedFrame,
+    TradeDecoder,
     decode_events,
     decode_frame,
     encode_events,
@@ -265,3 +266,80 @@ def test_a_quote_row_that_does_not_parse_is_reported_with_its_line(tmp_path: Pat
                 LocalStore(tmp_path).open(flat_file_key("stock_quotes", DAY)), "stock_quotes"
             )
         )
+
+
+def _both_paths(text: str, market: str) -> pa.RecordBatch | None:
+    """The fast decoder's rows for one frame (None: it declined), checked against the
+    event-by-event path when it took the frame."""
+    fast = TradeDecoder(market).decode([text])
+    if fast is None:
+        return None
+    slow = decode_events(decode_frame(text), market)
+    assert not slow.malformed and not slow.unknown and not slow.quotes.num_rows
+    assert fast[0].equals(slow.trades) and fast[1] == [slow.trades.num_rows]
+    return fast[0]
+
+
+@pytest.mark.parametrize("dataset", ["stock_trades", "option_trades"])
+def test_the_fast_trade_decoder_gives_the_event_by_event_rows(mirror, dataset):
+    market = dataset.split("_")[0].replace("stock", "stocks").replace("option", "options")
+    rows = _read(mirror, dataset)
+    if market == "options":
+        rows = rows.append_column("sequence_number", pa.array(range(1, rows.num_rows + 1)))
+    else:  # a fractional size (sent with "ds") and a trade without conditions
+        size = rows["size"].to_pylist()
+        size[0] = 12.5
+        rows = rows.set_column(rows.schema.get_field_index("size"), "size", pa.array(size))
+    messages = encode_events(rows, market, "T").to_pylist()
+    batch = _both_paths(frame(messages), market)
+    assert batch is not None and batch.num_rows == rows.num_rows
+    # Several frames decode as one batch, in order, with each frame's count.
+    decoder = TradeDecoder(market)
+    many = decoder.decode([frame(messages[:3]), frame(messages[3:10]), frame(messages[10:])])
+    assert many is not None and many[1] == [3, 7, rows.num_rows - 10]
+    assert many[0].equals(batch)
+
+
+GOOD = '{"ev":"T","sym":"SPY","x":4,"p":600.5,"s":10,"t":1763650000123,"q":1}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" + GOOD + ',{"ev":"Q","sym":"SPY","bp":1.0,"ap":1.1,"bs":1,"as":1,"t":1}]',
+        status_frame(CONNECTED),
+        "[" + GOOD + "," + GOOD.replace('"p":600.5,', "") + "]",  # missing price
+        "[" + GOOD.replace("600.5", "NaN") + "]",
+        "[" + GOOD.replace('"x":4', '"x":4.0') + "]",
+        "[" + GOOD.replace('"x":4', '"x":4294967296') + "]",  # not an int32
+        "[" + GOOD.replace('"x":4', '"x":true') + "]",
+        "[" + GOOD.replace('"s":10', '"s":10,"ds":"9.5"') + "]",  # ds does not match s
+        "[" + GOOD.replace('"q":1', '"q":1,"i":"},{"') + "]",  # "},{" inside a string
+        "[" + GOOD + GOOD + "]",  # no comma between the events
+        "[ " + GOOD + " ]",  # spelt otherwise than the feed writes it
+        "[" + GOOD.replace('"sym":"SPY"', '"sym":""') + "]",
+        '[{"ev":"T",' + GOOD[1:],  # "ev" twice
+    ],
+)
+def test_the_fast_decoder_leaves_anything_unusual_to_the_event_by_event_path(text):
+    assert _both_paths(text, "stocks") is None
+
+
+def test_out_of_range_integers_are_bad_fields_not_a_crash():
+    good = json.loads(GOOD)
+    events = [
+        {**good, "x": 2**40},
+        {**good, "t": 2**62},
+        {**good, "c": [2**33]},
+        {**good, "s": 10**400},
+        good,
+    ]
+    decoded = decode_events(events, "stocks")
+    assert decoded.trades.num_rows == 1
+    assert [why for why, _ in decoded.malformed] == [
+        f"field 'x': {2**40} is out of range",
+        f"field 't': {2**62} is out of range",
+        f"field 'c': {2**33} is out of range",
+        f"field 's': {10**400} is out of range",
+    ]
+    assert _both_paths(frame([json.dumps(e) for e in events]), "stocks") is None

@@ -35,6 +35,7 @@ from market_assets.core.implausible_prices import (
     PriceRule,
     implausible_rows,
 )
+from market_assets.core.prelim_final import FINAL, with_quality
 from market_assets.core.statistics import StatsOptions
 from market_assets.defs.charts import (
     chart_markdown,
@@ -171,6 +172,7 @@ def _output(
     f = s.features
     key = features_key(window)
     day = dt.date.fromisoformat(context.partition_key)
+    table = with_quality(table, FINAL)
     check = windows_and_columns_check(window, day, f.session)
     check.selected = dg.AssetCheckKey(dg.AssetKey(key), check.name) in (
         context.selected_asset_check_keys
@@ -210,7 +212,8 @@ def build_features_assets(
             metadata={"window": w},
             description=(
                 f"One row per {w} window of the session for features.symbol: identity columns, "
-                "then FEATURE_NAMES in order (see FEATURES.md)."
+                "then FEATURE_NAMES in order (see FEATURES.md), then quality = final, "
+                "late_dropped = 0, gaps = 0."
             ),
             is_required=False,
         )

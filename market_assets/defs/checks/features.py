@@ -20,6 +20,7 @@ from market_assets.core.feature_names import (
     FEATURE_NAMES,
     IDENTITY_COLUMNS,
 )
+from market_assets.core.prelim_final import QUALITY_NAMES
 from market_assets.core.quality import RowCount
 from market_assets.defs.io_managers import StreamCheck
 from market_assets.settings import Settings
@@ -65,7 +66,10 @@ def features_summary(
     """Rows against the session's windows, the column contract, and infinities."""
     names = dataset.schema.names
     expected_cols = [*IDENTITY_COLUMNS, *FEATURE_NAMES]
-    allowed = (expected_cols, [*expected_cols, *AGGRESSION_FEATURE_NAMES])
+    allowed = (
+        [*expected_cols, *QUALITY_NAMES],
+        [*expected_cols, *AGGRESSION_FEATURE_NAMES, *QUALITY_NAMES],
+    )
     expected = window_starts_ns(day, window_ns(window), session)
     starts_parts: list[np.ndarray] = []
     infinite: Counter[str] = Counter()
@@ -91,7 +95,7 @@ def features_summary(
         duplicate_windows=int(len(starts) - len(unique)),
         columns_ok=names in allowed,
         extra_columns=[c for c in names if c not in allowed[1]],
-        missing_columns=[c for c in expected_cols if c not in names],
+        missing_columns=[c for c in allowed[0] if c not in names],
         infinite=dict(infinite),
     )
 
@@ -134,8 +138,8 @@ def features_check_specs(
                 partitions_def=partitions_def,
                 description=(
                     f"Exactly one row per {w} window of the features.session session, exactly "
-                    "the identity columns + FEATURE_NAMES in order, and no infinities (ERROR, "
-                    "blocking: judged before the rows replace the stored ones)."
+                    "the identity columns + FEATURE_NAMES in order + the quality columns, and no "
+                    "infinities (ERROR, blocking: judged before the rows replace the stored ones)."
                 ),
             )
             for w in windows
