@@ -55,11 +55,12 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/live.py
 
-# The replay server (sample day, 60x real time) and `live` against it, with the terminal view.
+# The replay server (sample day from 09:25 ET, 60x real time, trades and quotes) and `live`
+# against it, with the terminal view.
 LIVE_PORT ?= 8765
 live-demo: sample
-	@$(VENV)/bin/market-assets replay --date $(DEMO_DATE) --speed 60 --port $(LIVE_PORT) \
-		--wait-for stocks,options --no-quotes --api-key demo > data/replay.log 2>&1 & \
+	@$(VENV)/bin/market-assets replay --date $(DEMO_DATE) --speed 60 --start 09:25 --port $(LIVE_PORT) \
+		--wait-for stocks,options --api-key demo > data/replay.log 2>&1 & \
 	trap "kill $$! 2>/dev/null" EXIT; sleep 3; \
 	MASSIVE_API_KEY=demo $(VENV)/bin/market-assets live --date $(DEMO_DATE) --feed 127.0.0.1:$(LIVE_PORT) --insecure \
 		--option-contracts all --until 16:00 --idle-exit 30 --view on
