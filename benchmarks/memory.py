@@ -191,10 +191,20 @@ def _selection(config: Path, asset: str) -> str:
     return ",".join(f"features_{w}" for w in windows)
 
 
-def _prepare_features_inputs(env: dict, log: Path) -> None:
+def _features_inputs(config: Path) -> list[str]:
+    """The assets the features read for this config (quotes and classified trades too when
+    ``features.aggression`` is on)."""
+    cfg = tomllib.loads(config.read_text())
+    assets = ["stock_trades", "option_trades", "option_trades_greeks"]
+    if cfg["features"].get("aggression"):
+        assets += ["stock_quotes", "option_quotes", "option_trades_classified"]
+    return assets
+
+
+def _prepare_features_inputs(env: dict, config: Path, log: Path) -> None:
     """The features' inputs for the day, materialized once before the measured run."""
     cmd = [str(BIN / "market-assets"), "materialize", "--date", str(DAY), "--assets"]
-    cmd += ["stock_trades", "option_trades", "option_trades_greeks"]
+    cmd += _features_inputs(config)
     with log.open("w") as out:
         subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
 
@@ -211,7 +221,7 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     )
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
     if asset == FEATURES:
-        _prepare_features_inputs(env, run_dir / "prepare.log")
+        _prepare_features_inputs(env, config, run_dir / "prepare.log")
     cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", _selection(config, asset)]
     cmd += ["--partition", str(DAY), "-m", "market_assets.defs.definitions"]
     with (run_dir / "run.log").open("w") as log, bench.Stopwatch() as sw:

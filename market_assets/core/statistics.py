@@ -125,6 +125,7 @@ def describe(
             if want & {"skew", "kurtosis"}:
                 m3 = float(np.add.reduce(d2 * d)) / n
                 m4 = float(np.add.reduce(d2 * d2)) / n if "kurtosis" in want else 0.0
+            del d, d2  # a window's sample can be large: not held through the rest
 
     q = None
     if want & {"q1", "q2", "q3", "iqr", "mode"}:
@@ -422,11 +423,24 @@ class _KdePeaks:
         r = max(1, math.ceil(delta_g * _BIN_STEPS_PER_H / h))
         step = delta_g / r
         m = r * (G - 1) + 1
-        pos = (xs - lo) / step
-        k = np.clip(np.floor(pos), 0, m - 2)
-        t = pos - k
-        ki = k.astype(np.intp)
-        c = np.bincount(np.concatenate((ki, ki + 1)), np.concatenate((1.0 - t, t)), minlength=m)
+        # Linear binning: weight 1 - t to bin k, t to bin k + 1. Built in place (the same
+        # numbers, in the same order, as concatenating (k, k + 1) and (1 - t, t)): a 30m
+        # window's sample is about a million values, and each temporary is 8 MB of it.
+        t = np.subtract(xs, lo)
+        t /= step
+        k = np.floor(t)
+        np.clip(k, 0, m - 2, out=k)
+        t -= k
+        bins = np.empty(2 * n, dtype=np.intp)
+        bins[:n] = k
+        del k
+        np.add(bins[:n], 1, out=bins[n:])
+        weights = np.empty(2 * n)
+        np.subtract(1.0, t, out=weights[:n])
+        weights[n:] = t
+        del t
+        c = np.bincount(bins, weights, minlength=m)
+        del bins, weights
         half = math.ceil(_TRUNC * h / step)
         eps = step / h
         u = np.arange(-half, half + 1, dtype=np.float64) * eps
