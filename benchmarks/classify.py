@@ -25,7 +25,7 @@ from market_assets.core.classify import ClassifyParams, QuoteIndex, classify
 from market_assets.core.classify_day import classify_day
 from market_assets.core.nbbo import NbboCarry, nbbo_deltas
 from market_assets.devtools import bench
-from market_assets.io.external_sort import sorted_batches
+from market_assets.io.external_sort import permuted
 from market_assets.io.parquet_store import SCAN_BATCH_ROWS
 
 CONTRACTS, N_QUOTES, N_TRADES = 4_000, 6_000_000, 2_000_000
@@ -157,7 +157,7 @@ def main() -> None:
         with bench.Stopwatch() as sw:
             parts = list(
                 classify_day(
-                    scan, quotes.to_batches(max_chunksize=SCAN_BATCH_ROWS), params, sorted_batches
+                    scan, quotes.to_batches(max_chunksize=SCAN_BATCH_ROWS), params, permuted
                 )
             )
         return {"seconds": sw.seconds, "out": parts}
