@@ -53,6 +53,7 @@ from market_assets.core.classify import (
 
 TRADE_COLUMNS = ["ticker", "sip_timestamp", "price"]
 _VALUES = ("bid", "bid_size", "ask", "ask_size")
+BAD_TS = np.iinfo(np.int64).min  # a bad trade's time in the join (rule 1: never classified)
 OUT_ROWS = 65_536  # rows per chunk handed out by the in-memory permutation
 
 Batches = Iterable[pa.RecordBatch | pa.Table]
@@ -106,18 +107,25 @@ class DayTickers:
     null-ticker count: a trade's rank (its ticker's position; nulls last) orders by ticker."""
 
     def __init__(self, batches: Batches) -> None:
-        counts: dict[str, int] = {}
-        nulls = 0
+        names: list[pa.Array] = [pa.array([], pa.string())]
+        counts: list[np.ndarray] = [np.zeros(0, np.int64)]
+        held = nulls = 0
         for batch in batches:
             col = _array(batch, "ticker").cast(pa.string())
             nulls += col.null_count
-            for d in pc.value_counts(col).to_pylist():
-                if d["values"] is not None:
-                    counts[d["values"]] = counts.get(d["values"], 0) + d["counts"]
-        self.names: list[str] = sorted(counts)
-        self.array = pa.array(self.names, pa.string())
+            vc = pc.value_counts(col.drop_null() if col.null_count else col)
+            names.append(vc.field(0))
+            counts.append(np.asarray(vc.field(1).to_numpy(zero_copy_only=False), np.int64))
+            held += len(vc)
+            if held > 1_000_000:  # fold: memory holds about the distinct tickers
+                names, counts = _summed(names, counts)
+                held = len(names[0])
+        [array], [summed] = _summed(names, counts)
+        order = pc.sort_indices(array)
+        self.array = array.take(order)
+        self.names: list[str] = self.array.to_pylist()
         self._sorted = np.array(self.names, dtype=str) if self.names else np.array([], str)
-        self.counts = np.array([counts[x] for x in self.names] + [nulls], np.int64)
+        self.counts = np.append(summed[order.to_numpy()], nulls).astype(np.int64)
         self.rows = int(self.counts.sum())
         opt = pc.fill_null(pc.starts_with(self.array, "O:"), False)
         self.is_option = np.append(np.asarray(opt.to_numpy(zero_copy_only=False), bool), False)
@@ -125,17 +133,20 @@ class DayTickers:
     def __len__(self) -> int:
         return len(self.names)
 
+    def lookup(self, dictionary: pa.Array) -> np.ndarray:
+        """The rank of each of these distinct tickers (-1: not of the day), then
+        ``len(self)`` (index it with -1 for a null)."""
+        names = np.asarray(dictionary.to_pylist(), dtype=str)
+        if not len(self):
+            return np.append(np.full(len(names), -1, np.int64), 0)
+        at = np.minimum(np.searchsorted(self._sorted, names), len(self) - 1)
+        return np.append(np.where(self._sorted[at] == names, at, -1), len(self)).astype(np.int64)
+
     def ranks(self, tickers: pa.Array) -> np.ndarray:
         """Each row's rank; ``len(self)`` for a null; -1 for a ticker not of the day."""
         encoded = pc.dictionary_encode(tickers.cast(pa.string()))
-        dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
-        lut = np.searchsorted(self._sorted, dictionary) if len(self) else np.zeros(0, np.int64)
-        lut = np.minimum(lut, max(len(self) - 1, 0))
-        ok = (self._sorted[lut] == dictionary) if len(self) else np.zeros(len(lut), bool)
-        lut = np.append(np.where(ok, lut, -1), len(self)).astype(np.int64)
-        idx = encoded.indices
-        codes = np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-        return lut[codes]
+        codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        return self.lookup(encoded.dictionary)[codes]
 
     def bound(self, ticker: str, *, inclusive: bool) -> int:
         """Ranks below the result have tickers < ``ticker`` (<= when ``inclusive``)."""
@@ -144,10 +155,23 @@ class DayTickers:
         return bisect.bisect_left(self.names, ticker)
 
 
-def numbered(batches: Batches, day: DayTickers) -> Iterator[tuple[np.ndarray, Columns]]:
-    """The join's trade columns (``row``: the position in the day, ``ts``, ``price``: NaN
-    for a bad trade) of each batch with its place in ticker order (stable: a ticker's
-    trades keep their row order; the place gives the rank, see :class:`_TradeFeed`)."""
+def _summed(
+    names: list[pa.Array], counts: list[np.ndarray]
+) -> tuple[list[pa.Array], list[np.ndarray]]:
+    """The counts of equal names added up (one array each)."""
+    encoded = pc.dictionary_encode(pa.concat_arrays(names))
+    idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
+    total = np.bincount(idx, np.concatenate(counts), minlength=len(encoded.dictionary))
+    return [encoded.dictionary], [total.astype(np.int64)]
+
+
+def numbered(
+    batches: Batches, day: DayTickers, prices: bool = False
+) -> Iterator[tuple[np.ndarray, Columns]]:
+    """The join's trade columns (``row``: the position in the day, ``ts``: ``BAD_TS`` for
+    a bad trade, ``price`` when ``prices``: the tick rule's) of each batch with its place
+    in ticker order (stable: a ticker's trades keep their row order; the place gives the
+    rank, see :class:`_TradeFeed`)."""
     start = np.concatenate(([0], np.cumsum(day.counts)[:-1]))  # each rank's first place
     seen = np.zeros(len(day.counts), np.int64)
     row = 0
@@ -173,8 +197,10 @@ def numbered(batches: Batches, day: DayTickers) -> Iterator[tuple[np.ndarray, Co
         price = _floats(_array(batch, "price"))
         with np.errstate(invalid="ignore"):
             bad = ~ts_ok | ~(price > 0) | (rank == len(day))
-        price = np.where(bad, np.nan, price)
-        yield dest, {"row": np.arange(row, row + n, dtype=row_type), "ts": ts, "price": price}
+        cols = {"row": np.arange(row, row + n, dtype=row_type), "ts": np.where(bad, BAD_TS, ts)}
+        if prices:
+            cols["price"] = price
+        yield dest, cols
         row += n
     if row != day.rows:
         raise ValueError(
@@ -219,11 +245,13 @@ class _TradeFeed:
         for cols in self._it:
             n = _rows(cols)
             if n:
-                places = np.arange(self._place, self._place + n)
-                self._place += n
-                rank = np.searchsorted(self._ends, places, side="right")
-                with np.errstate(invalid="ignore"):
-                    bad = ~(cols["price"] > 0) | (rank == self._null_rank)
+                lo, hi = self._place, self._place + n
+                self._place = hi
+                first = int(np.searchsorted(self._ends, lo, side="right"))
+                last = int(np.searchsorted(self._ends, hi - 1, side="right"))
+                cut = np.clip(self._ends[first : last + 1], lo, hi)
+                rank = np.repeat(np.arange(first, last + 1), np.diff(np.append(lo, cut)))
+                bad = (cols["ts"] == BAD_TS) | (rank == self._null_rank)
                 return {**cols, "rank": rank, "bad": bad}
         return None
 
@@ -263,6 +291,7 @@ class DayClassifier:
     def __init__(self, params: ClassifyParams | None = None) -> None:
         self.params = params or ClassifyParams()
         self._own = np.zeros(0, np.int64)  # per rank, -1: none (pooled)
+        self._day: DayTickers | None = None
         self._hist = {
             True: _AgeHistogram(self.params.option_staleness),
             False: _AgeHistogram(self.params.equity_staleness),
@@ -279,6 +308,7 @@ class DayClassifier:
         (ticker, sip_timestamp, bid/ask price and size, optional sequence_number) in ticker
         order. Yields the joined columns of each finished ticker with their rows."""
         self._own = np.full(len(day) + 1, -1, np.int64)
+        self._day = day
         feed = _TradeFeed(trades, day)
         pending: Columns | None = None
         best: Columns = _fresh(0)
@@ -336,7 +366,6 @@ class DayClassifier:
         cols = {v: np.where(has, best[v], np.nan) for v in _VALUES}
         cols["nbbo_ts"] = np.where(has, best["ts"], 0)
         cols["state"] = np.where(has, best["state"], -1).astype(np.int8)  # -1: no NBBO
-        cols["own"] = self._own[rank].astype(np.int32)
         if self.params.tick_rule_fallback:
             cols["prev"] = _previous_prices(rank, ts, trades["price"], ~bad, None)
         return trades["row"], cols
@@ -357,7 +386,7 @@ class DayClassifier:
         :meth:`join` output put in row order."""
         rows = _Rows(joined)
         rows.prime()  # a permutation consumes the whole join before its first row
-        if not self._joined:
+        if not self._joined or self._day is None:
             raise RuntimeError("decide() needs the whole join consumed first")
         pooled = self.pooled_limits_us()
         start = 0
@@ -368,7 +397,7 @@ class DayClassifier:
                 raise ValueError(f"fewer joined rows than the trade rows ({start + n:,}+)")
             start += n
             t = TradeInputs.of(batch, self.params)
-            own = j["own"].astype(np.int64)
+            own = np.append(self._own[self._day.lookup(t.tickers)], -1)[t.code]
             limits = np.where(own >= 0, own, np.where(t.is_option, pooled[True], pooled[False]))
             state = j["state"].astype(np.int64)
             nbbo = Nbbo(
@@ -446,12 +475,17 @@ class _Rows:
 
     def take(self, n: int) -> Columns:
         self._fill(n)
-        if not self._buf:
-            return {}
-        cols = concat_columns(self._buf)
-        head, tail = slice_columns(cols, 0, n), slice_columns(cols, n)
-        self._buf, self._n = ([tail] if _rows(tail) else []), _rows(tail)
-        return head
+        parts, got = [], 0
+        while self._buf and got < n:
+            c = self._buf.pop(0)
+            m = _rows(c)
+            if got + m > n:  # split: the rest stays first in line
+                self._buf.insert(0, slice_columns(c, n - got))
+                c, m = slice_columns(c, 0, n - got), n - got
+            parts.append(c)
+            got += m
+        self._n -= got
+        return concat_columns(parts) if parts else {}
 
 
 def _extend(pending: Columns | None, best: Columns, more: Columns) -> tuple[Columns, Columns]:
@@ -498,6 +532,7 @@ def classify_day(
     """
     clf = classifier or DayClassifier(params)
     day = DayTickers(scan(["ticker"]))
-    by_ticker = permute(numbered(scan(TRADE_COLUMNS), day), day.rows)
+    prices = clf.params.tick_rule_fallback
+    by_ticker = permute(numbered(scan(TRADE_COLUMNS), day, prices), day.rows)
     by_row = permute(clf.join(by_ticker, quotes, day), day.rows)
     yield from clf.decide(scan(None), by_row)
