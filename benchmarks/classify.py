@@ -11,8 +11,8 @@ the bare lookup (``QuoteIndex.asof_codes`` on precomputed codes: one numpy
 by time (the join only, its sort not timed). Also the NBBO-delta rate (``nbbo_deltas``
 over the quotes in 128k-row batches, option schema), and the streamed day classifier of the
 ``option_trades_classified`` asset (``classify_day``: trades in stored time order, 64k-row
-batches as the asset scans them, the quotes streamed once, the two external sorts on disk),
-checked equal to the one-call result.
+batches as the asset scans them, the quotes streamed once, the two permutations through
+bucket files on disk as in the asset), checked equal to the one-call result.
 """
 
 from __future__ import annotations
