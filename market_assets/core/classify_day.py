@@ -130,12 +130,17 @@ class DayTickers:
         opt = pc.fill_null(pc.starts_with(self.array, "O:"), False)
         self.is_option = np.append(np.asarray(opt.to_numpy(zero_copy_only=False), bool), False)
 
+    hash_below = 100_000  # up to this many tickers a lookup hashes them; else binary search
+
     def __len__(self) -> int:
         return len(self.names)
 
     def lookup(self, dictionary: pa.Array) -> np.ndarray:
         """The rank of each of these distinct tickers (-1: not of the day), then
         ``len(self)`` (index it with -1 for a null)."""
+        if len(self) <= self.hash_below:  # a hash set of the day's tickers is cheap to build
+            at = pc.index_in(dictionary, value_set=self.array).fill_null(-1)
+            return np.append(np.asarray(at.to_numpy(zero_copy_only=False), np.int64), len(self))
         names = np.asarray(dictionary.to_pylist(), dtype=str)
         if not len(self):
             return np.append(np.full(len(names), -1, np.int64), 0)

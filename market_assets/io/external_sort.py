@@ -193,10 +193,10 @@ def permuted(
     """Numeric columns put at their destination positions (``chunks``: destinations and
     columns, every position of 0..n-1 exactly once), handed out in position order.
 
-    A one-pass distribution on disk: each chunk's rows are appended to the bucket file of
-    their position range (``bucket_rows`` positions, at most ``max_buckets`` files), column
-    after column, then each bucket is read back and its rows scattered into place. No
-    comparison sort; memory holds one bucket.
+    A one-pass distribution on disk: the rows, gathered a bucket's worth at a time, are
+    appended to the bucket file of their position range (``bucket_rows`` positions, at
+    most ``max_buckets`` files), column after column, then each bucket is read back and
+    its rows scattered into place. No comparison sort; memory holds about two buckets.
     """
     size = max(bucket_rows, -(-n // max_buckets), 1)
     if size >= 2**31:
@@ -207,28 +207,41 @@ def permuted(
     with tempfile.TemporaryDirectory(prefix="market-assets-permute-", dir=tmp_dir) as folder:
         paths = [os.path.join(folder, f"b{i:04d}") for i in range(n_buckets)]
         files = [open(p, "wb") for p in paths]  # noqa: SIM115 (closed below)
+
+        def spill(parts: list[dict[str, np.ndarray]]) -> None:
+            """Append the gathered rows (a bucket's worth at most) to their bucket files."""
+            run = {k: np.concatenate([p[k] for p in parts]) for k in dtypes}
+            bucket = run["dest"] // size
+            if n_buckets > 1:
+                order = np.argsort(bucket.astype(np.int16), kind="stable")  # radix
+                bucket = bucket[order]
+                run = {k: v[order] for k, v in run.items()}
+            run["dest"] -= bucket * size  # stored as int32 offsets into the bucket
+            edges = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+            for a, b in zip(edges, np.append(edges[1:], len(bucket)), strict=True):
+                i = int(bucket[a])
+                for k, t in dtypes.items():
+                    np.ascontiguousarray(run[k][a:b], t).tofile(files[i])
+                segments[i].append(int(b - a))
+
         try:
+            gathered: list[dict[str, np.ndarray]] = []
+            rows = 0
             for dest, cols in chunks:
                 if not len(dest):
                     continue
                 dest = np.asarray(dest, np.int64)
-                if not dtypes:  # destinations stored as int32 offsets into their bucket
+                if not dtypes:
                     dtypes = {"dest": np.dtype(np.int32), **{k: v.dtype for k, v in cols.items()}}
                 if dest.min() < 0 or dest.max() >= n:
                     raise ValueError(f"a destination outside 0..{n - 1:,}")
-                parts = {"dest": dest.copy(), **cols}
-                bucket = dest // size
-                if n_buckets > 1:
-                    order = np.argsort(bucket.astype(np.int16), kind="stable")  # radix
-                    bucket = bucket[order]
-                    parts = {k: v[order] for k, v in parts.items()}
-                edges = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
-                for a, b in zip(edges, np.append(edges[1:], len(bucket)), strict=True):
-                    i = int(bucket[a])
-                    parts["dest"][a:b] -= i * size
-                    for k in dtypes:
-                        np.ascontiguousarray(parts[k][a:b], dtypes[k]).tofile(files[i])
-                    segments[i].append(int(b - a))
+                gathered.append({"dest": dest, **cols})
+                rows += len(dest)
+                if rows >= size:
+                    spill(gathered)
+                    gathered, rows = [], 0
+            if gathered:
+                spill(gathered)
         finally:
             for f in files:
                 f.close()

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from market_assets.core.classify import ClassifyParams, classify_table
-from market_assets.core.classify_day import classify_day, permute_in_memory
+from market_assets.core.classify_day import DayTickers, classify_day, permute_in_memory
 from market_assets.io.external_sort import permuted
 from market_assets_tests.core.test_classify import generated_day
 
@@ -52,8 +52,11 @@ def test_a_missing_or_stray_position_is_an_error(tmp_path):
     assert list(permuted([], 0)) == []
 
 
-@pytest.mark.parametrize("tick_rule", [False, True])
-def test_a_streamed_day_through_bucket_files_equals_the_whole_day(tmp_path, tick_rule):
+@pytest.mark.parametrize("tick_rule,hash_below", [(False, 100_000), (True, 0)])
+def test_a_streamed_day_through_bucket_files_equals_the_whole_day(
+    tmp_path, monkeypatch, tick_rule, hash_below
+):
+    monkeypatch.setattr(DayTickers, "hash_below", hash_below)  # 0: tickers by binary search
     q, t = generated_day(seed=11)
     q = q.sort_by([("ticker", "ascending")])
     params = ClassifyParams(tick_rule_fallback=tick_rule)
