@@ -4,16 +4,16 @@
 The result equals :func:`market_assets.core.classify.classify_table` on the whole day (same
 rows, same order, same columns) without holding the day's quotes, in two streamed passes:
 
-1. **Join** (:meth:`DayClassifier.join`): the trades (ticker rank, SIP time, price, row)
+1. **Join** (:meth:`DayClassifier.join`): the trades (ticker rank, SIP time, row)
    put in ticker order, merged with the quotes in ticker order (the order of the flat
    files and of the stored deltas). For each quote batch the trades of its tickers look up
    the NBBO in force in that batch; a ticker whose quotes span batches keeps the latest
    found by (SIP time, sequence number), the later batch winning a tie, which is what one
    index over the whole day gives. Once the quotes are past a ticker, its trades (all of
    them: the trades are in ticker order) are emitted as numeric rows (the NBBO in force,
-   the previous trade's price for the tick rule, the ticker's own adaptive limit) bound
-   for their row; the ages go into a per-kind histogram (whole microseconds, the
-   resolution of the limit) for the pooled limit.
+   the previous trade's price for the tick rule) bound for their row; the ticker's own
+   adaptive limit is recorded by rank and the ages go into a per-kind histogram (whole
+   microseconds, the resolution of the limit) for the pooled limit.
 2. **Decide** (:meth:`DayClassifier.decide`): the trades again in day order beside the
    joined rows put back in row order: the rules (:func:`market_assets.core.classify.decide`)
    with the final limits (a ticker's own, or its kind's pooled one).
