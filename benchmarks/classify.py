@@ -11,8 +11,8 @@ the bare lookup (``QuoteIndex.asof_codes`` on precomputed codes: one numpy
 by time (the join only, its sort not timed). Also the NBBO-delta rate (``nbbo_deltas``
 over the quotes in 128k-row batches, option schema), and the streamed day classifier of the
 ``option_trades_classified`` asset (``classify_day``: trades in stored time order, 64k-row
-batches as the asset scans them, the quotes streamed once, the two external sorts on disk),
-checked equal to the one-call result.
+batches as the asset scans them, the quotes streamed once, the two permutations through
+bucket files on disk as in the asset), checked equal to the one-call result.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from market_assets.core.classify import ClassifyParams, QuoteIndex, classify
 from market_assets.core.classify_day import classify_day
 from market_assets.core.nbbo import NbboCarry, nbbo_deltas
 from market_assets.devtools import bench
-from market_assets.io.external_sort import sorted_batches
+from market_assets.io.external_sort import permuted
 from market_assets.io.parquet_store import SCAN_BATCH_ROWS
 
 CONTRACTS, N_QUOTES, N_TRADES = 4_000, 6_000_000, 2_000_000
@@ -157,7 +157,7 @@ def main() -> None:
         with bench.Stopwatch() as sw:
             parts = list(
                 classify_day(
-                    scan, quotes.to_batches(max_chunksize=SCAN_BATCH_ROWS), params, sorted_batches
+                    scan, quotes.to_batches(max_chunksize=SCAN_BATCH_ROWS), params, permuted
                 )
             )
         return {"seconds": sw.seconds, "out": parts}

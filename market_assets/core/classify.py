@@ -138,11 +138,21 @@ class QuoteIndex:
     file's, or deltas written from one) are not sorted again.
     """
 
-    def __init__(self, quotes: pa.Table | pa.RecordBatch):
-        tickers = _array(quotes, "ticker").cast(pa.string())
-        encoded = pc.dictionary_encode(tickers)
-        self.tickers = encoded.dictionary
-        code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+    def __init__(
+        self,
+        quotes: pa.Table | pa.RecordBatch,
+        tickers: pa.Array | None = None,
+        codes: np.ndarray | None = None,
+    ):
+        """``tickers`` and ``codes`` (each row's code into ``tickers``, -1: skip the row),
+        when given, stand for the ``ticker`` column (no string encoding)."""
+        if codes is None:
+            encoded = pc.dictionary_encode(_array(quotes, "ticker").cast(pa.string()))
+            self.tickers = encoded.dictionary
+            code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
+        else:
+            self.tickers = tickers if tickers is not None else pa.array([], pa.string())
+            code = np.asarray(codes, np.int64)
         ts, ts_ok = _ns(_array(quotes, "sip_timestamp"))
         if "sequence_number" in quotes.column_names:
             seq = np.asarray(
@@ -157,16 +167,19 @@ class QuoteIndex:
         rows = None if usable.all() else np.flatnonzero(usable)
         if rows is not None:
             code, ts, seq = code[rows], ts[rows], seq[rows]
+        self._base = int(code.min()) if len(code) else 0
+        width = (int(code.max()) - self._base + 1) if len(code) else 1
+        self._width = width
         self._tmin = int(ts.min()) if len(ts) else 0
         span = (int(ts.max()) - self._tmin + 2) if len(ts) else 2
-        if (len(self.tickers) + 1) * span < 2**62:
+        if (width + 1) * span < 2**62:
             self.times = None
             self._span = span
-            key = code * span + (ts - self._tmin)
+            key = (code - self._base) * span + (ts - self._tmin)
         else:
             self.times = np.unique(ts)
             self._span = len(self.times) + 1
-            key = code * self._span + np.searchsorted(self.times, ts)
+            key = (code - self._base) * self._span + np.searchsorted(self.times, ts)
         if len(key) > 1 and not _in_order(key, seq):
             order = np.lexsort((seq, key))  # stable: full ties keep row order
             key, code, ts, seq = key[order], code[order], ts[order], seq[order]
@@ -202,7 +215,8 @@ class QuoteIndex:
             rel = np.clip(ts_ns - self._tmin, -1, self._span - 2)
         else:
             rel = np.searchsorted(self.times, ts_ns, side="right") - 1
-        pos = np.searchsorted(self.key, code * self._span + rel, side="right") - 1
+        packed = np.clip(code - self._base, -1, self._width) * self._span + rel
+        pos = np.searchsorted(self.key, packed, side="right") - 1
         found = (code >= 0) & (pos >= 0)
         found[found] = self.code[pos[found]] == code[found]
         return np.where(found, pos, -1)

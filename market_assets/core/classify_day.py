@@ -4,28 +4,33 @@
 The result equals :func:`market_assets.core.classify.classify_table` on the whole day (same
 rows, same order, same columns) without holding the day's quotes, in two streamed passes:
 
-1. **Join** (:meth:`DayClassifier.join`): the trades, numbered with their row in the day
-   (``ROW``) and sorted by ticker, merged with the quotes in ticker order (the order of the
-   flat files and of the stored deltas). For each quote batch the trades of its tickers
-   look up the NBBO in force in that batch; a ticker whose quotes span batches keeps the
-   latest found by (SIP time, sequence number), the later batch winning a tie, which is
-   what one index over the whole day gives. Once the quotes are past a ticker, its trades
-   (all of them: the trades are in ticker order) are emitted as narrow rows (row, the NBBO
-   in force, the previous trade's price for the tick rule); the ticker's own adaptive
-   limit is recorded and its ages go into a per-kind histogram (whole microseconds, the
-   resolution of the limit) for the pooled limit.
+1. **Join** (:meth:`DayClassifier.join`): the trades (ticker rank, SIP time, row)
+   put in ticker order, merged with the quotes in ticker order (the order of the flat
+   files and of the stored deltas). For each quote batch the trades of its tickers look up
+   the NBBO in force in that batch; a ticker whose quotes span batches keeps the latest
+   found by (SIP time, sequence number), the later batch winning a tie, which is what one
+   index over the whole day gives. Once the quotes are past a ticker, its trades (all of
+   them: the trades are in ticker order) are emitted as numeric rows (the NBBO in force,
+   the previous trade's price for the tick rule) bound for their row; the ticker's own
+   adaptive limit is recorded by rank and the ages go into a per-kind histogram (whole
+   microseconds, the resolution of the limit) for the pooled limit.
 2. **Decide** (:meth:`DayClassifier.decide`): the trades again in day order beside the
    joined rows put back in row order: the rules (:func:`market_assets.core.classify.decide`)
    with the final limits (a ticker's own, or its kind's pooled one).
 
-Between the two the caller sorts (``sort``: in memory here, an external merge sort in the
-asset), so memory holds a quote batch, the trades of its tickers and the sorts' buffers.
+Both reorderings are permutations known in advance (a counting sort: the day's count per
+ticker gives each trade its place in ticker order; the join's rows go back to their row),
+done by the caller's ``permute`` (in memory here; bucket files on disk in the asset), so
+memory holds a quote batch, the trades of its tickers and the permutation's buffers. Only
+numbers are reordered: the quotes' tickers are matched by run (they are in ticker order)
+and the trades' by the rank of their ticker among the day's, never row by row as strings.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -37,80 +42,175 @@ from market_assets.core.classify import (
     QuoteIndex,
     Staleness,
     TradeInputs,
-    _filled,
+    _array,
+    _floats,
+    _ns,
     _previous_prices,
     age_cap_ns,
     decide,
     own_limits_us,
 )
-from market_assets.core.schemas import TS
 
-ROW = "_row"
-RANK = "_ticker_rank"  # the ticker's rank among the day's tickers: an integer sort key
 TRADE_COLUMNS = ["ticker", "sip_timestamp", "price"]
-NARROW_TRADES = pa.schema(
-    [
-        ("ticker", pa.string()),
-        ("sip_timestamp", TS),
-        ("price", pa.float64()),
-        (ROW, pa.int64()),
-        (RANK, pa.int32()),
-    ]
-)
-JOINED = pa.schema(
-    [
-        (ROW, pa.int64()),
-        ("nbbo_bid", pa.float64()),
-        ("nbbo_bid_size", pa.float64()),
-        ("nbbo_ask", pa.float64()),
-        ("nbbo_ask_size", pa.float64()),
-        ("nbbo_ts", pa.int64()),  # null: no NBBO in force
-        ("nbbo_state", pa.int8()),  # core.nbbo state code, -1 without NBBO
-        ("prev_price", pa.float64()),  # the tick rule's previous price (NaN: none)
-    ]
-)
 _VALUES = ("bid", "bid_size", "ask", "ask_size")
+BAD_TS = np.iinfo(np.int64).min  # a bad trade's time in the join (rule 1: never classified)
+OUT_ROWS = 65_536  # rows per chunk handed out by the in-memory permutation
 
 Batches = Iterable[pa.RecordBatch | pa.Table]
 Scan = Callable[[list[str] | None], Batches]
-Sorter = Callable[[Iterable[pa.RecordBatch], pa.Schema, Sequence[str]], Iterable[pa.RecordBatch]]
+Columns = dict[str, np.ndarray]
+# ``permute(chunks, n)``: chunks of (destination positions, columns) covering 0..n-1 once;
+# yields the columns in destination order, consecutive chunks from position 0.
+Permuter = Callable[[Iterable[tuple[np.ndarray, Columns]], int], Iterable[Columns]]
 
 
 class NotInTickerOrder(ValueError):
     """A stream the join needs in ticker order is not."""
 
 
-def sort_in_memory(
-    batches: Iterable[pa.RecordBatch], schema: pa.Schema, keys: Sequence[str]
-) -> Iterator[pa.RecordBatch]:
-    """A stable sort of the whole stream in memory (tests, small days)."""
-    table = pa.Table.from_batches(list(batches), schema=schema)
-    yield from table.sort_by([(k, "ascending") for k in keys]).to_batches()
+def permute_in_memory(chunks: Iterable[tuple[np.ndarray, Columns]], n: int) -> Iterator[Columns]:
+    """The permutation in memory (tests, small days)."""
+    out: Columns | None = None
+    filled = 0
+    for dest, cols in chunks:
+        if out is None:
+            out = {k: np.empty(n, v.dtype) for k, v in cols.items()}
+        for k, v in cols.items():
+            out[k][dest] = v
+        filled += len(dest)
+    if filled != n:
+        raise ValueError(f"{filled:,} rows to put in order, expected {n:,}")
+    if out is None:
+        return
+    for start in range(0, n, OUT_ROWS):
+        yield {k: v[start : start + OUT_ROWS] for k, v in out.items()}
 
 
-def day_tickers(batches: Batches) -> pa.Array:
-    """The distinct tickers of a stream of ``ticker`` batches, in ascending order."""
-    seen: set[str] = set()
-    for batch in batches:
-        seen.update(pc.unique(batch.column("ticker")).drop_null().to_pylist())
-    return pa.array(sorted(seen), pa.string())
+def concat_columns(parts: list[Columns]) -> Columns:
+    """Column-wise concatenation of column dicts with the same keys."""
+    if len(parts) == 1:
+        return parts[0]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def slice_columns(cols: Columns, start: int, stop: int | None = None) -> Columns:
+    """Rows ``start:stop`` of every column."""
+    return {k: v[start:stop] for k, v in cols.items()}
+
+
+def _rows(cols: Columns) -> int:
+    return len(next(iter(cols.values()))) if cols else 0
+
+
+class DayTickers:
+    """The day's distinct trade tickers in ascending order, their trade counts and the
+    null-ticker count: a trade's rank (its ticker's position; nulls last) orders by ticker."""
+
+    def __init__(self, batches: Batches) -> None:
+        names: list[pa.Array] = [pa.array([], pa.string())]
+        counts: list[np.ndarray] = [np.zeros(0, np.int64)]
+        held = nulls = 0
+        for batch in batches:
+            col = _array(batch, "ticker").cast(pa.string())
+            nulls += col.null_count
+            vc = pc.value_counts(col.drop_null() if col.null_count else col)
+            names.append(vc.field(0))
+            counts.append(np.asarray(vc.field(1).to_numpy(zero_copy_only=False), np.int64))
+            held += len(vc)
+            if held > 1_000_000:  # fold: memory holds about the distinct tickers
+                names, counts = _summed(names, counts)
+                held = len(names[0])
+        [array], [summed] = _summed(names, counts)
+        order = pc.sort_indices(array)
+        self.array = array.take(order)
+        self.names: list[str] = self.array.to_pylist()
+        self._sorted = np.array(self.names, dtype=str) if self.names else np.array([], str)
+        self.counts = np.append(summed[order.to_numpy()], nulls).astype(np.int64)
+        self.rows = int(self.counts.sum())
+        opt = pc.fill_null(pc.starts_with(self.array, "O:"), False)
+        self.is_option = np.append(np.asarray(opt.to_numpy(zero_copy_only=False), bool), False)
+
+    hash_below = 100_000  # up to this many tickers a lookup hashes them; else binary search
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def lookup(self, dictionary: pa.Array) -> np.ndarray:
+        """The rank of each of these distinct tickers (-1: not of the day), then
+        ``len(self)`` (index it with -1 for a null)."""
+        if len(self) <= self.hash_below:  # a hash set of the day's tickers is cheap to build
+            at = pc.index_in(dictionary, value_set=self.array).fill_null(-1)
+            return np.append(np.asarray(at.to_numpy(zero_copy_only=False), np.int64), len(self))
+        names = np.asarray(dictionary.to_pylist(), dtype=str)
+        if not len(self):
+            return np.append(np.full(len(names), -1, np.int64), 0)
+        at = np.minimum(np.searchsorted(self._sorted, names), len(self) - 1)
+        return np.append(np.where(self._sorted[at] == names, at, -1), len(self)).astype(np.int64)
+
+    def ranks(self, tickers: pa.Array) -> np.ndarray:
+        """Each row's rank; ``len(self)`` for a null; -1 for a ticker not of the day."""
+        encoded = pc.dictionary_encode(tickers.cast(pa.string()))
+        codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        return self.lookup(encoded.dictionary)[codes]
+
+    def bound(self, ticker: str, *, inclusive: bool) -> int:
+        """Ranks below the result have tickers < ``ticker`` (<= when ``inclusive``)."""
+        if inclusive:
+            return bisect.bisect_right(self.names, ticker)
+        return bisect.bisect_left(self.names, ticker)
+
+
+def _summed(
+    names: list[pa.Array], counts: list[np.ndarray]
+) -> tuple[list[pa.Array], list[np.ndarray]]:
+    """The counts of equal names added up (one array each)."""
+    encoded = pc.dictionary_encode(pa.concat_arrays(names))
+    idx = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), np.int64)
+    total = np.bincount(idx, np.concatenate(counts), minlength=len(encoded.dictionary))
+    return [encoded.dictionary], [total.astype(np.int64)]
 
 
 def numbered(
-    batches: Batches, tickers: pa.Array, columns: Sequence[str] = TRADE_COLUMNS
-) -> Iterator[pa.RecordBatch]:
-    """``columns`` of each batch with ``ROW`` (the row's position in the whole stream) and
-    ``RANK`` (its ticker's position in ``tickers``, the sorted distinct tickers: sorting
-    by it is sorting by ticker, on integers)."""
-    start = 0
+    batches: Batches, day: DayTickers, prices: bool = False
+) -> Iterator[tuple[np.ndarray, Columns]]:
+    """The join's trade columns (``row``: the position in the day, ``ts``: ``BAD_TS`` for
+    a bad trade, ``price`` when ``prices``: the tick rule's) of each batch with its place
+    in ticker order (stable: a ticker's trades keep their row order; the place gives the
+    rank, see :class:`_TradeFeed`)."""
+    start = np.concatenate(([0], np.cumsum(day.counts)[:-1]))  # each rank's first place
+    seen = np.zeros(len(day.counts), np.int64)
+    row = 0
+    row_type = np.int32 if day.rows < 2**31 else np.int64
     for batch in batches:
         n = batch.num_rows
-        cols = [batch.column(c) for c in columns]
-        cols.append(pa.array(np.arange(start, start + n, dtype=np.int64)))
-        cols.append(pc.index_in(batch.column("ticker"), value_set=tickers).cast(pa.int32()))
-        table = pa.Table.from_arrays(cols, names=[*columns, ROW, RANK])
-        yield from table.cast(NARROW_TRADES).to_batches()
-        start += n
+        if not n:
+            continue
+        rank = day.ranks(_array(batch, "ticker"))
+        if (rank < 0).any():
+            raise ValueError("the trades changed between the passes (a ticker not seen before)")
+        packed = np.sort(rank * n + np.arange(n))  # by rank, then row: stable
+        order, r = packed % n, packed // n
+        first = np.flatnonzero(np.concatenate(([True], r[1:] != r[:-1])))
+        size = np.diff(np.append(first, n))
+        within = np.arange(n) - np.repeat(first, size)
+        dest = np.empty(n, np.int64)
+        dest[order] = start[r] + seen[r] + within
+        seen[r[first]] += size
+        if (seen > day.counts).any():
+            raise ValueError("the trades changed between the passes (more rows than counted)")
+        ts, ts_ok = _ns(_array(batch, "sip_timestamp"))
+        price = _floats(_array(batch, "price"))
+        with np.errstate(invalid="ignore"):
+            bad = ~ts_ok | ~(price > 0) | (rank == len(day))
+        cols = {"row": np.arange(row, row + n, dtype=row_type), "ts": np.where(bad, BAD_TS, ts)}
+        if prices:
+            cols["price"] = price
+        yield dest, cols
+        row += n
+    if row != day.rows:
+        raise ValueError(
+            f"the trades changed between the passes: {row:,} rows, {day.rows:,} counted"
+        )
 
 
 class _AgeHistogram:
@@ -135,83 +235,59 @@ class _AgeHistogram:
         return self.policy.limit_us(q_us * 1000)
 
 
-def _strings(col: pa.Array | pa.ChunkedArray) -> pa.Array:
-    col = col.cast(pa.string())
-    if isinstance(col, pa.ChunkedArray):
-        return col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
-    return col
-
-
-def _check_order(tickers: pa.Array, after: str | None, what: str) -> None:
-    """Raise unless ``tickers`` (nulls last) ascend and start at or after ``after``."""
-    valid = tickers.drop_null()
-    if len(valid) and after is not None and valid[0].as_py() < after:
-        raise NotInTickerOrder(f"{what} are not in ticker order: {valid[0]} after {after!r}")
-    if tickers.null_count and len(valid) and tickers[len(valid) - 1].as_py() is None:
-        raise NotInTickerOrder(f"{what} are not in ticker order: a null ticker before {valid[-1]}")
-    if len(valid) > 1:
-        down = pc.less(valid.slice(1), valid.slice(0, len(valid) - 1))
-        if pc.any(down).as_py():
-            i = int(np.flatnonzero(down.to_numpy(zero_copy_only=False))[0])
-            raise NotInTickerOrder(
-                f"{what} are not in ticker order: {valid[i + 1]} after {valid[i]}"
-            )
-
-
 class _TradeFeed:
-    """Narrow trades in ticker order, handed out up to a ticker."""
+    """The numbered trades in ticker order (their place gives their ``rank``; ``bad``:
+    the rows the rules call bad trades), handed out up to a rank."""
 
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
-        self._it = iter(batches)
-        self._head: pa.Table | None = None
-        self._last: str | None = None
-        self._last_rank: int | None = None
+    def __init__(self, chunks: Iterable[Columns], day: DayTickers) -> None:
+        self._it = iter(chunks)
+        self._head: Columns | None = None
+        self._ends = np.cumsum(day.counts)  # one past each rank's last place
+        self._null_rank = len(day)
+        self._place = 0
 
-    def _next(self) -> pa.Table | None:
-        for batch in self._it:
-            if batch.num_rows:
-                table = (
-                    pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-                )
-                self._check(table)
-                return table
+    def _next(self) -> Columns | None:
+        for cols in self._it:
+            n = _rows(cols)
+            if n:
+                lo, hi = self._place, self._place + n
+                self._place = hi
+                first = int(np.searchsorted(self._ends, lo, side="right"))
+                last = int(np.searchsorted(self._ends, hi - 1, side="right"))
+                cut = np.clip(self._ends[first : last + 1], lo, hi)
+                rank = np.repeat(np.arange(first, last + 1), np.diff(np.append(lo, cut)))
+                bad = (cols["ts"] == BAD_TS) | (rank == self._null_rank)
+                return {**cols, "rank": rank, "bad": bad}
         return None
 
-    def _check(self, table: pa.Table) -> None:
-        if RANK in table.column_names:  # ranks ascend with the tickers: integers compare fast
-            rank = table.column(RANK).combine_chunks()
-            r = np.asarray(rank.fill_null(np.iinfo(np.int32).max).to_numpy(zero_copy_only=False))
-            last = np.iinfo(np.int32).min if self._last_rank is None else self._last_rank
-            if r[0] < last or (np.diff(r) < 0).any():
-                raise NotInTickerOrder("trades are not in ticker order (their ranks descend)")
-            self._last_rank = int(r[-1])
-            return
-        tickers = _strings(table.column("ticker"))
-        _check_order(tickers, self._last, "trades")
-        valid = tickers.drop_null()
-        if len(valid):
-            self._last = valid[-1].as_py()
-
-    def through(self, last: str | None) -> pa.Table | None:
-        """The trades with ticker <= ``last`` (every one left when None) not handed out yet."""
+    def below(self, bound: int | None) -> Columns | None:
+        """The trades with rank < ``bound`` (every one left when None) not handed out yet."""
         parts = []
         while True:
             head = self._head if self._head is not None else self._next()
             self._head = None
             if head is None:
                 break
-            if last is None:
+            if bound is None:
                 parts.append(head)
                 continue
-            n = int(
-                pc.sum(pc.fill_null(pc.less_equal(head.column("ticker"), last), False)).as_py() or 0
-            )
-            parts.append(head.slice(0, n))
-            if n < head.num_rows:
-                self._head = head.slice(n)
+            n = int(np.searchsorted(head["rank"], bound, side="left"))
+            if n:
+                parts.append(slice_columns(head, 0, n))
+            if n < len(head["rank"]):
+                self._head = slice_columns(head, n)
                 break
-        parts = [p for p in parts if p.num_rows]
-        return pa.concat_tables(parts) if parts else None
+        return concat_columns(parts) if parts else None
+
+
+def _fresh(n: int) -> Columns:
+    return {
+        "found": np.zeros(n, bool),
+        "ts": np.zeros(n, np.int64),
+        "seq": np.zeros(n, np.int64),
+        "state": np.full(n, -1, np.int8),
+        **{v: np.full(n, np.nan) for v in _VALUES},
+    }
 
 
 class DayClassifier:
@@ -219,7 +295,8 @@ class DayClassifier:
 
     def __init__(self, params: ClassifyParams | None = None) -> None:
         self.params = params or ClassifyParams()
-        self._own: dict[str, int] = {}
+        self._own = np.zeros(0, np.int64)  # per rank, -1: none (pooled)
+        self._day: DayTickers | None = None
         self._hist = {
             True: _AgeHistogram(self.params.option_staleness),
             False: _AgeHistogram(self.params.equity_staleness),
@@ -229,193 +306,204 @@ class DayClassifier:
         self.trade_rows = 0
 
     # -- pass 1 ---------------------------------------------------------------------------
-    def join(self, trades: Iterable[pa.RecordBatch], quotes: Batches) -> Iterator[pa.RecordBatch]:
-        """``trades``: ``NARROW_TRADES`` rows in ticker order (see :func:`numbered`);
-        ``quotes``: NBBO rows (ticker, sip_timestamp, bid/ask price and size, optional
-        sequence_number) in ticker order. Yields ``JOINED`` rows, a ticker at a time."""
-        feed = _TradeFeed(trades)
-        pending: pa.Table | None = None
-        best: dict[str, np.ndarray] = {}
+    def join(
+        self, trades: Iterable[Columns], quotes: Batches, day: DayTickers
+    ) -> Iterator[tuple[np.ndarray, Columns]]:
+        """``trades``: :func:`numbered` columns in ticker order; ``quotes``: NBBO rows
+        (ticker, sip_timestamp, bid/ask price and size, optional sequence_number) in ticker
+        order. Yields the joined columns of each finished ticker with their rows."""
+        self._own = np.full(len(day) + 1, -1, np.int64)
+        self._day = day
+        feed = _TradeFeed(trades, day)
+        pending: Columns | None = None
+        best: Columns = _fresh(0)
         last_quote: str | None = None
         for qbatch in quotes:
-            tickers = _strings(qbatch.column("ticker"))
-            if len(tickers) == tickers.null_count:
+            runs = _ticker_runs(_array(qbatch, "ticker"), last_quote)
+            if runs is None:
                 continue
-            _check_order(tickers, last_quote, "quotes")
-            last_quote = tickers.drop_null()[-1].as_py()
+            names, starts, valid = runs
+            last_quote = names[-1]
             self.quote_rows += qbatch.num_rows
-            pulled = feed.through(last_quote)
+            pulled = feed.below(day.bound(last_quote, inclusive=True))
             if pulled is not None:
                 pending, best = _extend(pending, best, pulled)
             if pending is None:
                 continue
-            _update(best, pending, QuoteIndex(qbatch), self.params)
-            done = int(pc.sum(pc.less(pending.column("ticker"), last_quote)).as_py() or 0)
+            ranks = np.array([day.bound(x, inclusive=False) for x in names], np.int64)
+            known = np.array(
+                [r < len(day) and day.names[r] == x for r, x in zip(ranks, names, strict=True)]
+            )
+            ranks = np.where(known, ranks, -1)
+            lengths = np.diff(np.append(starts, valid))
+            codes = np.full(qbatch.num_rows, -1, np.int64)
+            codes[:valid] = np.repeat(ranks, lengths)
+            index = QuoteIndex(qbatch, day.array, codes)
+            _update(best, pending, index)
+            done = int(np.searchsorted(pending["rank"], day.bound(last_quote, inclusive=False)))
             if done:
-                yield self._emit(pending.slice(0, done), {k: v[:done] for k, v in best.items()})
-                pending = pending.slice(done)
-                best = {k: v[done:] for k, v in best.items()}
-        rest = feed.through(None)
+                yield self._emit(slice_columns(pending, 0, done), slice_columns(best, 0, done), day)
+                pending, best = slice_columns(pending, done), slice_columns(best, done)
+        rest = feed.below(None)
         if rest is not None:
             pending, best = _extend(pending, best, rest)
-        if pending is not None and pending.num_rows:
-            yield self._emit(pending, best)
+        if pending is not None and len(pending["rank"]):
+            yield self._emit(pending, best, day)
         self._joined = True
 
-    def _emit(self, trades: pa.Table, best: dict[str, np.ndarray]) -> pa.RecordBatch:
+    def _emit(self, trades: Columns, best: Columns, day: DayTickers) -> tuple[np.ndarray, Columns]:
         """The joined rows of tickers whose quotes are all seen (all their trades present)."""
-        t = TradeInputs.of(trades, self.params, ticks=False)
-        has = best["found"] & ~t.bad
-        age = np.where(has, t.ts - best["ts"], 0)
+        rank, ts, bad = trades["rank"], trades["ts"], trades["bad"]
+        has = best["found"] & ~bad
+        age = np.where(has, ts - best["ts"], 0)
+        is_option = day.is_option[rank]
         for option, policy in (
             (True, self.params.option_staleness),
             (False, self.params.equity_staleness),
         ):
-            m = has & (t.is_option == option)
+            m = has & (is_option == option)
             if not policy.adaptive or not m.any():
                 continue
-            ids, limits = own_limits_us(t.code[m], age[m], policy)
-            names = t.tickers.take(pa.array(ids, pa.int64())).to_pylist()
-            self._own.update(zip(names, limits.tolist(), strict=True))
+            ids, limits = own_limits_us(rank[m], age[m], policy)
+            self._own[ids] = limits
             self._hist[option].add(age[m])
+        self.trade_rows += len(ts)
+        cols = {v: np.where(has, best[v], np.nan) for v in _VALUES}
+        cols["nbbo_ts"] = np.where(has, best["ts"], 0)
+        cols["state"] = np.where(has, best["state"], -1).astype(np.int8)  # -1: no NBBO
         if self.params.tick_rule_fallback:
-            prev = _previous_prices(t.code, t.ts, t.price, ~t.bad, None)
-        else:
-            prev = np.full(len(t.ts), np.nan)
-        self.trade_rows += trades.num_rows
-
-        def values(name: str) -> pa.Array:
-            return pa.array(np.where(has, best[name], np.nan), pa.float64(), from_pandas=True)
-
-        return pa.RecordBatch.from_arrays(
-            [
-                trades.column(ROW).combine_chunks(),
-                *(values(v) for v in _VALUES),
-                pa.array(best["ts"], pa.int64(), mask=~has),
-                pa.array(np.where(has, best["state"], -1).astype(np.int8)),
-                pa.array(prev, pa.float64()),
-            ],
-            schema=JOINED,
-        )
+            cols["prev"] = _previous_prices(rank, ts, trades["price"], ~bad, None)
+        return trades["row"], cols
 
     @property
     def own_limit_count(self) -> int:
         """Tickers judged with their own adaptive limit (enough ages of their own)."""
-        return len(self._own)
+        return int((self._own >= 0).sum())
 
     # -- pass 2 ---------------------------------------------------------------------------
     def pooled_limits_us(self) -> dict[bool, int]:
         """The pooled adaptive limit per kind (True: options), once the join is done."""
         return {kind: h.limit_us() for kind, h in self._hist.items()}
 
-    def decide(self, trades: Batches, joined: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    def decide(self, trades: Batches, joined: Iterable[Columns]) -> Iterator[pa.Table]:
         """``trades`` (the day's rows in their order, any columns with ticker,
         sip_timestamp, price) with ``CLASSIFICATION_COLUMNS`` appended; ``joined``: the
-        :meth:`join` output in ``ROW`` order."""
+        :meth:`join` output put in row order."""
         rows = _Rows(joined)
-        rows.prime()  # a sort consumes the whole join before its first row
-        if not self._joined:
+        rows.prime()  # a permutation consumes the whole join before its first row
+        if not self._joined or self._day is None:
             raise RuntimeError("decide() needs the whole join consumed first")
         pooled = self.pooled_limits_us()
         start = 0
         for batch in trades:
             n = batch.num_rows
             j = rows.take(n)
-            got = j.column(ROW).to_numpy()
-            if not np.array_equal(got, np.arange(start, start + n)):
-                raise ValueError(
-                    f"joined rows {got[:1].tolist()}... do not line up with trade rows "
-                    f"{start}..{start + n - 1}: the trades changed between the passes"
-                )
+            if _rows(j) != n:
+                raise ValueError(f"fewer joined rows than the trade rows ({start + n:,}+)")
             start += n
             t = TradeInputs.of(batch, self.params)
-            own = np.array([self._own.get(x, -1) for x in t.tickers.to_pylist()] + [-1], np.int64)
-            limits = own[t.code]
-            limits = np.where(
-                limits >= 0, limits, np.where(t.is_option, pooled[True], pooled[False])
-            )
-            ts = j.column("nbbo_ts")
-            has = ~np.asarray(ts.is_null().to_numpy(zero_copy_only=False), bool)
-
-            col = _float_columns(j)
+            own = np.append(self._own[self._day.lookup(t.tickers)], -1)[t.code]
+            limits = np.where(own >= 0, own, np.where(t.is_option, pooled[True], pooled[False]))
+            state = j["state"].astype(np.int64)
             nbbo = Nbbo(
-                has,
-                col("nbbo_bid"),
-                col("nbbo_bid_size"),
-                col("nbbo_ask"),
-                col("nbbo_ask_size"),
-                np.asarray(_filled(ts, 0).to_numpy(zero_copy_only=False), np.int64),
-                np.asarray(j.column("nbbo_state").to_numpy(zero_copy_only=False), np.int64),
+                state >= 0,
+                j["bid"],
+                j["bid_size"],
+                j["ask"],
+                j["ask_size"],
+                j["nbbo_ts"],
+                state,
             )
-            prev = col("prev_price") if self.params.tick_rule_fallback else None
+            prev = j["prev"] if self.params.tick_rule_fallback else None
             cols = decide(t, nbbo, self.params, limits, prev)
             out = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             for f in cols.schema:
                 out = out.append_column(f, cols.column(f.name))
             yield out
-        if rows.take(1).num_rows:
+        if _rows(rows.take(1)):
             raise ValueError(f"more joined rows than the {start:,} trade rows")
 
 
-def _float_columns(table: pa.Table) -> Callable[[str], np.ndarray]:
-    def col(name: str) -> np.ndarray:
-        return np.asarray(table.column(name).to_numpy(zero_copy_only=False), np.float64)
-
-    return col
+def _ticker_runs(
+    tickers: pa.Array | pa.ChunkedArray, after: str | None
+) -> tuple[list[str], np.ndarray, int] | None:
+    """The runs of equal tickers of a quote batch in ticker order: their names, first rows
+    and the count of rows with a ticker (nulls only last); None when it has none. Raises
+    :class:`NotInTickerOrder` unless the names ascend from ``after``."""
+    if isinstance(tickers, pa.ChunkedArray):
+        tickers = tickers.combine_chunks() if tickers.num_chunks else pa.array([], pa.string())
+    tickers = tickers.cast(pa.string())
+    n = len(tickers)
+    valid = n - tickers.null_count
+    if valid == 0:
+        return None
+    if tickers.null_count:
+        ok = np.asarray(tickers.is_valid().to_numpy(zero_copy_only=False), bool)
+        if not ok[:valid].all():
+            first_null = int(np.flatnonzero(~ok)[0])
+            later = tickers.slice(first_null).drop_null()[0]
+            raise NotInTickerOrder(f"quotes are not in ticker order: a null ticker before {later}")
+        tickers = tickers.slice(0, valid)
+    if valid > 1:
+        change = pc.not_equal(tickers.slice(1), tickers.slice(0, valid - 1))
+        starts = np.concatenate(([0], np.flatnonzero(change.to_numpy(zero_copy_only=False)) + 1))
+    else:
+        starts = np.zeros(1, np.int64)
+    names = tickers.take(pa.array(starts)).to_pylist()
+    previous = after
+    for name in names:
+        if previous is not None and name < previous:
+            raise NotInTickerOrder(f"quotes are not in ticker order: {name} after {previous}")
+        previous = name
+    return names, starts, valid
 
 
 class _Rows:
-    """A batch stream handed out ``n`` rows at a time."""
+    """Column chunks handed out ``n`` rows at a time."""
 
-    def __init__(self, batches: Iterable[pa.RecordBatch]) -> None:
-        self._it = iter(batches)
-        self._buf: list[pa.RecordBatch] = []
+    def __init__(self, chunks: Iterable[Columns]) -> None:
+        self._it = iter(chunks)
+        self._buf: list[Columns] = []
         self._n = 0
 
     def prime(self) -> None:
-        """Read the first batch."""
+        """Read the first chunk."""
         self._fill(1)
 
     def _fill(self, n: int) -> None:
         while self._n < n:
-            b = next(self._it, None)
-            if b is None:
+            c = next(self._it, None)
+            if c is None:
                 break
-            self._buf.append(b)
-            self._n += b.num_rows
+            self._buf.append(c)
+            self._n += _rows(c)
 
-    def take(self, n: int) -> pa.Table:
+    def take(self, n: int) -> Columns:
         self._fill(n)
-        table = pa.Table.from_batches(self._buf, schema=JOINED)
-        head, tail = table.slice(0, n), table.slice(n)
-        self._buf, self._n = tail.to_batches(), tail.num_rows
-        return head
+        parts, got = [], 0
+        while self._buf and got < n:
+            c = self._buf.pop(0)
+            m = _rows(c)
+            if got + m > n:  # split: the rest stays first in line
+                self._buf.insert(0, slice_columns(c, n - got))
+                c, m = slice_columns(c, 0, n - got), n - got
+            parts.append(c)
+            got += m
+        self._n -= got
+        return concat_columns(parts) if parts else {}
 
 
-def _extend(
-    pending: pa.Table | None, best: dict[str, np.ndarray], more: pa.Table
-) -> tuple[pa.Table, dict[str, np.ndarray]]:
-    n = more.num_rows
-    fresh = {
-        "found": np.zeros(n, bool),
-        "ts": np.zeros(n, np.int64),
-        "seq": np.zeros(n, np.int64),
-        "state": np.full(n, -1, np.int8),
-        **{v: np.full(n, np.nan) for v in _VALUES},
-    }
-    if pending is None or not pending.num_rows:
+def _extend(pending: Columns | None, best: Columns, more: Columns) -> tuple[Columns, Columns]:
+    fresh = _fresh(_rows(more))
+    if pending is None or not _rows(pending):
         return more, fresh
-    table = pa.concat_tables([pending, more])
-    return table, {k: np.concatenate([best[k], fresh[k]]) for k in fresh}
+    return concat_columns([pending, more]), concat_columns([best, fresh])
 
 
-def _update(
-    best: dict[str, np.ndarray], trades: pa.Table, index: QuoteIndex, params: ClassifyParams
-) -> None:
+def _update(best: Columns, trades: Columns, index: QuoteIndex) -> None:
     """Keep, per trade, the NBBO in force found so far (a later batch wins a tie)."""
-    t = TradeInputs.of(trades, params, ticks=False)
-    pos = index.asof_codes(np.append(index.codes(t.tickers), -1)[t.code], t.ts)
-    pos[t.bad] = -1
+    pos = index.asof_codes(trades["rank"], trades["ts"])
+    pos[trades["bad"]] = -1
     found = pos >= 0
     if not found.any():
         return
@@ -438,17 +526,18 @@ def classify_day(
     scan: Scan,
     quotes: Batches,
     params: ClassifyParams | None = None,
-    sort: Sorter = sort_in_memory,
+    permute: Permuter = permute_in_memory,
     classifier: DayClassifier | None = None,
 ) -> Iterator[pa.Table]:
     """The day's trades with ``CLASSIFICATION_COLUMNS`` appended, in their order.
 
     ``scan(columns)`` returns the day's trades (those columns; None: all) in the same
-    order every call; ``quotes``: NBBO rows in ticker order; ``sort(batches, schema,
-    keys)``: a stable sort (pass an external one for bounded memory).
+    order every call; ``quotes``: NBBO rows in ticker order; ``permute(chunks, n)``: the
+    columns put at their positions (pass one on disk for bounded memory).
     """
     clf = classifier or DayClassifier(params)
-    tickers = day_tickers(scan(["ticker"]))
-    by_ticker = sort(numbered(scan(TRADE_COLUMNS), tickers), NARROW_TRADES, [RANK])
-    by_row = sort(clf.join(by_ticker, quotes), JOINED, [ROW])
+    day = DayTickers(scan(["ticker"]))
+    prices = clf.params.tick_rule_fallback
+    by_ticker = permute(numbered(scan(TRADE_COLUMNS), day, prices), day.rows)
+    by_row = permute(clf.join(by_ticker, quotes, day), day.rows)
     yield from clf.decide(scan(None), by_row)

@@ -181,3 +181,89 @@ def _merge(
     finally:
         for c in cursors:
             c.close()
+
+
+def permuted(
+    chunks: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]],
+    n: int,
+    bucket_rows: int = RUN_ROWS,
+    max_buckets: int = 512,
+    tmp_dir: str | None = None,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Numeric columns put at their destination positions (``chunks``: destinations and
+    columns, every position of 0..n-1 exactly once), handed out in position order.
+
+    A one-pass distribution on disk: the rows, gathered a bucket's worth at a time, are
+    appended to the bucket file of their position range (``bucket_rows`` positions, at
+    most ``max_buckets`` files), column after column, then each bucket is read back and
+    its rows scattered into place. No comparison sort; memory holds about two buckets.
+    """
+    size = max(bucket_rows, -(-n // max_buckets), 1)
+    if size >= 2**31:
+        raise ValueError(f"{n:,} rows need more than {max_buckets} buckets")
+    n_buckets = max(1, -(-n // size))
+    dtypes: dict[str, np.dtype] = {}
+    segments: list[list[int]] = [[] for _ in range(n_buckets)]  # rows per appended segment
+    with tempfile.TemporaryDirectory(prefix="market-assets-permute-", dir=tmp_dir) as folder:
+        paths = [os.path.join(folder, f"b{i:04d}") for i in range(n_buckets)]
+        files = [open(p, "wb") for p in paths]  # noqa: SIM115 (closed below)
+
+        def spill(parts: list[dict[str, np.ndarray]]) -> None:
+            """Append the gathered rows (a bucket's worth at most) to their bucket files."""
+            run = {k: np.concatenate([p[k] for p in parts]) for k in dtypes}
+            bucket = run["dest"] // size
+            if n_buckets > 1:
+                order = np.argsort(bucket.astype(np.int16), kind="stable")  # radix
+                bucket = bucket[order]
+                run = {k: v[order] for k, v in run.items()}
+            run["dest"] -= bucket * size  # stored as int32 offsets into the bucket
+            edges = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+            for a, b in zip(edges, np.append(edges[1:], len(bucket)), strict=True):
+                i = int(bucket[a])
+                for k, t in dtypes.items():
+                    np.ascontiguousarray(run[k][a:b], t).tofile(files[i])
+                segments[i].append(int(b - a))
+
+        try:
+            gathered: list[dict[str, np.ndarray]] = []
+            rows = 0
+            for dest, cols in chunks:
+                if not len(dest):
+                    continue
+                dest = np.asarray(dest, np.int64)
+                if not dtypes:
+                    dtypes = {"dest": np.dtype(np.int32), **{k: v.dtype for k, v in cols.items()}}
+                if dest.min() < 0 or dest.max() >= n:
+                    raise ValueError(f"a destination outside 0..{n - 1:,}")
+                gathered.append({"dest": dest, **cols})
+                rows += len(dest)
+                if rows >= size:
+                    spill(gathered)
+                    gathered, rows = [], 0
+            if gathered:
+                spill(gathered)
+        finally:
+            for f in files:
+                f.close()
+        for i in range(n_buckets):
+            lo, hi = i * size, min(n, (i + 1) * size)
+            if sum(segments[i]) != hi - lo:
+                raise ValueError(f"{sum(segments[i]):,} rows for positions {lo:,}..{hi - 1:,}")
+            if hi <= lo:
+                continue
+            raw = np.fromfile(paths[i], np.uint8)
+            os.remove(paths[i])
+            out = {k: np.empty(hi - lo, t) for k, t in dtypes.items() if k != "dest"}
+            offset = 0
+            for rows in segments[i]:
+                seg = {}
+                for k, t in dtypes.items():
+                    nbytes = rows * t.itemsize
+                    seg[k] = raw[offset : offset + nbytes].view(t)
+                    offset += nbytes
+                at = seg["dest"]
+                for k, col in out.items():
+                    col[at] = seg[k]
+            del raw
+            for start in range(0, hi - lo, OUT_ROWS):
+                yield {k: v[start : start + OUT_ROWS] for k, v in out.items()}

@@ -3,10 +3,11 @@
 
 option_trades_greeks (read twice, in its stored order: underlying, then time) and
 option_quotes (NBBO deltas in ticker order) -> :func:`market_assets.core.classify_day.
-classify_day`: a ticker-order merge of the trades (externally sorted by ticker, narrow
-columns) with the quotes, then the rules on the trades in their stored order, the joined
-rows put back in that order by a second external sort. Memory holds a quote batch, the
-trades of its tickers and the sorts' buffers, never the day's quotes. The rows are
+classify_day`: a ticker-order merge of the trades (put in ticker order by a counting
+permutation on disk, numeric columns only) with the quotes, then the rules on the trades in
+their stored order, the joined rows put back in that order by a second permutation on disk.
+Memory holds a quote batch, the trades of its tickers and a permutation bucket, never the
+day's quotes. The rows are
 option_trades_greeks' rows, unchanged and in the same order, with ``CLASSIFICATION_COLUMNS``
 appended (docs/classification.md); so the features read them in time order as before.
 
@@ -31,7 +32,7 @@ from market_assets.core.schemas import OPTION_TRADES_CLASSIFIED
 from market_assets.defs.checks.in_step import classified_checks, classified_specs
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
-from market_assets.io.external_sort import sorted_batches
+from market_assets.io.external_sort import permuted, sorted_batches
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
 
 NAME = "option_trades_classified"
@@ -88,13 +89,13 @@ def build_classified_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
 
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal clf
-            out = classify_day(scan, quotes(False), params, sorted_batches, clf)
+            out = classify_day(scan, quotes(False), params, permuted, clf)
             try:
                 first = next(out, None)  # the whole join runs before the first row
             except NotInTickerOrder as e:
                 context.log.warning(f"{e}; sorting option_quotes by ticker first")
                 clf = DayClassifier(params)
-                out = classify_day(scan, quotes(True), params, sorted_batches, clf)
+                out = classify_day(scan, quotes(True), params, permuted, clf)
                 first = next(out, None)
             if first is not None:
                 yield from first.to_batches()
