@@ -87,6 +87,17 @@ _NBBO_COLUMNS = [
 ]
 STOCK_QUOTES = pa.schema([("ticker", pa.string())] + _NBBO_COLUMNS)
 OPTION_QUOTES = pa.schema(CONTRACT_FIELDS + _NBBO_COLUMNS)
+# The quote columns the NBBO book, the as-of index and the classifier read (stock or option
+# NBBO rows); readers select only these.
+NBBO_INPUT_COLUMNS = (
+    "ticker",
+    "sip_timestamp",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+    "sequence_number",
+)
 
 # What the classifier adds to a trade row (core.classify); the raw columns stay as they are.
 AGGRESSOR_SIDES = ("buy", "sell", "unknown")

@@ -42,6 +42,7 @@ from market_assets.core.conditions import ConditionRules
 from market_assets.core.enrich import GreeksParams
 from market_assets.core.live_prices import UnderlyingBuffer, price_option_trades
 from market_assets.core.prelim_final import PRELIM, with_quality
+from market_assets.core.schemas import NBBO_INPUT_COLUMNS
 from market_assets.core.statistics import StatsOptions
 from market_assets.core.trade_rules import find_violations
 from market_assets.core.watermark import NEVER, Deduplicator, EventClock, GapTracker
@@ -57,15 +58,6 @@ MS = 1_000_000
 SEQ_BITS = 40  # an option duplicate key: contract number << SEQ_BITS | sequence number
 # A frame as the sockets queue it: (market, connection number, wall time received, frame).
 QueuedFrame = tuple[str, int, float, "str | bytes"]
-NBBO_INPUT = [
-    "ticker",
-    "sip_timestamp",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "sequence_number",
-]
 
 
 @dataclass
@@ -299,7 +291,7 @@ class LivePipeline:
         if not quotes.num_rows:
             return
         # Applied in arrival order before classifying (both markets: the columns they share).
-        self._new_quotes.append(quotes.select(NBBO_INPUT))
+        self._new_quotes.append(quotes.select(list(NBBO_INPUT_COLUMNS)))
         if market == "stocks":
             self.counters.stock_quotes += quotes.num_rows
             last = quotes.slice(quotes.num_rows - 1).to_pylist()[0]

@@ -28,7 +28,7 @@ from market_assets.core.classification_quality import ClassificationStats
 from market_assets.core.classify import ClassifyParams
 from market_assets.core.classify_day import DayClassifier, NotInTickerOrder, classify_day
 from market_assets.core.quality import RowCount
-from market_assets.core.schemas import OPTION_TRADES_CLASSIFIED
+from market_assets.core.schemas import NBBO_INPUT_COLUMNS, OPTION_TRADES_CLASSIFIED
 from market_assets.defs.checks.in_step import classified_checks, classified_specs
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
@@ -36,15 +36,6 @@ from market_assets.io.external_sort import permuted, sorted_batches
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
 
 NAME = "option_trades_classified"
-QUOTE_COLUMNS = [
-    "ticker",
-    "sip_timestamp",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "sequence_number",
-]
 
 
 def build_classified_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
@@ -80,11 +71,13 @@ def build_classified_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
             return option_trades_greeks.to_batches(columns=columns, **BOUNDED_SCAN_OPTIONS)
 
         def quotes(sort: bool) -> Any:
-            rows = option_quotes.to_batches(columns=QUOTE_COLUMNS, **BOUNDED_SCAN_OPTIONS)
+            rows = option_quotes.to_batches(
+                columns=list(NBBO_INPUT_COLUMNS), **BOUNDED_SCAN_OPTIONS
+            )
             if not sort:
                 return rows
             schema = option_quotes.schema
-            narrow = pa.schema([schema.field(c) for c in QUOTE_COLUMNS])
+            narrow = pa.schema([schema.field(c) for c in NBBO_INPUT_COLUMNS])
             return sorted_batches(rows, narrow, ["ticker"])
 
         def batches() -> Iterator[pa.RecordBatch]:

@@ -13,7 +13,7 @@ from market_assets.core.enrich import GreeksParams, enrich_option_trades
 from market_assets.core.implausible_prices import DayMedians, PlausibleRows
 from market_assets.core.quality import GreeksStatusShares
 from market_assets.core.rates import TreasuryCurve
-from market_assets.core.schemas import GREEKS_STATUSES, OPTION_TRADES_GREEKS
+from market_assets.core.schemas import GREEKS_STATUSES, NBBO_INPUT_COLUMNS, OPTION_TRADES_GREEKS
 from market_assets.core.underlying import NbboMidIndex, UnderlyingIndex
 from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.checks.in_step import price_rule
@@ -31,16 +31,6 @@ UNDERLYING_COLUMNS = [
     "price",
     "conditions",
     "correction",
-]
-
-NBBO_COLUMNS = [
-    "ticker",
-    "sip_timestamp",
-    "bid_price",
-    "bid_size",
-    "ask_price",
-    "ask_size",
-    "sequence_number",
 ]
 
 
@@ -109,7 +99,7 @@ def build_greeks_asset(
             # greeks.max_underlying_staleness_s (docs/classification.md).
             index = NbboMidIndex(
                 extra["stock_quotes"].to_batches(
-                    columns=NBBO_COLUMNS, filter=underlyings, **BOUNDED_SCAN_OPTIONS
+                    columns=list(NBBO_INPUT_COLUMNS), filter=underlyings, **BOUNDED_SCAN_OPTIONS
                 )
             )
         else:
