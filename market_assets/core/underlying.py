@@ -11,7 +11,8 @@ the staleness limit (age > ``max_staleness_ns``) gives no price.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +63,21 @@ def eligible_underlying_mask(stock: pa.Table, rules: ConditionRules) -> np.ndarr
     return cond_ok & (correction == 0) & ts_valid & price_valid
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """One part's rows kept for an as-of index."""
+
+    ts: np.ndarray
+    seq: np.ndarray
+    price: np.ndarray
+    code: np.ndarray
+
+
+def _sequence(table: pa.Table) -> np.ndarray:
+    seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
+    return np.asarray(seq, dtype=np.int64)
+
+
 class AsofPrices:
     """Prices per symbol sorted once by (symbol, time, sequence) for repeated as-of
     lookups (one per micro-batch of option trades); a NaN price is a row in force that
@@ -72,6 +88,28 @@ class AsofPrices:
     price: np.ndarray
     bounds: np.ndarray
     size: int
+
+    def _index_parts(
+        self,
+        parts: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
+        reduce: Callable[[pa.Table, dict[str, int]], _Rows | None],
+    ) -> None:
+        """Index ``parts`` (a table or an iterable of tables/batches), each reduced as it
+        arrives by ``reduce(table, symbols)`` to the rows kept (time, sequence, price,
+        symbol code; ``symbols`` grows with the tickers seen) or None for none."""
+        items = [parts] if isinstance(parts, pa.Table | pa.RecordBatch) else parts
+        symbols: dict[str, int] = {}
+        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
+        for part in items:
+            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+            rows = reduce(table, symbols) if table.num_rows else None
+            if rows is None:
+                continue
+            ts_parts.append(rows.ts)
+            seq_parts.append(rows.seq)
+            price_parts.append(rows.price)
+            code_parts.append(rows.code)
+        self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
 
     def _index(
         self,
@@ -157,24 +195,20 @@ class UnderlyingIndex(AsofPrices):
         stock: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
         rules: ConditionRules,
     ):
-        parts = [stock] if isinstance(stock, pa.Table | pa.RecordBatch) else stock
-        symbols: dict[str, int] = {}
-        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
-        for part in parts:
-            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
-            if table.num_rows == 0:
-                continue
+        def reduce(table: pa.Table, symbols: dict[str, int]) -> _Rows | None:
             keep = eligible_underlying_mask(table, rules)
             if not keep.any():
-                continue
+                return None
             ts, _ = _ts_ns(_column(table, "sip_timestamp"))
-            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
             price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
-            ts_parts.append(ts[keep])
-            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
-            price_parts.append(np.asarray(price, dtype=np.float64)[keep])
-            code_parts.append(_symbol_codes(_column(table, "ticker"), symbols)[keep])
-        self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
+            return _Rows(
+                ts[keep],
+                _sequence(table)[keep],
+                np.asarray(price, dtype=np.float64)[keep],
+                _symbol_codes(_column(table, "ticker"), symbols)[keep],
+            )
+
+        self._index_parts(stock, reduce)
 
 
 class NbboMidIndex(AsofPrices):
@@ -194,13 +228,8 @@ class NbboMidIndex(AsofPrices):
         max_age_ns: int | None = None,
     ):
         self.max_age_ns = np.iinfo(np.int64).max if max_age_ns is None else int(max_age_ns)
-        parts = [quotes] if isinstance(quotes, pa.Table | pa.RecordBatch) else quotes
-        symbols: dict[str, int] = {}
-        ts_parts, seq_parts, price_parts, code_parts = [], [], [], []
-        for part in parts:
-            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
-            if table.num_rows == 0:
-                continue
+
+        def reduce(table: pa.Table, symbols: dict[str, int]) -> _Rows:
             ts, ts_ok = _ts_ns(_column(table, "sip_timestamp"))
             code = _symbol_codes(_column(table, "ticker"), symbols)
             keep = ts_ok & (code >= 0)
@@ -213,12 +242,9 @@ class NbboMidIndex(AsofPrices):
             )
             normal = nbbo_states(bid, bid_size, ask, ask_size) == NORMAL
             mid = np.where(normal, (bid + ask) / 2, np.nan)
-            seq = _column(table, "sequence_number").fill_null(-1).to_numpy(zero_copy_only=False)
-            ts_parts.append(ts[keep])
-            seq_parts.append(np.asarray(seq, dtype=np.int64)[keep])
-            price_parts.append(mid[keep])
-            code_parts.append(code[keep])
-        self._index(symbols, ts_parts, seq_parts, price_parts, code_parts)
+            return _Rows(ts[keep], _sequence(table)[keep], mid[keep], code[keep])
+
+        self._index_parts(quotes, reduce)
 
     def asof(
         self,
