@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +21,10 @@ import pyarrow.compute as pc
 
 from market_assets.core.calendar import NEW_YORK_TZ
 from market_assets.io.parquet_store import ParquetStore
+
+if TYPE_CHECKING:  # matplotlib itself is imported only when a chart is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 CHART_COLUMNS = ("window_start", "underlying_price_close", "calls_dadvv_total", "puts_dadvv_total")
 PREVIEW_COLUMNS = (
@@ -48,6 +53,16 @@ def _ny_wallclock(ts: pa.ChunkedArray) -> pa.ChunkedArray:
     if ts.type.tz is None:
         ts = pc.assume_timezone(ts, "UTC")
     return pc.local_timestamp(pc.cast(ts, pa.timestamp("ns", tz=NEW_YORK_TZ)))
+
+
+def _finish(fig: Figure, ax: Axes, title: str) -> bytes:
+    """The figure as PNG bytes (titled when ``title`` is given)."""
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> bytes:
@@ -103,12 +118,7 @@ def features_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> byte
     handles = ax.get_legend_handles_labels()[0] + bars.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + bars.get_legend_handles_labels()[1]
     ax.legend(handles, labels, loc="upper left", fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _finish(fig, ax, title)
 
 
 AGGRESSION_SERIES = (
@@ -146,12 +156,7 @@ def aggression_chart_png(table: pa.Table, title: str = "", dpi: int = 100) -> by
     ax.set_xlabel(f"time ({NEW_YORK_TZ}); bars span their window")
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     ax.legend(loc="upper left", fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _finish(fig, ax, title)
 
 
 def chart_markdown(png: bytes, alt: str = "chart") -> str:
@@ -247,9 +252,4 @@ def reconciliation_chart_png(
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper left", fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return _finish(fig, ax, title)
