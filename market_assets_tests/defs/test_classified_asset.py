@@ -24,6 +24,7 @@ from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore
 from market_assets.settings import load_settings
 from market_assets_tests.config_files import write_config
+from market_assets_tests.materialize import materialize_day
 
 DAY = dt.date(2026, 11, 20)
 KEY = DAY.isoformat()
@@ -31,16 +32,7 @@ UPSTREAM = ["stock_trades", "option_trades", "option_quotes", "option_trades_gre
 
 
 def _materialize(defs: dg.Definitions, keys: list[str]) -> dg.ExecuteInProcessResult:
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            list(defs.assets),
-            selection=keys,
-            partition_key=KEY,
-            resources=defs.resources,
-            instance=instance,
-        )
-        assert result.success
-        return result
+    return materialize_day(defs, keys, DAY)
 
 
 def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:

@@ -20,6 +20,7 @@ from market_assets.devtools.sample_day import generate_day
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.parquet_store import ParquetStore
 from market_assets.settings import load_settings
+from market_assets_tests.materialize import materialize_day
 
 DAY = dt.date(2026, 11, 20)
 KEY = DAY.isoformat()
@@ -49,19 +50,11 @@ def day(tmp_path_factory):
 
 def _materialize(defs: dg.Definitions, keys: list[str]) -> dict[str, dict]:
     """Materialize ``keys`` for the day; the materialization metadata per asset."""
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            list(defs.assets),
-            selection=keys,
-            partition_key=KEY,
-            resources=defs.resources,
-            instance=instance,
-        )
-        assert result.success
-        return {
-            m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
-            for m in result.asset_materializations_for_node("features")
-        }
+    result = materialize_day(defs, keys, DAY)
+    return {
+        m.asset_key.to_user_string(): {k: v.value for k, v in m.metadata.items()}
+        for m in result.asset_materializations_for_node("features")
+    }
 
 
 def _expected(settings, store: ParquetStore, window: str) -> pa.Table:
