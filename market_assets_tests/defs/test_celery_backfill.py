@@ -12,10 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -36,6 +33,7 @@ from market_assets_tests.postgres_server import (  # noqa: F401  (fixture)
 )
 from market_assets_tests.redis_server import RedisServer, redis_server  # noqa: F401  (fixture)
 from market_assets_tests.s3_server import FAKE_KEY_ID, FAKE_SECRET, REGION, S3Bucket
+from market_assets_tests.waiting import log_tails, wait_until
 
 BIN = Path(sys.executable).parent
 DAYS = [dt.date(2026, 11, 18), dt.date(2026, 11, 19), dt.date(2026, 11, 20)]
@@ -76,20 +74,6 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             except psutil.NoSuchProcess:
                 pass
         proc.wait(timeout=10)
-
-
-def _tails(logs: list[Path]) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
-
-
-def _wait(check: Callable[[], Any], timeout: float, what: str, logs: list[Path]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{_tails(logs)}")
 
 
 def _partition(store: ParquetStore, asset: str, day: dt.date) -> tuple[pa.Schema, pl.DataFrame]:
@@ -169,7 +153,7 @@ def test_backfill_on_two_celery_workers_equals_the_single_process_run(
             _start([str(BIN / "dagster-daemon"), "run", "-m", MODULE], tmp_path, env, logs[-1])
         )
         for log in logs[:2]:
-            _wait(lambda log=log: " ready." in log.read_text(), 60, f"{log.name} ready", logs)
+            wait_until(lambda log=log: " ready." in log.read_text(), 60, f"{log.name} ready", logs)
         backfill = subprocess.run(
             [
                 str(BIN / "dagster"),
@@ -201,9 +185,9 @@ def test_backfill_on_two_celery_workers_equals_the_single_process_run(
                 done = [r for r in runs if r.is_finished]
                 return runs if len(runs) == len(DAYS) and len(done) == len(DAYS) else None
 
-            runs = _wait(finished, BACKFILL_TIMEOUT_S, "the backfill's three runs", logs)
+            runs = wait_until(finished, BACKFILL_TIMEOUT_S, "the backfill's three runs", logs)
             failed = [r.run_id for r in runs if r.status != dg.DagsterRunStatus.SUCCESS]
-            assert not failed, _tails(logs) + "\n".join(
+            assert not failed, log_tails(logs) + "\n".join(
                 str(e.message)
                 for run_id in failed
                 for e in instance.all_logs(run_id)

@@ -28,6 +28,7 @@ from market_assets.defs.run_monitor import (
     run_worker,
 )
 from market_assets_tests.config_files import REPO
+from market_assets_tests.waiting import wait_until
 
 BIN = Path(sys.executable).parent
 SLEEPY = """
@@ -80,14 +81,7 @@ def _instance(project: Path) -> dg.DagsterInstance:
 
 
 def _wait_for(check: Callable[[], object], timeout: float, what: str, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.5)
-    tail = log.read_text()[-4000:] if log and log.exists() else ""
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{tail}")
+    return wait_until(check, timeout, what, [log] if log else [])
 
 
 def _start_daemon(project: Path, log: Path) -> subprocess.Popen:
