@@ -619,13 +619,18 @@ class NbboBook:
         if self._index is None:
             kind = _StrictlyBefore if self.strictly_before else QuoteIndex
             self._index = kind(self._table())
-        names = _array(trades, "ticker").cast(pa.string()).to_pylist()
-        prev = np.array([self._last_price.get(t, np.nan) for t in names], np.float64)
+        enc = pc.dictionary_encode(_array(trades, "ticker").cast(pa.string()))
+        if isinstance(enc, pa.ChunkedArray):
+            enc = enc.combine_chunks()
+        tickers: list[str] = enc.dictionary.to_pylist()
+        code = np.asarray(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
+        # Per ticker once, then spread to the rows (a batch holds few tickers, many trades).
         pooled: dict[bool, int] = {}
-        limit = {t: self._limit_us(t, pooled) for t in dict.fromkeys(names) if t is not None}
-        limits = np.array([limit.get(t, 0) for t in names], np.int64)
+        prev_of = np.array([self._last_price.get(t, np.nan) for t in tickers] + [np.nan])
+        limit_of = np.array([self._limit_us(t, pooled) for t in tickers] + [0], np.int64)
+        prev, limits = prev_of[code], limit_of[code]  # code -1 (no ticker): the last entry
         out = classify(trades, self._index, self.params, limits_us=limits, prev_price=prev)
-        self._remember(trades, names, out)
+        self._remember(trades, tickers, code, out)
         return out
 
     def _limit_us(self, ticker: str, pooled: dict[bool, int]) -> int:
@@ -644,17 +649,33 @@ class NbboBook:
             pooled[is_option] = policy.limit_us(q)
         return pooled[is_option]
 
-    def _remember(self, trades: pa.Table | pa.RecordBatch, names: list[str], out: pa.Table) -> None:
+    def _remember(
+        self, trades: pa.Table | pa.RecordBatch, tickers: list[str], code: np.ndarray, out: pa.Table
+    ) -> None:
+        """Add the batch's NBBO ages (per ticker and per kind, in time order) and each
+        ticker's last valid trade price; ``code``: the rows' index into ``tickers``."""
         ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
         price = _floats(_array(trades, "price"))
-        ages = out.column("nbbo_ts").cast(pa.int64()).to_pylist()
-        order = np.lexsort((np.arange(len(names)), ts))
-        for i in order:
-            if names[i] is None:
-                continue
-            if ages[i] is not None:
-                age = int(ts[i] - ages[i])
-                self._ages.setdefault(names[i], deque(maxlen=self.window)).append(age)
-                self._pooled[names[i].startswith("O:")].append(age)
-            if ts_ok[i] and price[i] > 0:
-                self._last_price[names[i]] = float(price[i])
+        nbbo_ts = out.column("nbbo_ts").cast(pa.int64())
+        has_nbbo = np.asarray(nbbo_ts.is_valid().to_numpy(zero_copy_only=False), bool)
+        age = ts - np.asarray(nbbo_ts.fill_null(0).to_numpy(zero_copy_only=False), np.int64)
+        order = np.lexsort((np.arange(code.size), ts))  # time order, ties in row order
+        code, age, has_nbbo = code[order], age[order], has_nbbo[order]
+        valid_price = (ts_ok & (price > 0))[order] & (code >= 0)
+        price = price[order]
+
+        aged = has_nbbo & (code >= 0)
+        ages, aged_code = age[aged], code[aged]
+        option = np.array([t.startswith("O:") for t in tickers], bool)[aged_code]
+        self._pooled[True].extend(ages[option].tolist())
+        self._pooled[False].extend(ages[~option].tolist())
+        by_ticker = np.argsort(aged_code, kind="stable")
+        present, starts = np.unique(aged_code[by_ticker], return_index=True)
+        for c, a, b in zip(present, starts, np.append(starts[1:], by_ticker.size), strict=True):
+            ring = self._ages.setdefault(tickers[c], deque(maxlen=self.window))
+            ring.extend(ages[by_ticker[a:b]].tolist())
+
+        priced = np.flatnonzero(valid_price)
+        last_code, first_from_end = np.unique(code[priced][::-1], return_index=True)
+        for c, j in zip(last_code, priced[::-1][first_from_end], strict=True):
+            self._last_price[tickers[c]] = float(price[j])

@@ -502,6 +502,37 @@ def test_live_adaptive_limit_comes_from_the_ages_seen_before_the_batch():
     assert (later["aggressor_side"], later["unknown_reason"]) == ("unknown", "stale")
 
 
+def test_live_book_remembers_ages_and_prices_like_a_trade_by_trade_reference():
+    # Adaptive staleness and the tick rule read what the book remembers from earlier
+    # batches: each ticker's last 50 NBBO ages and the pooled ages per kind (in SIP order),
+    # and each ticker's last positive price. Batches hold many tickers, out of order.
+    q, t = generated_day(seed=3, contracts=12, n_quotes=2000, n_trades=1200)
+    book = NbboBook(ClassifyParams(tick_rule_fallback=True), window=50)
+    book.update(q)
+    ages: dict[str, list[int]] = {}
+    pooled: dict[bool, list[int]] = {True: [], False: []}
+    last: dict[str, float] = {}
+    rng = np.random.default_rng(3)
+    for chunk in np.array_split(rng.permutation(t.num_rows), 17):
+        batch = t.take(pa.array(np.sort(chunk)))
+        out = book.classify(batch)
+        ticker = batch.column("ticker").to_pylist()
+        price = batch.column("price").to_pylist()
+        ts = [x or 0 for x in batch.column("sip_timestamp").cast(pa.int64()).to_pylist()]
+        nbbo = out.column("nbbo_ts").cast(pa.int64()).to_pylist()
+        for i in sorted(range(batch.num_rows), key=lambda i: (ts[i], i)):  # the reference
+            if ticker[i] is None:
+                continue
+            if nbbo[i] is not None:
+                ages.setdefault(ticker[i], []).append(ts[i] - nbbo[i])
+                pooled[ticker[i].startswith("O:")].append(ts[i] - nbbo[i])
+            if ts[i] and price[i] is not None and price[i] > 0:
+                last[ticker[i]] = price[i]
+    assert {k: list(v) for k, v in book._ages.items()} == {k: v[-50:] for k, v in ages.items()}
+    assert {k: list(v) for k, v in book._pooled.items()} == {k: v[-50:] for k, v in pooled.items()}
+    assert book._last_price == last
+
+
 def test_live_book_keeps_unchanged_quotes_out_and_answers_for_trades_stamped_earlier():
     book = NbboBook(FIXED)
     book.update(quotes([(STOCK, 0, 100.0, 5, 100.1, 7), (STOCK, 5, 100.0, 5, 100.1, 7)]))
