@@ -21,7 +21,8 @@ _GROWTH = math.log(1.01)
 _BINS = 3000  # 1.01 ** 3000 us is far beyond a day
 
 
-def _counts(col: pa.Array | pa.ChunkedArray) -> Counter[str]:
+def value_counter(col: pa.Array | pa.ChunkedArray) -> Counter[str]:
+    """How often each non-null value occurs (pyarrow's value_counts, as a Counter)."""
     out: Counter[str] = Counter()
     for d in pc.value_counts(col.drop_null()).to_pylist():
         out[d["values"]] += d["counts"]
@@ -40,9 +41,9 @@ class ClassificationStats:
 
     def update(self, batch: pa.RecordBatch) -> None:
         self.rows += batch.num_rows
-        self.sides += _counts(batch.column("aggressor_side"))
-        self.reasons += _counts(batch.column("unknown_reason"))
-        self.states += _counts(batch.column("nbbo_state"))
+        self.sides += value_counter(batch.column("aggressor_side"))
+        self.reasons += value_counter(batch.column("unknown_reason"))
+        self.states += value_counter(batch.column("nbbo_state"))
         age = batch.column("nbbo_age_us").drop_null().to_numpy(zero_copy_only=False)
         if len(age):
             idx = np.floor(np.log1p(np.maximum(age, 0).astype(np.float64)) / _GROWTH)

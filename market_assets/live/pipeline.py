@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from market_assets.core.aggregator import WindowAggregator
 from market_assets.core.calendar import NEW_YORK, window_ns
+from market_assets.core.classification_quality import value_counter
 from market_assets.core.classify import ClassifyParams, NbboBook
 from market_assets.core.conditions import ConditionRules
 from market_assets.core.enrich import GreeksParams
@@ -472,7 +473,7 @@ class LivePipeline:
         priced = price_option_trades(now, self.underlying, self.params, self.rules)
         if self.book is not None:
             sides = self.book.classify(priced).column("aggressor_side")
-            self.counters.aggressor.update(sides.to_pylist())
+            self.counters.aggressor.update(value_counter(sides))
             priced = priced.append_column("aggressor_side", sides)
         self.aggregator.add_options(priced)
 
