@@ -70,12 +70,8 @@ def live_files(output: Path, window: str, day: dt.date) -> list[Path]:
     start). A ``part-`` file inside a merged ``day-`` file's range (a compaction caught
     between its rename and its deletes) is left out, so no window is read twice."""
     files = _files(partition_dir(output, window, day))
-    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
-    return [
-        p
-        for a, b, p in files
-        if not (p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged))
-    ]
+    stale = set(_merged_parts(files))
+    return [p for _, _, p in files if p not in stale]
 
 
 def read_live_partition(
@@ -105,14 +101,21 @@ def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
+def _merged_parts(files: list[tuple[int, int, Path]]) -> list[Path]:
+    """The ``part-`` files inside a ``day-`` file's range: already merged into it."""
+    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
+    return [
+        p
+        for a, b, p in files
+        if p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged)
+    ]
+
+
 def _finish_compaction(folder: Path) -> None:
     """Delete ``part-`` files inside a ``day-`` file's range: a compaction stopped between
     renaming the merged file and deleting what it merged."""
-    files = _files(folder)
-    merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
-    for a, b, p in files:
-        if p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged):
-            p.unlink(missing_ok=True)
+    for p in _merged_parts(_files(folder)):
+        p.unlink(missing_ok=True)
 
 
 class WrittenRanges:

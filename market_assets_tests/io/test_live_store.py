@@ -93,6 +93,19 @@ def test_a_compacted_day_reads_each_window_once(tmp_path: Path) -> None:
     assert starts["x"].to_pylist() == [i * M for i in range(5)]
 
 
+def test_a_part_left_inside_a_merged_files_range_is_not_read_twice(tmp_path: Path) -> None:
+    # A compaction stopped between renaming the merged file and deleting its parts.
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([0, M]))
+    store.write("1m", _rows([2 * M]))
+    store.compact()
+    folder = partition_dir(tmp_path, "1m", DAY)
+    pq.write_table(_rows([M, 2 * M]), folder / f"part-{M}-{2 * M}.parquet")
+    assert [p.name for p in live_files(tmp_path, "1m", DAY)] == [f"day-0-{2 * M}.parquet"]
+    rows = pa.Table.from_batches(list(read_live_partition(tmp_path, "1m", DAY)))
+    assert rows["x"].to_pylist() == [0, M, 2 * M]
+
+
 def test_a_day_without_live_output_reads_nothing(tmp_path: Path) -> None:
     assert live_files(tmp_path, "5m", DAY) == []
     assert list(read_live_partition(tmp_path / "absent", "5m", DAY)) == []
