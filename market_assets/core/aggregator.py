@@ -6,9 +6,12 @@ more window sizes. Stock trades (STOCK_TRADES columns) and greeked option trades
 (OPTION_TRADES_GREEKS columns) are added as Arrow batches in event-time order;
 :meth:`WindowAggregator.close_until` closes every window that ends at or before a
 watermark, each exactly once (a window without trades is a row too), computed by
-:func:`core.windows.window_rows` from exactly that window's trades, so the rows equal the
-whole-day ones bit for bit however the trades were batched. Only the trades of windows not
-yet closed are kept: memory is bounded by the largest open window, not by the day.
+:func:`core.windows.rows_from_cells` from exactly that window's trades, so the rows equal
+the whole-day ones bit for bit however the trades were batched. Trades are held only until
+the watermark passes the end of their cell (a slice as long as the window sizes' greatest
+common divisor, 1m by default); the cells of windows not yet closed keep their counts,
+prices and sample values (8 bytes a stock trade, 8-32 an option trade): memory is bounded
+by the largest open window's samples, not by the day.
 
 The watermark is a promise that no trade older than it will come. A trade that arrives
 older than the last watermark anyway is dropped and counted in ``late_dropped`` (for every
@@ -21,6 +24,7 @@ batch assets' path); the live path calls ``add_*`` and ``close_until`` itself.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
@@ -29,14 +33,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from market_assets.core.calendar import window_ns
+from market_assets.core.cells import CellChunk, summarize
 from market_assets.core.conditions import ConditionRules
 from market_assets.core.statistics import StatsOptions
 from market_assets.core.windows import (
     OptionTrades,
     StockTrades,
     Trades,
+    rows_from_cells,
     window_grid,
-    window_rows,
 )
 
 _END_OF_TIME = np.iinfo(np.int64).max
@@ -63,26 +68,43 @@ class _Buffer(Generic[C]):
         if len(trades):
             self.chunks.append(trades.ordered())
         if len(self.chunks) > _MAX_CHUNKS:
-            self.chunks = [self.cls.concat(self.chunks).ordered()]
+            self._merge()
+
+    def _merge(self) -> None:
+        """All chunks as one, built column by column, each chunk's column released once
+        copied: the buffer is never held twice (a 30m window at the open is its largest)."""
+        columns = [{name: getattr(c, name) for name in self.cls.DTYPES} for c in self.chunks]
+        self.chunks = []
+        merged = {
+            name: np.concatenate([col.pop(name) for col in columns]) for name in self.cls.DTYPES
+        }
+        self.chunks = [self.cls(**merged).ordered()]
 
     def between(self, start: int, end: int) -> C:
         """The buffered trades with ``start <= ts < end``, ordered."""
-        parts = [p for p in (c.between(start, end) for c in self.chunks) if len(p)]
-        if len(parts) > 1 and 2 * sum(len(p) for p in parts) > len(self):
+        inside = sum(c.count_between(start, end) for c in self.chunks)
+        if len(self.chunks) > 1 and 2 * inside > len(self):
             # Most of the buffer (a long window closing): merge the chunks into one and
             # slice it, so the window is not held twice (chunks + a copy) while its rows
             # are computed.
-            self.chunks = [self.cls.concat(self.chunks).ordered()]
-            return self.chunks[0].between(start, end)
+            self._merge()
+        parts = [p for p in (c.between(start, end) for c in self.chunks) if len(p)]
+        if len(parts) == 1:
+            return parts[0]
         return self.cls.concat(parts).ordered() if parts else self.cls.empty()
 
     def drop_before(self, ts: int) -> None:
-        """Forget the trades older than ``ts``."""
-        self.chunks = [
-            c.between(ts, _END_OF_TIME) if c.ts[0] < ts else c
-            for c in self.chunks
-            if c.ts[-1] >= ts
-        ]
+        """Forget the trades older than ``ts``. A chunk mostly dropped is copied, so that
+        the memory of its dropped rows is given back (a slice would keep it all alive)."""
+        kept: list[C] = []
+        for c in self.chunks:
+            if c.ts[-1] < ts:
+                continue
+            if c.ts[0] < ts:
+                rest = c.between(ts, _END_OF_TIME)
+                c = rest.copy() if 2 * len(rest) < len(c) else rest
+            kept.append(c)
+        self.chunks = kept
 
     def __len__(self) -> int:
         return sum(len(c) for c in self.chunks)
@@ -114,6 +136,12 @@ class WindowAggregator:
             min(int(g[0]) for g in self.grids.values() if g.size),
             max(int(g[-1]) + self.window_ns[w] for w, g in self.grids.items() if g.size),
         )
+        # Trades are summarised per cell as soon as the watermark passes its end; every
+        # window (clock-aligned, its length a multiple of the cell's) is whole cells.
+        self.cell_ns = math.gcd(*self.window_ns.values())
+        self._cells = np.arange(self._span[0], self._span[1], self.cell_ns, dtype=np.int64)
+        self._cells_done = 0  # cells summarised so far
+        self._chunks: list[CellChunk] = []
         self._stock = _Buffer(StockTrades)
         self._options = _Buffer(OptionTrades)
         self.watermark_ns = np.iinfo(np.int64).min
@@ -141,6 +169,7 @@ class WindowAggregator:
         """Rows of every window (of every size) ending at or before ``watermark_ns`` that was
         not emitted yet, per window size (sizes with no newly closed window are left out)."""
         self.watermark_ns = max(self.watermark_ns, int(watermark_ns))
+        self._summarize_cells()
         out: dict[str, pa.Table] = {}
         for w, grid in self.grids.items():
             wns = self.window_ns[w]
@@ -148,12 +177,9 @@ class WindowAggregator:
             k = int(np.searchsorted(grid, self.watermark_ns - wns, side="right"))
             if k <= i:
                 continue
-            starts = grid[i:k]
-            lo, hi = int(starts[0]), int(starts[-1]) + wns
-            out[w] = window_rows(
-                self._stock.between(lo, hi),
-                self._options.between(lo, hi),
-                starts,
+            out[w] = rows_from_cells(
+                self._chunks,
+                grid[i:k],
                 wns,
                 self.symbol,
                 w,
@@ -166,9 +192,29 @@ class WindowAggregator:
                 (int(g[self._next[w]]) for w, g in self.grids.items() if self._next[w] < g.size),
                 default=_END_OF_TIME,
             )
-            self._stock.drop_before(keep_from)
-            self._options.drop_before(keep_from)
+            self._chunks = [
+                c.since(keep_from) for c in self._chunks if int(c.starts[-1]) >= keep_from
+            ]
         return out
+
+    def _summarize_cells(self) -> None:
+        """Summarise the cells the watermark has passed and forget their trades."""
+        k = int(np.searchsorted(self._cells, self.watermark_ns - self.cell_ns, side="right"))
+        if k <= self._cells_done:
+            return
+        starts = self._cells[self._cells_done : k]
+        lo, hi = int(starts[0]), int(starts[-1]) + self.cell_ns
+        chunk = summarize(
+            self._stock.between(lo, hi),
+            self._options.between(lo, hi),
+            starts,
+            self.cell_ns,
+            self.include_aggression,
+        )
+        self._chunks.append(chunk)
+        self._stock.drop_before(hi)
+        self._options.drop_before(hi)
+        self._cells_done = k
 
     def close_all(self) -> dict[str, pa.Table]:
         """Close every remaining window of the session (the day is over)."""
@@ -176,8 +222,10 @@ class WindowAggregator:
 
     @property
     def buffered_trades(self) -> int:
-        """Stock + option trades held for the open windows."""
-        return len(self._stock) + len(self._options)
+        """Stock + option trades of the open windows: held as trades until their cell is
+        complete, then as the cell's summary."""
+        summarised = sum(c.trades for c in self._chunks)
+        return len(self._stock) + len(self._options) + summarised
 
 
 def _max_ts(batch: Trades) -> int | None:

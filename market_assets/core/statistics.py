@@ -89,13 +89,23 @@ def describe(
     x: np.ndarray,
     suffixes: Sequence[str] = SUFFIXES,
     options: StatsOptions = StatsOptions(),  # noqa: B008 - frozen, immutable default
+    *,
+    overwrite_input: bool = False,
 ) -> dict[str, float | None]:
-    """The requested statistics of a 1-D sample (FEATURES.md); ``None`` = null."""
+    """The requested statistics of a 1-D sample (FEATURES.md); ``None`` = null.
+
+    ``overwrite_input``: ``x`` is the caller's own float64 copy and may be sorted in place
+    (a 30-minute window's sample is millions of values; one copy fewer). Whatever the sample
+    size, at most four more arrays of its size exist at once (Box-Cox's working set)."""
     want = set(suffixes)
     bad = want - _KNOWN
     if bad:
         raise ValueError(f"unknown statistic suffixes {sorted(bad)}; known: {', '.join(SUFFIXES)}")
-    xs = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    xs = np.asarray(x, dtype=np.float64).ravel()
+    if overwrite_input and xs.flags.writeable and np.shares_memory(xs, x):
+        xs.sort()
+    else:
+        xs = np.sort(xs)
     n = int(xs.size)
     out: dict[str, float | None] = {}
     if n == 0:
@@ -117,14 +127,16 @@ def describe(
         if constant:
             sd = 0.0
         else:
-            d = xs - mean
-            d2 = d * d
+            # Two working arrays, reused in place (the same products as d2 * d, d2 * d2).
+            d = np.subtract(xs, mean)
+            d2 = np.multiply(d, d)
             ss = float(np.add.reduce(d2))
             sd = math.sqrt(ss / (n - 1))
             m2 = ss / n
             if want & {"skew", "kurtosis"}:
-                m3 = float(np.add.reduce(d2 * d)) / n
-                m4 = float(np.add.reduce(d2 * d2)) / n if "kurtosis" in want else 0.0
+                m3 = float(np.add.reduce(np.multiply(d2, d, out=d))) / n
+                if "kurtosis" in want:
+                    m4 = float(np.add.reduce(np.multiply(d2, d2, out=d2))) / n
             del d, d2  # a window's sample can be large: not held through the rest
 
     q = None
@@ -156,8 +168,9 @@ def describe(
         elif s == "iqr":
             v = float(q[2] - q[0])
         elif s == "mad":
-            med = _median_sorted(xs)
-            v = float(np.median(np.abs(xs - med)))
+            dev = np.subtract(xs, _median_sorted(xs))
+            v = float(np.median(np.abs(dev, out=dev), overwrite_input=True))
+            del dev
         elif s == "cv":
             v = sd / abs(mean) if (sd is not None and mean != 0) else None
         elif s == "mode":
@@ -211,20 +224,52 @@ def _fd_mode(xs: np.ndarray, q: Sequence[float], sd: float | None) -> float:
         return float(q[1])
     nbins = max(1, math.ceil((float(xs[-1]) - mn) / w))
     if nbins <= 4 * n + 16:
-        edges = mn + np.arange(1, nbins, dtype=np.float64) * w
-        idx = np.searchsorted(edges, xs, side="right").astype(np.float64)
+        i = _fullest_listed_bin(xs, mn, w, nbins)
     else:
-        # Too many (mostly empty) bins to list: start from floor() and fix the few values
-        # whose float division landed on the wrong side of their edge.
-        idx = np.floor((xs - mn) / w)
-        idx = np.where(xs < mn + idx * w, idx - 1, idx)
-        idx = np.where(xs >= mn + (idx + 1) * w, idx + 1, idx)
-        idx = np.clip(idx, 0, nbins - 1)
-    # xs is sorted, so bin indices are non-decreasing: count runs.
-    starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
-    counts = np.diff(np.append(starts, n))
-    i = float(idx[starts[int(np.argmax(counts))]])
+        i = _fullest_occupied_bin(xs, mn, w, nbins)
     return mn + (i + 0.5) * w
+
+
+_EDGE_BLOCK = 1 << 16  # bin edges placed per searchsorted call
+
+
+def _fullest_listed_bin(xs: np.ndarray, mn: float, w: float, nbins: int) -> float:
+    """Index of the fullest bin (lowest on ties) of sorted ``xs`` (bin i holds the values
+    with ``e_i <= value < e_(i+1)``, ``e_i = mn + i * w``, the last bin the rest), from
+    where each edge falls in ``xs``: memory is one block of edges, not one index per value."""
+    best, best_count, below = 0, -1, 0
+    for a in range(1, nbins, _EDGE_BLOCK):
+        edges = mn + np.arange(a, min(a + _EDGE_BLOCK, nbins), dtype=np.float64) * w
+        pos = np.searchsorted(xs, edges, side="left")
+        counts = np.diff(pos, prepend=below)
+        j = int(np.argmax(counts))
+        if counts[j] > best_count:
+            best, best_count = a - 1 + j, int(counts[j])
+        below = int(pos[-1])
+    if xs.size - below > best_count:
+        best = nbins - 1
+    return float(best)
+
+
+def _fullest_occupied_bin(xs: np.ndarray, mn: float, w: float, nbins: int) -> float:
+    """:func:`_fullest_listed_bin` for far more bins than values (mostly empty, too many to
+    list): each value's bin from floor(), fixed where the float division landed on the
+    wrong side of its edge, then the runs of equal bins counted (``xs`` is sorted)."""
+    idx = np.subtract(xs, mn)
+    idx /= w
+    np.floor(idx, out=idx)
+    edge = np.multiply(idx, w)
+    edge += mn
+    idx[xs < edge] -= 1
+    np.add(idx, 1, out=edge)
+    edge *= w
+    edge += mn
+    idx[xs >= edge] += 1
+    del edge
+    np.clip(idx, 0, nbins - 1, out=idx)
+    starts = np.flatnonzero(np.concatenate(([True], idx[1:] != idx[:-1])))
+    counts = np.diff(np.append(starts, xs.size))
+    return float(idx[starts[int(np.argmax(counts))]])
 
 
 # --- Box-Cox ------------------------------------------------------------------------------
@@ -245,11 +290,11 @@ def _boxcox_mle(xs: np.ndarray) -> float:
     absolute rather than relative (scipy's tolerance is 1.5e-8 relative plus 1e-11 absolute,
     and its log-likelihood cancels x^lambda against 1).
     """
-    logx = np.log(xs)
-    z = logx - np.add.reduce(logx) / xs.size
-    zmax = float(max(-z[0], z[-1]))
-    zsd = math.sqrt(_sum(z * z) / z.size)
-    lmb = _boxcox_root(z, zmax, zsd) if zsd >= _BC_MIN_LOG_SD else math.nan
+    z = np.log(xs)
+    z -= np.add.reduce(z) / xs.size
+    slope = _BoxCoxSlope(z)
+    lmb = slope.root() if slope.zsd >= _BC_MIN_LOG_SD else math.nan
+    del z, slope
     if not abs(lmb) >= 1e-7:  # NaN, or logs symmetric about their mean (see above)
         return _scipy_boxcox(xs)
     # scipy's last step: constrain lambda so the transformed extreme does not overflow.
@@ -276,76 +321,121 @@ def _sum(a: np.ndarray) -> float:
     return float(np.add.reduce(a))
 
 
-def _boxcox_root(z: np.ndarray, zmax: float, zsd: float) -> float:
-    """The lambda where G'(lambda) = 0 (G below), by Newton steps kept inside a bracket."""
-    lo, hi = -math.inf, math.inf
-    lmb = 0.0
-    for _ in range(200):
-        g1, g2 = _boxcox_slope(z, lmb, zmax, zsd)
-        if not (math.isfinite(g1) and math.isfinite(g2)):
-            return math.nan
-        if g1 > 0:
-            hi = lmb
-        elif g1 < 0:
-            lo = lmb
-        else:
-            return lmb
-        new = lmb - g1 / g2 if g2 > 0 else math.nan
-        if not lo < new < hi:
-            if math.isinf(lo) or math.isinf(hi):
-                new = lmb - math.copysign(max(1.0, abs(lmb)), g1)  # walk out to a bracket
+# Horner coefficients of the series y = z sum_k t^k / (k+1)! and of its lambda-derivatives
+# (k = 6 down to 0, 1 and 2: the terms that survive one and two derivatives).
+_SERIES = [1.0 / math.factorial(k + 1) for k in range(6, -1, -1)]
+_SERIES_1 = [k * (1.0 / math.factorial(k + 1)) for k in range(6, 0, -1)]
+_SERIES_2 = [k * (k - 1) * (1.0 / math.factorial(k + 1)) for k in range(6, 1, -1)]
+
+
+def _horner(out: np.ndarray, t: np.ndarray, coefs: list[float]) -> np.ndarray:
+    """``out = (...(c0 t + c1) t + ...) + c_last``, in place."""
+    out.fill(coefs[0])
+    for c in coefs[1:]:
+        out *= t
+        out += c
+    return out
+
+
+class _BoxCoxSlope:
+    """G' and G'' (see :meth:`at`) of centred logs ``z``, with three working arrays of the
+    sample's size reused in place at every Newton step: the products and sums are the
+    same, in the same order, as spelling every temporary out."""
+
+    def __init__(self, z: np.ndarray) -> None:
+        self.z = z
+        self.n = z.size
+        self.a, self.b, self.s = np.empty_like(z), np.empty_like(z), np.empty_like(z)
+        self.zmax = float(max(-z[0], z[-1]))
+        self.zsd = math.sqrt(_sum(np.multiply(z, z, out=self.s)) / self.n)
+
+    def _centre(self, v: np.ndarray) -> np.ndarray:
+        v -= _sum(v) / self.n
+        return v
+
+    def _dot(self, u: np.ndarray, v: np.ndarray) -> float:
+        return _sum(np.multiply(u, v, out=self.s))
+
+    def root(self) -> float:
+        """The lambda where G'(lambda) = 0, by Newton steps kept inside a bracket."""
+        lo, hi = -math.inf, math.inf
+        lmb = 0.0
+        for _ in range(200):
+            g1, g2 = self.at(lmb)
+            if not (math.isfinite(g1) and math.isfinite(g2)):
+                return math.nan
+            if g1 > 0:
+                hi = lmb
+            elif g1 < 0:
+                lo = lmb
             else:
-                new = 0.5 * (lo + hi)
-        # Converging quadratically, a step this small leaves an error near its square.
-        if abs(new - lmb) <= 1e-7 * max(1.0, abs(lmb)) and lo < new < hi:
-            return new
-        lmb = new
-    return math.nan
+                return lmb
+            new = lmb - g1 / g2 if g2 > 0 else math.nan
+            if not lo < new < hi:
+                if math.isinf(lo) or math.isinf(hi):
+                    new = lmb - math.copysign(max(1.0, abs(lmb)), g1)  # walk out to a bracket
+                else:
+                    new = 0.5 * (lo + hi)
+            # Converging quadratically, a step this small leaves an error near its square.
+            if abs(new - lmb) <= 1e-7 * max(1.0, abs(lmb)) and lo < new < hi:
+                return new
+            lmb = new
+        return math.nan
 
+    def at(self, lmb: float) -> tuple[float, float]:
+        """G' and G'' at ``lmb`` for G = log sd(boxcox(w, lmb)), w = x / geometric mean(x).
 
-def _boxcox_slope(z: np.ndarray, lmb: float, zmax: float, zsd: float) -> tuple[float, float]:
-    """G' and G'' at ``lmb`` for G = log sd(boxcox(w, lmb)), w = x / geometric mean(x).
+        -boxcox_llf(lmb, x) = n G(lmb) + constant (scaling x only shifts the log-likelihood).
+        With y = expm1(lmb z) / lmb and its lambda-derivatives y1, y2, G' = cov(y, y1) / var(y)
+        and G'' = (var(y1) + cov(y, y2)) / var(y) - 2 G'^2; away from 0 the same follows from
+        e = exp(lmb z) (scaled freely), without the 1/lmb cancellations.
+        """
+        if abs(lmb) * self.zmax <= 1e-3:
+            return self._series(lmb)
+        return self._exponential(lmb)
 
-    -boxcox_llf(lmb, x) = n G(lmb) + constant (scaling x only shifts the log-likelihood).
-    With y = expm1(lmb z) / lmb and its lambda-derivatives y1, y2, G' = cov(y, y1) / var(y)
-    and G'' = (var(y1) + cov(y, y2)) / var(y) - 2 G'^2; away from 0 the same follows from
-    e = exp(lmb z) (scaled freely), without the 1/lmb cancellations.
-    """
-    if abs(lmb) * zmax <= 1e-3:
+    def _series(self, lmb: float) -> tuple[float, float]:
         # Series in t = lmb z: y = z sum_k t^k / (k+1)!, so y1 and y2 are series too.
-        if lmb == 0.0:
-            y, y1, y2 = z, 0.5 * z * z, z * z * z / 3.0
+        z, a, b, s = self.z, self.a, self.b, self.s
+        if lmb == 0.0:  # y = z, y1 = z z / 2, y2 = z z z / 3
+            np.copyto(a, z)
+            d = self._centre(a)
+            e1 = self._centre(np.multiply(np.multiply(0.5, z, out=b), z, out=b))
         else:
-            t = lmb * z
-            p = p1 = p2 = 0.0
-            for k in range(6, -1, -1):
-                c = 1.0 / math.factorial(k + 1)
-                p = p * t + c
-                p1 = p1 * t + k * c if k >= 1 else p1
-                p2 = p2 * t + k * (k - 1) * c if k >= 2 else p2
-            zz = z * z
-            y, y1, y2 = z * p, zz * p1, zz * z * p2
-        d = y - _sum(y) / y.size
-        e1 = y1 - _sum(y1) / y1.size
-        var = _sum(d * d)
-        g1 = _sum(d * e1) / var
-        return g1, (_sum(e1 * e1) + _sum(d * y2)) / var - 2.0 * g1 * g1
-    t = lmb * z
-    if abs(lmb) * zsd < 0.5:
-        v = np.expm1(t)  # centring exp(t) would lose digits to the cancellation around 1
-        e = v + 1.0
-    elif abs(lmb) * zmax <= 50.0:
-        v = e = np.exp(t)
-    else:
-        v = e = np.exp(t - t.max())
-    # G = 1/2 log var(e) - log|lmb|: G' = cov(e, z e) / var(e) - 1 / lmb, and so on.
-    d = v - _sum(v) / v.size
-    ze = z * e
-    var = _sum(d * d)
-    r = _sum(d * ze) / var
-    zc = ze - _sum(ze) / ze.size
-    c = _sum(zc * zc) + _sum(d * (z * ze))
-    return r - 1.0 / lmb, c / var - 2.0 * r * r + 1.0 / (lmb * lmb)
+            d = self._centre(np.multiply(z, _horner(a, np.multiply(lmb, z, out=s), _SERIES), out=a))
+            _horner(b, np.multiply(lmb, z, out=s), _SERIES_1)
+            e1 = self._centre(np.multiply(np.multiply(z, z, out=s), b, out=b))
+        var = self._dot(d, d)
+        g1 = self._dot(d, e1) / var
+        e1e1 = self._dot(e1, e1)
+        y2 = b  # e1 is done with
+        if lmb == 0.0:
+            np.divide(np.multiply(np.multiply(z, z, out=y2), z, out=y2), 3.0, out=y2)
+        else:
+            _horner(y2, np.multiply(lmb, z, out=s), _SERIES_2)
+            zzz = np.multiply(np.multiply(z, z, out=s), z, out=s)
+            np.multiply(zzz, y2, out=y2)
+        return g1, (e1e1 + self._dot(d, y2)) / var - 2.0 * g1 * g1
+
+    def _exponential(self, lmb: float) -> tuple[float, float]:
+        z, a, b = self.z, self.a, self.b
+        t = np.multiply(lmb, z, out=a)
+        if abs(lmb) * self.zsd < 0.5:
+            v = np.expm1(t, out=a)  # centring exp(t) would lose digits to the cancellation around 1
+            ze = np.multiply(z, np.add(v, 1.0, out=b), out=b)
+        else:
+            if abs(lmb) * self.zmax > 50.0:
+                t -= t.max()
+            v = np.exp(t, out=a)
+            ze = np.multiply(z, v, out=b)
+        # G = 1/2 log var(e) - log|lmb|: G' = cov(e, z e) / var(e) - 1 / lmb, and so on.
+        d = self._centre(v)
+        var = self._dot(d, d)
+        r = self._dot(d, ze) / var
+        d_zze = _sum(np.multiply(d, np.multiply(z, ze, out=self.s), out=self.s))
+        zc = self._centre(ze)
+        c = self._dot(zc, zc) + d_zze
+        return r - 1.0 / lmb, c / var - 2.0 * r * r + 1.0 / (lmb * lmb)
 
 
 # --- dip test -----------------------------------------------------------------------------
@@ -377,6 +467,7 @@ def _dip_pval(xs: np.ndarray, options: StatsOptions) -> float:
 _BIN_STEPS_PER_H = 32  # fine binning grid: at least this many steps per bandwidth
 _TRUNC = 10.0  # kernel truncated at this many bandwidths in the binned pass
 _DIRECT_PAIRS = 65_536  # up to this many (sample, grid point) pairs, densities are summed directly
+_DIRECT_BLOCK = 1 << 18  # (sample, grid point) pairs per block of a direct sum
 
 
 def kde_grid(xs: np.ndarray, sd: float, grid: int) -> tuple[np.ndarray, float]:
@@ -389,6 +480,29 @@ def kde_peak_count(xs: np.ndarray, sd: float, grid: int = 512) -> int:
     """Peaks of scipy's silverman gaussian_kde of sorted ``xs`` on the FEATURES.md grid."""
     g, h = kde_grid(xs, sd, grid)
     return _KdePeaks(xs, sd, g, h).count()
+
+
+_BIN_BLOCK = 1 << 18  # sample values binned per block
+
+
+def _linear_binning(xs: np.ndarray, lo: float, step: float, m: int) -> np.ndarray:
+    """Bin counts on the grid ``lo + j * step`` (j < m): each value adds 1 - t to the bin
+    below it and t to the one above. Block by block, so the working arrays stay a few MB
+    however large the sample; the summation order only moves the rounding that ``rel``
+    already bounds."""
+    c = np.zeros(m)
+    for a in range(0, xs.size, _BIN_BLOCK):
+        t = np.subtract(xs[a : a + _BIN_BLOCK], lo)
+        t /= step
+        k = np.floor(t)
+        np.clip(k, 0, m - 2, out=k)
+        t -= k
+        bins = k.astype(np.intp)
+        del k
+        c += np.bincount(bins, 1.0 - t, minlength=m)
+        bins += 1
+        c += np.bincount(bins, t, minlength=m)
+    return c
 
 
 class _KdePeaks:
@@ -423,24 +537,7 @@ class _KdePeaks:
         r = max(1, math.ceil(delta_g * _BIN_STEPS_PER_H / h))
         step = delta_g / r
         m = r * (G - 1) + 1
-        # Linear binning: weight 1 - t to bin k, t to bin k + 1. Built in place (the same
-        # numbers, in the same order, as concatenating (k, k + 1) and (1 - t, t)): a 30m
-        # window's sample is about a million values, and each temporary is 8 MB of it.
-        t = np.subtract(xs, lo)
-        t /= step
-        k = np.floor(t)
-        np.clip(k, 0, m - 2, out=k)
-        t -= k
-        bins = np.empty(2 * n, dtype=np.intp)
-        bins[:n] = k
-        del k
-        np.add(bins[:n], 1, out=bins[n:])
-        weights = np.empty(2 * n)
-        np.subtract(1.0, t, out=weights[:n])
-        weights[n:] = t
-        del t
-        c = np.bincount(bins, weights, minlength=m)
-        del bins, weights
+        c = _linear_binning(xs, lo, step, m)
         half = math.ceil(_TRUNC * h / step)
         eps = step / h
         u = np.arange(-half, half + 1, dtype=np.float64) * eps
@@ -492,13 +589,18 @@ class _KdePeaks:
     def _direct(self, idx: np.ndarray) -> None:
         xs, h = self.xs, self.h
         n = xs.size
-        chunk = max(1, 2_000_000 // n)
-        for a in range(0, idx.size, chunk):
-            j = idx[a : a + chunk]
-            u = (xs[None, :] - self.g[j, None]) / h
-            e = np.exp(-0.5 * u * u)
-            dens = e.sum(axis=1) * (_INV_SQRT_2PI / (n * h))
-            env = ((1.0 + u * u) * e).sum(axis=1) * (_INV_SQRT_2PI / (n * h))
+        rows = max(1, _DIRECT_BLOCK // n)  # grid points per block
+        cols = min(n, _DIRECT_BLOCK)  # sample values per block
+        for a in range(0, idx.size, rows):
+            j = idx[a : a + rows]
+            dens, env = np.zeros(j.size), np.zeros(j.size)
+            for b in range(0, n, cols):
+                u = (xs[None, b : b + cols] - self.g[j, None]) / h
+                e = np.exp(-0.5 * u * u)
+                dens += e.sum(axis=1)
+                env += ((1.0 + u * u) * e).sum(axis=1)
+            dens *= _INV_SQRT_2PI / (n * h)
+            env *= _INV_SQRT_2PI / (n * h)
             err = 2 * ((self.rho / h + 2 * self.eta) * env * 1.01 + self.rel * dens + 1e-300 / h)
             self.lower[j] = dens - err
             self.upper[j] = dens + err

@@ -137,17 +137,12 @@ def whole_day(stock, options, day, session, windows=WINDOWS) -> dict[str, pa.Tab
     return {w: features_for_day(stock, options, day, "SPY", w, session, RULES) for w in windows}
 
 
-@pytest.mark.parametrize(
-    ("day", "session"), [(DAY, "regular"), (DAY, "extended"), (EARLY, "regular")]
-)
-def test_piecemeal_feeding_gives_the_whole_day_rows_exactly(day, session) -> None:
-    stock, options = generated_day(day, session, seed=day.day)
-    expected = whole_day(stock, options, day, session)
-    rng = np.random.default_rng(5)
-    s, o = time_ordered(stock, options)
+def fed_piecemeal(agg: WindowAggregator, s: pa.Table, o: pa.Table, seed: int) -> dict:
+    """Both streams fed in random slices, closing at random watermarks (some going
+    backwards) along the way; every size's rows, in the order they were emitted."""
+    rng = np.random.default_rng(seed)
     s_chunks, o_chunks = random_chunks(s, rng, 400), random_chunks(o, rng, 300)
-    agg = WindowAggregator("SPY", WINDOWS, day, session, RULES)
-    got: dict[str, list[pa.Table]] = {w: [] for w in WINDOWS}
+    got: dict[str, list[pa.Table]] = {w: [] for w in agg.grids}
     si = oi = 0
     s_last = o_last = np.iinfo(np.int64).min
     while si < len(s_chunks) or oi < len(o_chunks):
@@ -170,12 +165,48 @@ def test_piecemeal_feeding_gives_the_whole_day_rows_exactly(day, session) -> Non
                 got[w].append(t)
     for w, t in agg.close_all().items():
         got[w].append(t)
+    assert agg.close_all() == {}  # nothing is emitted twice
+    return {w: pa.concat_tables(t) for w, t in got.items()}
+
+
+@pytest.mark.parametrize(
+    ("day", "session"), [(DAY, "regular"), (DAY, "extended"), (EARLY, "regular")]
+)
+def test_piecemeal_feeding_gives_the_whole_day_rows_exactly(day, session) -> None:
+    stock, options = generated_day(day, session, seed=day.day)
+    expected = whole_day(stock, options, day, session)
+    s, o = time_ordered(stock, options)
+    agg = WindowAggregator("SPY", WINDOWS, day, session, RULES)
+    got = fed_piecemeal(agg, s, o, seed=5)
     assert agg.late_dropped == 0
     for w in WINDOWS:
-        table = pa.concat_tables(got[w])
-        assert table.num_rows == window_grid(day, w, session).size
-        assert table.equals(expected[w]), w
-    assert agg.close_all() == {}  # nothing is emitted twice
+        assert got[w].num_rows == window_grid(day, w, session).size
+        assert got[w].equals(expected[w]), w
+
+
+def test_sizes_that_share_only_a_30s_cell_and_aggression_give_the_whole_day_rows() -> None:
+    sizes = ("90s", "2m", "7m")
+    stock, options = generated_day(DAY, "regular", seed=12)
+    rng = np.random.default_rng(12)
+    side = rng.choice(
+        np.array(["buy", "sell", "neither", None], dtype=object),
+        options.num_rows,
+        p=[0.45, 0.45, 0.09, 0.01],
+    )
+    options = options.append_column("aggressor_side", pa.array(side, pa.string()))
+    expected = {
+        w: features_for_day(
+            stock, options, DAY, "SPY", w, "regular", RULES, include_aggression=True
+        )
+        for w in sizes
+    }
+    s, o = time_ordered(stock, options)
+    agg = WindowAggregator("SPY", sizes, DAY, "regular", RULES, include_aggression=True)
+    assert agg.cell_ns == 30 * S
+    got = fed_piecemeal(agg, s, o, seed=7)
+    for w in sizes:
+        assert got[w].equals(expected[w]), w
+        assert got[w].column("calls_dadvv_agg_buy_mean").null_count < got[w].num_rows
 
 
 def _ts_end(table: pa.Table) -> np.ndarray:

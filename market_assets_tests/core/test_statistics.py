@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 import warnings
 
 import diptest
@@ -344,3 +345,44 @@ def test_kde_peaks_of_two_values_are_counted_without_scipy(monkeypatch) -> None:
     got = [describe(x, ["kde_peaks"])["kde_peaks"] for x in pairs]
     monkeypatch.undo()
     assert got == [float(ref_kde_peaks(x)) for x in pairs] == [1.0] * 50
+
+
+@pytest.mark.parametrize("shape", ["bimodal", "lognormal", "integers", "student_t", "pareto"])
+def test_mode_counted_a_block_of_edges_at_a_time_matches_the_histogram(monkeypatch, shape):
+    monkeypatch.setattr(statistics, "_EDGE_BLOCK", 7)  # many blocks, edges on their borders
+    for seed in range(4):
+        x = _sample(shape, 500, seed)
+        assert describe(x, ["mode"])["mode"] == ref_mode(x)
+
+
+@pytest.mark.parametrize("shape", ["bimodal", "lognormal", "student_t"])
+def test_kde_peaks_binned_and_summed_in_small_blocks_stay_exact(monkeypatch, shape) -> None:
+    monkeypatch.setattr(statistics, "_BIN_BLOCK", 333)
+    monkeypatch.setattr(statistics, "_DIRECT_BLOCK", 1000)
+    monkeypatch.setattr(statistics, "_BIN_STEPS_PER_H", 1)  # loose bounds: the direct tier runs
+    for seed in range(3):
+        x = _sample(shape, 3000, seed)
+        assert describe(x, ["kde_peaks"])["kde_peaks"] == ref_kde_peaks(x)
+
+
+def test_describe_may_sort_the_callers_copy_in_place_with_the_same_result() -> None:
+    x = _sample("pareto", 5000, 4)
+    expected = describe(x)
+    mine = x.copy()
+    assert describe(mine, overwrite_input=True) == expected
+    assert (np.diff(mine) >= 0).all()  # sorted in place, no copy made
+    assert (x == _sample("pareto", 5000, 4)).all()  # without the flag the input is untouched
+
+
+def test_a_large_samples_statistics_hold_at_most_four_more_copies_of_it() -> None:
+    # A 30-minute window's sample can be millions of values: every statistic works in
+    # place, so memory is a few copies of the sample whatever is asked.
+    x = _sample("dollars", 400_000, 1)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        describe(x.copy(), overwrite_input=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= 5.3 * x.nbytes  # the copy itself, then Box-Cox's four working arrays
