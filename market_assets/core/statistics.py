@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import diptest
@@ -127,17 +127,27 @@ def describe(
         if constant:
             sd = 0.0
         else:
-            # Two working arrays, reused in place (the same products as d2 * d, d2 * d2).
-            d = np.subtract(xs, mean)
-            d2 = np.multiply(d, d)
-            ss = float(np.add.reduce(d2))
+            third, fourth = bool(want & {"skew", "kurtosis"}), "kurtosis" in want
+
+            def powers(part: slice) -> list[float]:
+                # A block of the deviations at a time (a window's sample can be millions).
+                d = np.subtract(xs[part], mean)
+                d2 = np.multiply(d, d)
+                out = [np.add.reduce(d2)]
+                if third:
+                    out.append(np.add.reduce(np.multiply(d2, d, out=d)))
+                if fourth:
+                    out.append(np.add.reduce(np.multiply(d2, d2, out=d2)))
+                return out
+
+            sums = _pairwise_sums(n, powers)
+            ss = sums[0]
             sd = math.sqrt(ss / (n - 1))
             m2 = ss / n
-            if want & {"skew", "kurtosis"}:
-                m3 = float(np.add.reduce(np.multiply(d2, d, out=d))) / n
-                if "kurtosis" in want:
-                    m4 = float(np.add.reduce(np.multiply(d2, d2, out=d2))) / n
-            del d, d2  # a window's sample can be large: not held through the rest
+            if third:
+                m3 = sums[1] / n
+            if fourth:
+                m4 = sums[2] / n
 
     q = None
     if want & {"q1", "q2", "q3", "iqr", "mode"}:
@@ -321,6 +331,30 @@ def _sum(a: np.ndarray) -> float:
     return float(np.add.reduce(a))
 
 
+_SUM_BLOCK = 1 << 16  # values per block of a blockwise sum (numpy splits above 128)
+
+
+def _pairwise_sums(n: int, leaf: Callable[[slice], Sequence[float]]) -> tuple[float, ...]:
+    """Sums over the indices ``0..n-1`` of the terms ``leaf(slice)`` sums (with
+    ``numpy.add.reduce``) for a block of them, added in the tree numpy's own pairwise
+    summation builds for a whole array: blocks split at ``n2 = n // 2 - (n // 2) % 8`` until
+    at most _SUM_BLOCK long. So the result is bit for bit ``numpy.add.reduce`` of the terms
+    over the whole sample, while only one block of them exists at a time."""
+
+    return _pairwise_tree(leaf, 0, n)
+
+
+def _pairwise_tree(leaf: Callable[[slice], Sequence[float]], a: int, b: int) -> tuple[float, ...]:
+    # A module-level function, not a closure: a recursive closure is a reference cycle that
+    # would keep ``leaf`` (and the sample-sized arrays it reaches) alive until the next GC.
+    if b - a <= _SUM_BLOCK:
+        return tuple(float(v) for v in leaf(slice(a, b)))
+    half = (b - a) // 2
+    half -= half % 8
+    left, right = _pairwise_tree(leaf, a, a + half), _pairwise_tree(leaf, a + half, b)
+    return tuple(x + y for x, y in zip(left, right, strict=True))
+
+
 # Horner coefficients of the series y = z sum_k t^k / (k+1)! and of its lambda-derivatives
 # (k = 6 down to 0, 1 and 2: the terms that survive one and two derivatives).
 _SERIES = [1.0 / math.factorial(k + 1) for k in range(6, -1, -1)]
@@ -338,23 +372,17 @@ def _horner(out: np.ndarray, t: np.ndarray, coefs: list[float]) -> np.ndarray:
 
 
 class _BoxCoxSlope:
-    """G' and G'' (see :meth:`at`) of centred logs ``z``, with three working arrays of the
-    sample's size reused in place at every Newton step: the products and sums are the
-    same, in the same order, as spelling every temporary out."""
+    """G' and G'' (see :meth:`at`) of centred logs ``z``. Each Newton step makes two passes
+    over ``z`` a block at a time (the means, then the sums of products), so only ``z`` is
+    held at the sample's size; the sums are numpy's own pairwise ones (:func:`_pairwise_sums`),
+    the same numbers as spelling every temporary out over the whole sample."""
 
     def __init__(self, z: np.ndarray) -> None:
         self.z = z
         self.n = z.size
-        self.a, self.b, self.s = np.empty_like(z), np.empty_like(z), np.empty_like(z)
         self.zmax = float(max(-z[0], z[-1]))
-        self.zsd = math.sqrt(_sum(np.multiply(z, z, out=self.s)) / self.n)
-
-    def _centre(self, v: np.ndarray) -> np.ndarray:
-        v -= _sum(v) / self.n
-        return v
-
-    def _dot(self, u: np.ndarray, v: np.ndarray) -> float:
-        return _sum(np.multiply(u, v, out=self.s))
+        (zz,) = _pairwise_sums(self.n, lambda s: (np.add.reduce(z[s] * z[s]),))
+        self.zsd = math.sqrt(zz / self.n)
 
     def root(self) -> float:
         """The lambda where G'(lambda) = 0, by Newton steps kept inside a bracket."""
@@ -396,45 +424,80 @@ class _BoxCoxSlope:
 
     def _series(self, lmb: float) -> tuple[float, float]:
         # Series in t = lmb z: y = z sum_k t^k / (k+1)!, so y1 and y2 are series too.
-        z, a, b, s = self.z, self.a, self.b, self.s
-        if lmb == 0.0:  # y = z, y1 = z z / 2, y2 = z z z / 3
-            np.copyto(a, z)
-            d = self._centre(a)
-            e1 = self._centre(np.multiply(np.multiply(0.5, z, out=b), z, out=b))
-        else:
-            d = self._centre(np.multiply(z, _horner(a, np.multiply(lmb, z, out=s), _SERIES), out=a))
-            _horner(b, np.multiply(lmb, z, out=s), _SERIES_1)
-            e1 = self._centre(np.multiply(np.multiply(z, z, out=s), b, out=b))
-        var = self._dot(d, d)
-        g1 = self._dot(d, e1) / var
-        e1e1 = self._dot(e1, e1)
-        y2 = b  # e1 is done with
-        if lmb == 0.0:
-            np.divide(np.multiply(np.multiply(z, z, out=y2), z, out=y2), 3.0, out=y2)
-        else:
-            _horner(y2, np.multiply(lmb, z, out=s), _SERIES_2)
-            zzz = np.multiply(np.multiply(z, z, out=s), z, out=s)
-            np.multiply(zzz, y2, out=y2)
-        return g1, (e1e1 + self._dot(d, y2)) / var - 2.0 * g1 * g1
+        z, n = self.z, self.n
+
+        def terms(s: slice, second: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            zs = z[s]
+            if lmb == 0.0:  # y = z, y1 = z z / 2, y2 = z z z / 3
+                y, y1 = zs.copy(), np.multiply(0.5, zs) * zs
+                y2 = zs * zs * zs / 3.0 if second else None
+                return y, y1, y2
+            t = np.multiply(lmb, zs)
+            zz = zs * zs
+            y = np.multiply(zs, _horner(np.empty_like(zs), t, _SERIES))
+            y1 = np.multiply(zz, _horner(np.empty_like(zs), t, _SERIES_1))
+            y2 = np.multiply(zz * zs, _horner(t, t.copy(), _SERIES_2)) if second else None
+            return y, y1, y2
+
+        def means(s: slice) -> tuple[float, float]:
+            y, y1, _ = terms(s, False)
+            return np.add.reduce(y), np.add.reduce(y1)
+
+        sy, sy1 = _pairwise_sums(n, means)
+        my, my1 = sy / n, sy1 / n
+
+        def products(s: slice) -> tuple[float, ...]:
+            d, e1, y2 = terms(s, True)
+            d -= my
+            e1 -= my1
+            return (
+                np.add.reduce(d * d),
+                np.add.reduce(d * e1),
+                np.add.reduce(e1 * e1),
+                np.add.reduce(d * y2),
+            )
+
+        var, de1, e1e1, dy2 = _pairwise_sums(n, products)
+        g1 = de1 / var
+        return g1, (e1e1 + dy2) / var - 2.0 * g1 * g1
 
     def _exponential(self, lmb: float) -> tuple[float, float]:
-        z, a, b = self.z, self.a, self.b
-        t = np.multiply(lmb, z, out=a)
-        if abs(lmb) * self.zsd < 0.5:
-            v = np.expm1(t, out=a)  # centring exp(t) would lose digits to the cancellation around 1
-            ze = np.multiply(z, np.add(v, 1.0, out=b), out=b)
-        else:
-            if abs(lmb) * self.zmax > 50.0:
-                t -= t.max()
-            v = np.exp(t, out=a)
-            ze = np.multiply(z, v, out=b)
+        z, n = self.z, self.n
+        near_one = abs(lmb) * self.zsd < 0.5
+        # exp(t - max t) where exp(t) could overflow; t is monotone in z (sorted), so its
+        # maximum is at an end.
+        shift = float(np.multiply(lmb, z[[0, -1]]).max()) if abs(lmb) * self.zmax > 50.0 else None
+
+        def terms(s: slice) -> tuple[np.ndarray, np.ndarray]:
+            zs = z[s]
+            t = np.multiply(lmb, zs)
+            if near_one:
+                v = np.expm1(t, out=t)  # centring exp(t) would lose digits around 1
+                return v, np.multiply(zs, v + 1.0)
+            if shift is not None:
+                t -= shift
+            v = np.exp(t, out=t)
+            return v, np.multiply(zs, v)
+
+        def means(s: slice) -> tuple[float, float]:
+            v, ze = terms(s)
+            return np.add.reduce(v), np.add.reduce(ze)
+
+        sv, sze = _pairwise_sums(n, means)
+        mv, mze = sv / n, sze / n
+
         # G = 1/2 log var(e) - log|lmb|: G' = cov(e, z e) / var(e) - 1 / lmb, and so on.
-        d = self._centre(v)
-        var = self._dot(d, d)
-        r = self._dot(d, ze) / var
-        d_zze = _sum(np.multiply(d, np.multiply(z, ze, out=self.s), out=self.s))
-        zc = self._centre(ze)
-        c = self._dot(zc, zc) + d_zze
+        def products(s: slice) -> tuple[float, ...]:
+            d, ze = terms(s)
+            d -= mv
+            d_zze = np.add.reduce(d * (z[s] * ze))
+            out = (np.add.reduce(d * d), np.add.reduce(d * ze), d_zze)
+            ze -= mze
+            return (*out, np.add.reduce(ze * ze))
+
+        var, dze, d_zze, zczc = _pairwise_sums(n, products)
+        r = dze / var
+        c = zczc + d_zze
         return r - 1.0 / lmb, c / var - 2.0 * r * r + 1.0 / (lmb * lmb)
 
 
