@@ -25,8 +25,9 @@ and option_trades_greeks are materialized first in the same instance (not measur
     dagster asset materialize --select features_1m,features_5m,... --partition 2026-11-20
 
 is measured the same way; its rows are the symbol's stock plus option trades read, and it
-has no gzip baseline (its input is Parquet). Its memory grows with the trades of the longest
-open window (exact window statistics need them), which a denser day makes larger.
+has no gzip baseline (its input is Parquet). What grows with a denser day is the sample
+values of the longest open window (exact window statistics need them all: 8 bytes a stock
+trade, up to 32 an option trade) and one batch's trades ahead of the watermark.
 
 Days are generated once (`market-assets sample --scale N --seed 1`, through
 ``devtools.bench.sample_day``) and cached in benchmarks/_work/mirror-N, as for ingest.py.

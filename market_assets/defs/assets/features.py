@@ -4,9 +4,9 @@ computed from one read of the day.
 
 One ``multi_asset`` reads the symbol's stock trades and greeked option trades once, streams
 them in time order into one :class:`WindowAggregator` for every selected window size, and
-hands each size's rows to the Parquet IO manager. Memory holds the open windows' trades, not
-the day (stock_trades is stored in flat-file order, ticker then time; option_trades_greeks
-in (underlying, sip_timestamp) order). A partition written in another order (by an older
+hands each size's rows to the Parquet IO manager. Memory holds the open windows' cell
+summaries (``core.cells``), not the day (stock_trades is stored in flat-file order, ticker
+then time; option_trades_greeks in (underlying, sip_timestamp) order). A partition written in another order (by an older
 version) is read whole and sorted instead, with the same rows as the result.
 
 The symbol's implausible stock prints (stock_trades' plausible_prices check) are left out:
