@@ -671,7 +671,8 @@ class NbboBook:
         self._pooled[False].extend(ages[~option].tolist())
         by_ticker = np.argsort(aged_code, kind="stable")
         present, starts = np.unique(aged_code[by_ticker], return_index=True)
-        for c, a, b in zip(present, starts, np.append(starts[1:], by_ticker.size), strict=True):
+        ends = np.append(starts[1:], by_ticker.size)[: starts.size]  # none when nothing aged
+        for c, a, b in zip(present, starts, ends, strict=True):
             ring = self._ages.setdefault(tickers[c], deque(maxlen=self.window))
             ring.extend(ages[by_ticker[a:b]].tolist())
 

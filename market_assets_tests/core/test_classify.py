@@ -502,6 +502,15 @@ def test_live_adaptive_limit_comes_from_the_ages_seen_before_the_batch():
     assert (later["aggressor_side"], later["unknown_reason"]) == ("unknown", "stale")
 
 
+def test_live_book_classifies_trades_before_any_quote_as_unknown_and_remembers_their_price():
+    # A live run's first option trades can come before any quote (or with no quote stream):
+    # nothing has an NBBO age to remember, and that must not break the batch.
+    book = NbboBook(ClassifyParams())
+    out = book.classify(trades([(CALL, 1 * MS, 1.1), (CALL, 2 * MS, 1.2)]))
+    assert set(out.column("aggressor_side").to_pylist()) == {"unknown"}
+    assert book._last_price == {CALL: 1.2} and not book._ages
+
+
 def test_live_book_remembers_ages_and_prices_like_a_trade_by_trade_reference():
     # Adaptive staleness and the tick rule read what the book remembers from earlier
     # batches: each ticker's last 50 NBBO ages and the pooled ages per kind (in SIP order),
