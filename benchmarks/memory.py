@@ -29,6 +29,11 @@ has no gzip baseline (its input is Parquet). What grows with a denser day is the
 values of the longest open window (exact window statistics need them all: 8 bytes a stock
 trade, up to 32 an option trade) and one batch's trades ahead of the watermark.
 
+``--assets option_trades_greeks`` measures the greeks step the same way (its stock_trades
+and option_trades prepared first; its rows are the option trades). It holds one run of the
+external sort of the option trades and, per batch, the underlyings' rows within the
+staleness limit before its trades.
+
 Days are generated once (`market-assets sample --scale N --seed 1`, through
 ``devtools.bench.sample_day``) and cached in benchmarks/_work/mirror-N, as for ingest.py.
 
@@ -183,6 +188,8 @@ def step_events(home: Path, asset: str) -> tuple[float, dict, list[tuple[str, bo
 
 
 FEATURES = "features"  # the features multi-asset's step
+GREEKS = "option_trades_greeks"
+DERIVED = (FEATURES, GREEKS)  # steps that read Parquet: inputs prepared first, no gzip baseline
 
 
 def _selection(config: Path, asset: str) -> str:
@@ -192,20 +199,24 @@ def _selection(config: Path, asset: str) -> str:
     return ",".join(f"features_{w}" for w in windows)
 
 
-def _features_inputs(config: Path) -> list[str]:
-    """The assets the features read for this config (quotes and classified trades too when
-    ``features.aggression`` is on)."""
+def _inputs(config: Path, asset: str) -> list[str]:
+    """The assets a derived step reads for this config: for the features, quotes and
+    classified trades too when ``features.aggression`` is on; for the greeks, stock_quotes
+    with ``greeks.underlying_price = "nbbo_mid"``."""
     cfg = tomllib.loads(config.read_text())
+    if asset == GREEKS:
+        nbbo_mid = cfg["greeks"].get("underlying_price") == "nbbo_mid"
+        return ["stock_trades", "option_trades"] + (["stock_quotes"] if nbbo_mid else [])
     assets = ["stock_trades", "option_trades", "option_trades_greeks"]
     if cfg["features"].get("aggression"):
         assets += ["stock_quotes", "option_quotes", "option_trades_classified"]
     return assets
 
 
-def _prepare_features_inputs(env: dict, config: Path, log: Path) -> None:
-    """The features' inputs for the day, materialized once before the measured run."""
+def _prepare_inputs(env: dict, config: Path, asset: str, log: Path) -> None:
+    """A derived step's inputs for the day, materialized once before the measured run."""
     cmd = [str(BIN / "market-assets"), "materialize", "--date", str(DAY), "--assets"]
-    cmd += _features_inputs(config)
+    cmd += _inputs(config, asset)
     with log.open("w") as out:
         subprocess.run(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
 
@@ -221,8 +232,8 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
         REPO / "config.toml", run_dir, mirror, stock_tickers='["*"]', option_underlyings='["*"]'
     )
     env = {**os.environ, "DAGSTER_HOME": str(home), "MARKET_ASSETS_CONFIG": str(config)}
-    if asset == FEATURES:
-        _prepare_features_inputs(env, config, run_dir / "prepare.log")
+    if asset in DERIVED:
+        _prepare_inputs(env, config, asset, run_dir / "prepare.log")
     cmd = [str(BIN / "dagster"), "asset", "materialize", "--select", _selection(config, asset)]
     cmd += ["--partition", str(DAY), "-m", "market_assets.defs.definitions"]
     with (run_dir / "run.log").open("w") as log, bench.Stopwatch() as sw:
@@ -238,6 +249,8 @@ def measure(work: Path, asset: str, scale: str, mirror: Path) -> Measurement:
     if asset == FEATURES:
         rows = int(md.get("underlying_trades_in", 0)) + int(md.get("option_trades_in", 0))
         source_mb, gzip_s = 0.0, float("nan")
+    elif asset == GREEKS:
+        rows, source_mb, gzip_s = int(md.get("rows", 0)), 0.0, float("nan")
     else:
         source = mirror / flat_file_key(asset, DAY)
         rows, source_mb, gzip_s = int(md.get("rows", 0)), source.stat().st_size / 1e6, 0.0
@@ -299,7 +312,7 @@ def report(results: list[Measurement]) -> None:
             grow = runs[-1].peak_process_mb / runs[0].peak_process_mb - 1
             name = f"{asset}: {runs[-1].rows:,} rows within +15% of {runs[0].rows:,} ({grow:+.1%})"
             targets[name] = grow <= 0.15
-        for m in runs if asset != FEATURES else []:
+        for m in runs if asset not in DERIVED else []:
             name = f"{asset} {m.rows:,} rows: step <= 1.2 x gzip -dc ({m.ratio:.2f})"
             targets[name] = m.ratio <= 1.2
     print(bench.format_checks(targets))

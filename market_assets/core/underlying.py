@@ -182,6 +182,37 @@ class AsofPrices:
         return price, time_ns
 
 
+def eligible_trade_rows(
+    table: pa.Table, rules: ConditionRules, symbols: dict[str, int]
+) -> _Rows | None:
+    """The stock trades that may set S (time, sequence, price, symbol code), or None."""
+    keep = eligible_underlying_mask(table, rules)
+    if not keep.any():
+        return None
+    ts, _ = _ts_ns(_column(table, "sip_timestamp"))
+    price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
+    return _Rows(
+        ts[keep],
+        _sequence(table)[keep],
+        np.asarray(price, dtype=np.float64)[keep],
+        _symbol_codes(_column(table, "ticker"), symbols)[keep],
+    )
+
+
+def nbbo_mid_rows(table: pa.Table, symbols: dict[str, int]) -> _Rows:
+    """Each NBBO row's time, sequence, mid (NaN where the state is not Normal) and symbol code."""
+    ts, ts_ok = _ts_ns(_column(table, "sip_timestamp"))
+    code = _symbol_codes(_column(table, "ticker"), symbols)
+    keep = ts_ok & (code >= 0)
+    bid, bid_size, ask, ask_size = (
+        _column(table, c).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+        for c in ("bid_price", "bid_size", "ask_price", "ask_size")
+    )
+    normal = nbbo_states(bid, bid_size, ask, ask_size) == NORMAL
+    mid = np.where(normal, (bid + ask) / 2, np.nan)
+    return _Rows(ts[keep], _sequence(table)[keep], mid[keep], code[keep])
+
+
 class UnderlyingIndex(AsofPrices):
     """Eligible underlying trades sorted once by (symbol, time, sequence), for repeated
     as-of lookups (one per micro-batch of option trades).
@@ -195,20 +226,7 @@ class UnderlyingIndex(AsofPrices):
         stock: pa.Table | pa.RecordBatch | Iterable[pa.Table | pa.RecordBatch],
         rules: ConditionRules,
     ):
-        def reduce(table: pa.Table, symbols: dict[str, int]) -> _Rows | None:
-            keep = eligible_underlying_mask(table, rules)
-            if not keep.any():
-                return None
-            ts, _ = _ts_ns(_column(table, "sip_timestamp"))
-            price = _column(table, "price").fill_null(0).to_numpy(zero_copy_only=False)
-            return _Rows(
-                ts[keep],
-                _sequence(table)[keep],
-                np.asarray(price, dtype=np.float64)[keep],
-                _symbol_codes(_column(table, "ticker"), symbols)[keep],
-            )
-
-        self._index_parts(stock, reduce)
+        self._index_parts(stock, lambda table, symbols: eligible_trade_rows(table, rules, symbols))
 
 
 class NbboMidIndex(AsofPrices):
@@ -228,23 +246,7 @@ class NbboMidIndex(AsofPrices):
         max_age_ns: int | None = None,
     ):
         self.max_age_ns = np.iinfo(np.int64).max if max_age_ns is None else int(max_age_ns)
-
-        def reduce(table: pa.Table, symbols: dict[str, int]) -> _Rows:
-            ts, ts_ok = _ts_ns(_column(table, "sip_timestamp"))
-            code = _symbol_codes(_column(table, "ticker"), symbols)
-            keep = ts_ok & (code >= 0)
-            bid, bid_size, ask, ask_size = (
-                _column(table, c)
-                .cast(pa.float64())
-                .fill_null(np.nan)
-                .to_numpy(zero_copy_only=False)
-                for c in ("bid_price", "bid_size", "ask_price", "ask_size")
-            )
-            normal = nbbo_states(bid, bid_size, ask, ask_size) == NORMAL
-            mid = np.where(normal, (bid + ask) / 2, np.nan)
-            return _Rows(ts[keep], _sequence(table)[keep], mid[keep], code[keep])
-
-        self._index_parts(quotes, reduce)
+        self._index_parts(quotes, nbbo_mid_rows)
 
     def asof(
         self,
@@ -255,3 +257,149 @@ class NbboMidIndex(AsofPrices):
         """``(mid, time_ns)`` per option trade: NaN and -1 where no Normal NBBO is in force
         within ``min(max_staleness_ns, max_age_ns)``."""
         return super().asof(option_underlying, option_ts_ns, min(max_staleness_ns, self.max_age_ns))
+
+
+_INT64_MIN = int(np.iinfo(np.int64).min)
+
+
+class StreamedAsof:
+    """As-of prices for option trades that come sorted by (underlying, time), from
+    underlying rows (stock trades or NBBO rows) streamed in (ticker, time) order, the order
+    of the stored stock partitions.
+
+    :meth:`index_for` gives, for one batch of option trades, an :class:`AsofPrices` of the
+    rows each of its underlyings had from ``max_staleness_ns`` before its first trade to its
+    last: every lookup of the batch finds the same row (or the same staleness) as in an index
+    of the whole day, so prices are identical, while only the rows the batch can use (and
+    those read ahead of it) are held, not the day. ``reduce(table, symbols)`` turns a part
+    into its rows (:func:`eligible_trade_rows`, :func:`nbbo_mid_rows`). A stream found out of
+    order is read to its end instead and the rest served from all of it (still exact).
+    """
+
+    def __init__(
+        self,
+        parts: Iterable[pa.Table | pa.RecordBatch],
+        reduce: Callable[[pa.Table, dict[str, int]], _Rows | None],
+        max_staleness_ns: int,
+    ) -> None:
+        self._parts = iter(parts)
+        self._reduce = reduce
+        self.staleness_ns = int(max_staleness_ns)
+        self._held: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._last: tuple[str, int] | None = None  # key of the latest row read
+        self._served: tuple[str, int] | None = None  # key of the latest option trade served
+        self.in_order = True
+        self._done = False
+        self.rows_read = 0
+        self.peak_held = 0
+
+    @property
+    def held(self) -> int:
+        """Rows held now."""
+        return sum(c[0].size for chunks in self._held.values() for c in chunks)
+
+    def _read_past(self, ticker: str, ts: int) -> None:
+        """Read until a row after ``(ticker, ts)`` has been read (or the stream ends)."""
+        while not self._done and (
+            not self.in_order or self._last is None or self._last <= (ticker, ts)
+        ):
+            part = next(self._parts, None)
+            if part is None:
+                self._done = True
+                break
+            table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+            symbols: dict[str, int] = {}
+            rows = self._reduce(table, symbols) if table.num_rows else None
+            if rows is None or not rows.ts.size:
+                continue
+            self.rows_read += int(rows.ts.size)
+            self._add_runs(rows, list(symbols))
+        self.peak_held = max(self.peak_held, self.held)
+
+    def _add_runs(self, rows: _Rows, names: list[str]) -> None:
+        starts = np.flatnonzero(np.r_[True, rows.code[1:] != rows.code[:-1]])
+        ends = np.r_[starts[1:], rows.code.size]
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            name, ts = names[int(rows.code[a])], rows.ts[a:b]
+            first, last = (name, int(ts[0])), (name, int(ts[-1]))
+            if self._last is not None and first < self._last or (np.diff(ts) < 0).any():
+                self.in_order = False
+            self._held.setdefault(name, []).append((ts, rows.seq[a:b], rows.price[a:b]))
+            self._last = last if self._last is None else max(self._last, last)
+
+    def _rows_of(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        chunks = self._held.get(name)
+        if not chunks:
+            return None
+        if len(chunks) > 1:
+            chunks[:] = [tuple(np.concatenate(c) for c in zip(*chunks, strict=True))]
+        return chunks[0]
+
+    def index_for(
+        self, option_underlying: pa.Array | pa.ChunkedArray, option_ts: pa.Array | pa.ChunkedArray
+    ) -> AsofPrices:
+        """The index one batch of option trades (sorted by underlying, then time) needs."""
+        und = option_underlying
+        if isinstance(und, pa.ChunkedArray):
+            und = und.combine_chunks() if und.num_chunks else pa.array([], pa.string())
+        ts, valid = _ts_ns(option_ts)
+        local: dict[str, int] = {}
+        code = _symbol_codes(und, local)
+        valid &= code >= 0
+        names = list(local)
+        ranges: dict[str, tuple[int, int]] = {}
+        if valid.any():
+            c, t = code[valid], ts[valid]
+            for k in np.unique(c).tolist():
+                mine = t[c == k]
+                ranges[names[k]] = (int(mine.min()), int(mine.max()))
+        if ranges:
+            u_first, u_last = min(ranges), max(ranges)
+            if self._served is not None and (u_first, ranges[u_first][0]) < self._served:
+                raise ValueError(
+                    f"option trades are not sorted by (underlying, sip_timestamp): {u_first} at "
+                    f"{ranges[u_first][0]} ns came after {self._served[0]} at {self._served[1]} ns"
+                )
+            self._served = (u_last, ranges[u_last][1])
+            self._read_past(u_last, ranges[u_last][1])
+        index = self._index(ranges)
+        if ranges and self.in_order:
+            self._forget_before(u_last, ranges[u_last][1] - self.staleness_ns)
+        return index
+
+    def _index(self, ranges: dict[str, tuple[int, int]]) -> AsofPrices:
+        symbols: dict[str, int] = {}
+        parts: list[list[np.ndarray]] = [[], [], [], []]
+        for name, (lo, hi) in sorted(ranges.items()):
+            held = self._rows_of(name)
+            if held is None:
+                continue
+            ts, seq, price = held
+            start = max(lo - self.staleness_ns, _INT64_MIN)
+            if self.in_order:
+                a = int(np.searchsorted(ts, start, side="left"))
+                pick: slice | np.ndarray = slice(a, int(np.searchsorted(ts, hi, side="right")))
+            else:
+                pick = (ts >= start) & (ts <= hi)
+            code = symbols.setdefault(name, len(symbols))
+            parts[0].append(ts[pick])
+            parts[1].append(seq[pick])
+            parts[2].append(price[pick])
+            parts[3].append(np.full(parts[0][-1].size, code, dtype=np.int32))
+        index = AsofPrices()
+        index._index(symbols, *parts)
+        return index
+
+    def _forget_before(self, ticker: str, ts: int) -> None:
+        """Drop the rows the coming batches cannot use: those of tickers before ``ticker``
+        and ``ticker``'s before ``ts`` (copied when most go, so their memory is freed)."""
+        for name in [n for n in self._held if n < ticker]:
+            del self._held[name]
+        held = self._rows_of(ticker)
+        if held is not None:
+            a = int(np.searchsorted(held[0], ts, side="left"))
+            if a:
+                keep = [c[a:] for c in held]
+                if 2 * a > held[0].size:
+                    keep = [c.copy() for c in keep]
+                self._held[ticker] = [tuple(keep)]

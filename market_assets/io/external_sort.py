@@ -22,6 +22,9 @@ import pyarrow.compute as pc
 RUN_ROWS = 262_144  # rows sorted in memory at once
 MERGE_ROWS = 262_144  # rows held by the merge, over all runs
 OUT_ROWS = 65_536  # rows per emitted batch
+# Rows per batch of a spilled run: the merge reads each run at least a batch at a time, so
+# with many runs (a dense day) larger batches would hold runs x batch rows, not MERGE_ROWS.
+SPILL_BATCH_ROWS = 8_192
 _MAX = np.iinfo(np.int64).max
 
 
@@ -77,7 +80,7 @@ class _Run:
 def _spill(table: pa.Table, folder: str, i: int) -> _Run:
     path = os.path.join(folder, f"run-{i:05d}.arrow")
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=OUT_ROWS)
+        writer.write_table(table, max_chunksize=SPILL_BATCH_ROWS)
     values = {
         f.name: pc.unique(table.column(f.name)).drop_null()
         for f in table.schema

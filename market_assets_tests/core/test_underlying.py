@@ -1,9 +1,10 @@
 # Copyright (c) James Kassemi, SC, US. All rights reserved.
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from market_assets.core.schemas import STOCK_TRADES
-from market_assets.core.underlying import UnderlyingIndex
+from market_assets.core.underlying import StreamedAsof, UnderlyingIndex, eligible_trade_rows
 from market_assets.io.condition_rules import load_condition_rules
 
 RULES = load_condition_rules()
@@ -201,3 +202,128 @@ def test_nbbo_mid_index_equals_the_per_trade_reference():
     # A lookup's own limit, when tighter, applies too.
     tight, _ = index.asof(pa.array(und), np.array(ts, np.int64), 1_000_000)
     assert [None if np.isnan(g) else g for g in tight] == _mid_reference(q, und, ts, 1_000_000)
+
+
+def _random_day(rng: np.random.Generator, n: int):
+    """Stock rows of a few tickers in flat-file order (ticker, then time; ties in any
+    sequence order), with ineligible and corrected trades among them."""
+    tickers = rng.choice(["AAPL", "QQQ", "SPY", "TSLA"], n)
+    ts = BASE + rng.integers(0, 600, n) * SEC // 4  # many ties at one nanosecond
+    order = np.lexsort((ts, tickers))
+    conds = [CONDITION_CHOICES[i] for i in rng.integers(0, len(CONDITION_CHOICES), n)]
+    corrections = np.where(rng.random(n) < 0.05, 1, 0).tolist()
+    table = stock_table(
+        tickers.tolist(),
+        ts.tolist(),
+        rng.normal(100, 1, n).tolist(),
+        rng.permutation(n).tolist(),
+        conds,
+        corrections,
+    )
+    return table.take(pa.array(order))
+
+
+def _options(rng: np.random.Generator, n: int) -> pa.Table:
+    und = rng.choice(np.array(["AAPL", "QQQ", "SPY", "TSLA", "ZZZ", None], dtype=object), n)
+    ts = BASE + rng.integers(-20, 620, n) * SEC // 4
+    table = pa.table(
+        {
+            "underlying": pa.array(und, pa.string()),
+            "sip_timestamp": pa.array(ts, pa.int64(), mask=rng.random(n) < 0.02),
+        }
+    )
+    return table.sort_by([("underlying", "ascending"), ("sip_timestamp", "ascending")])
+
+
+def _chunks(table: pa.Table, rng: np.random.Generator, largest: int) -> list[pa.Table]:
+    out, i = [], 0
+    while i < table.num_rows:
+        out.append(table.slice(i, int(rng.integers(1, largest))))
+        i += out[-1].num_rows
+    return out
+
+
+def _streamed_lookups(stock_parts, options, rng, staleness):
+    streamed = StreamedAsof(stock_parts, lambda t, s: eligible_trade_rows(t, RULES, s), staleness)
+    prices, times = [], []
+    for batch in _chunks(options, rng, 60):
+        index = streamed.index_for(batch.column("underlying"), batch.column("sip_timestamp"))
+        p, t = index.asof(batch.column("underlying"), batch.column("sip_timestamp"), staleness)
+        prices.append(p)
+        times.append(t)
+    return np.concatenate(prices), np.concatenate(times), streamed
+
+
+def test_streamed_asof_prices_every_batch_as_the_whole_day_index_does() -> None:
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        stock, options = _random_day(rng, 3000), _options(rng, 800)
+        for staleness in (0, 2 * SEC, 10**15):
+            whole = UnderlyingIndex(stock, RULES).asof(
+                options.column("underlying"), options.column("sip_timestamp"), staleness
+            )
+            price, when, streamed = _streamed_lookups(
+                _chunks(stock, rng, 200), options, rng, staleness
+            )
+            np.testing.assert_array_equal(price, whole[0])
+            np.testing.assert_array_equal(when, whole[1])
+            assert streamed.in_order
+            if staleness == 2 * SEC:  # only a few seconds of each ticker are ever held
+                assert streamed.peak_held < streamed.rows_read / 3
+
+
+def test_streamed_asof_reads_a_stream_out_of_order_whole_and_stays_exact() -> None:
+    rng = np.random.default_rng(9)
+    stock, options = _random_day(rng, 3000), _options(rng, 800)
+    shuffled = stock.take(pa.array(rng.permutation(stock.num_rows)))
+    whole = UnderlyingIndex(stock, RULES).asof(
+        options.column("underlying"), options.column("sip_timestamp"), 2 * SEC
+    )
+    price, when, streamed = _streamed_lookups(_chunks(shuffled, rng, 200), options, rng, 2 * SEC)
+    assert not streamed.in_order
+    np.testing.assert_array_equal(price, whole[0])
+    np.testing.assert_array_equal(when, whole[1])
+
+
+def test_streamed_asof_refuses_option_trades_out_of_order() -> None:
+    rng = np.random.default_rng(2)
+    stock = _random_day(rng, 500)
+    streamed = StreamedAsof([stock], lambda t, s: eligible_trade_rows(t, RULES, s), SEC)
+    late = pa.array([BASE + 100 * SEC], pa.int64())
+    streamed.index_for(pa.array(["SPY"]), late)
+    with pytest.raises(ValueError, match="not sorted"):
+        streamed.index_for(pa.array(["AAPL"]), late)
+
+
+def test_streamed_nbbo_mids_equal_the_whole_day_index_with_non_normal_rows_in_force() -> None:
+    from market_assets.core.underlying import NbboMidIndex, nbbo_mid_rows
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    q = pa.table(
+        {
+            "ticker": rng.choice(["QQQ", "SPY"], n),
+            "sip_timestamp": rng.integers(0, 2_000_000_000, n) // 1000 * 1000,
+            "bid_price": np.round(rng.uniform(99, 101, n), 2),
+            "bid_size": rng.choice([0.0, 1.0, 5.0], n, p=[0.1, 0.5, 0.4]),
+            "ask_price": np.round(rng.uniform(100, 102, n), 2),
+            "ask_size": rng.choice([1.0, 3.0], n),
+            "sequence_number": rng.integers(0, 50, n),
+        }
+    ).sort_by([("ticker", "ascending"), ("sip_timestamp", "ascending")])
+    options = pa.table(
+        {
+            "underlying": rng.choice(["IWM", "QQQ", "SPY"], 700),
+            "sip_timestamp": rng.integers(-100_000_000, 2_200_000_000, 700),
+        }
+    ).sort_by([("underlying", "ascending"), ("sip_timestamp", "ascending")])
+    stale = 30_000_000
+    whole = NbboMidIndex(q).asof(options["underlying"], options["sip_timestamp"], stale)
+    streamed = StreamedAsof(q.to_batches(max_chunksize=71), nbbo_mid_rows, stale)
+    got = []
+    for batch in options.to_batches(max_chunksize=53):
+        index = streamed.index_for(batch.column("underlying"), batch.column("sip_timestamp"))
+        got.append(index.asof(batch.column("underlying"), batch.column("sip_timestamp"), stale))
+    np.testing.assert_array_equal(np.concatenate([p for p, _ in got]), whole[0])
+    np.testing.assert_array_equal(np.concatenate([t for _, t in got]), whole[1])
+    assert streamed.in_order and streamed.peak_held < n / 2

@@ -14,11 +14,12 @@ from market_assets.core.implausible_prices import DayMedians, PlausibleRows
 from market_assets.core.quality import GreeksStatusShares
 from market_assets.core.rates import TreasuryCurve
 from market_assets.core.schemas import GREEKS_STATUSES, NBBO_INPUT_COLUMNS, OPTION_TRADES_GREEKS
-from market_assets.core.underlying import NbboMidIndex, UnderlyingIndex
+from market_assets.core.underlying import StreamedAsof, eligible_trade_rows, nbbo_mid_rows
 from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.checks.in_step import price_rule
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
+from market_assets.io.arrow_memory import release_unused_arrow_memory
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
@@ -78,12 +79,10 @@ def build_greeks_asset(
             max_underlying_staleness_s=s.greeks.max_underlying_staleness_s,
         )
         rules = load_condition_rules(s.conditions.rules_file or None, s.conditions.overrides)
-        # Only the underlyings' eligible trades are held (time, sequence, price: 28 bytes a
-        # trade), reduced batch by batch: bounded by those symbols' day, not by the files.
         underlyings = pc.field("ticker").isin(_underlyings(option_trades))
         # Prints far from their ticker's day median never price an option (the rule of
         # stock_trades' plausible_prices check): a first pass over the prices finds each
-        # underlying's median, the index is fed the rest.
+        # underlying's median, the as-of join is fed the rest.
         prices = stock_trades.to_batches(
             columns=["ticker", "price"], filter=underlyings, **BOUNDED_SCAN_OPTIONS
         )
@@ -93,31 +92,37 @@ def build_greeks_asset(
             ),
             DayMedians.of(prices, price_rule(s.checks)),
         )
-        index: UnderlyingIndex | NbboMidIndex
+        # The option trades are sorted by (underlying, sip_timestamp) first (bounded external
+        # sort; the order the output is stored in), so the underlying rows, stored by (ticker,
+        # time), are merged in as they stream: only the few seconds before each batch's
+        # trades (greeks.max_underlying_staleness_s) are held, not the underlyings' day.
+        staleness_ns = int(round(params.max_underlying_staleness_s * 1e9))
         if nbbo_mid:
             # The mid of the underlying's NBBO in force when Normal, no older than
             # greeks.max_underlying_staleness_s (docs/classification.md).
-            index = NbboMidIndex(
-                extra["stock_quotes"].to_batches(
-                    columns=list(NBBO_INPUT_COLUMNS), filter=underlyings, **BOUNDED_SCAN_OPTIONS
-                )
+            quotes = extra["stock_quotes"].to_batches(
+                columns=list(NBBO_INPUT_COLUMNS), filter=underlyings, **BOUNDED_SCAN_OPTIONS
             )
+            asof = StreamedAsof(quotes, nbbo_mid_rows, staleness_ns)
         else:
-            index = UnderlyingIndex(plausible, rules)
-        if plausible.dropped:
-            context.log.warning(
-                f"{plausible.dropped:,} implausible underlying print(s) left out of the as-of "
-                "prices"
+            asof = StreamedAsof(
+                plausible, lambda t, symbols: eligible_trade_rows(t, rules, symbols), staleness_ns
             )
         # Fed every written batch by the IO manager: the status_shares check and the metadata.
         shares = GreeksStatusShares()
 
         def batches() -> Iterator[pa.RecordBatch]:
-            for batch in option_trades.to_batches(
-                **{**BOUNDED_SCAN_OPTIONS, "batch_size": 131_072}
-            ):
-                out = enrich_option_trades(pa.Table.from_batches([batch]), index, params, rules)
-                yield from out.to_batches()
+            options = option_trades.to_batches(**{**BOUNDED_SCAN_OPTIONS, "batch_size": 131_072})
+            for batch in sorted_batches(options, option_trades.schema, ORDER):
+                table = pa.Table.from_batches([batch])
+                index = asof.index_for(table.column("underlying"), table.column("sip_timestamp"))
+                yield from enrich_option_trades(table, index, params, rules).to_batches()
+                release_unused_arrow_memory()
+            if plausible.dropped:
+                context.log.warning(
+                    f"{plausible.dropped:,} implausible underlying print(s) left out of the "
+                    "as-of prices"
+                )
 
         def finalize(
             store: ParquetStore, result: WriteResult | None, error: BaseException | None
@@ -126,9 +131,11 @@ def build_greeks_asset(
                 return {}
             md: dict[str, Any] = {
                 "underlying_price": "nbbo_mid" if nbbo_mid else "trade",
-                "underlying_trades_indexed"
+                "underlying_trades_read"
                 if not nbbo_mid
-                else "underlying_quotes_indexed": index.size,
+                else "underlying_quotes_read": asof.rows_read,
+                "underlying_rows_peak_held": asof.peak_held,
+                "underlying_in_time_order": asof.in_order,
                 "underlying_implausible_excluded": plausible.dropped,
                 "elapsed_seconds": round(result.elapsed_s, 3),
                 "rows_per_second": round(shares.rows / max(result.elapsed_s, 1e-9)),
@@ -141,8 +148,7 @@ def build_greeks_asset(
         check = status_shares_check(s.checks, shares)
         check.selected = bool(context.selected_asset_check_keys)
         # Stored by (underlying, sip_timestamp), so one symbol's trades stream in time order.
-        ordered = sorted_batches(batches(), OPTION_TRADES_GREEKS, ORDER)
-        stream = BatchStream(ordered, OPTION_TRADES_GREEKS, {}, finalize, [check])
+        stream = BatchStream(batches(), OPTION_TRADES_GREEKS, {}, finalize, [check])
         # Written by the IO manager, swapped in only if status_shares passes.
         yield dg.Output(stream)
         yield from stream.check_results
