@@ -32,6 +32,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from market_assets.core.schemas import SCHEMA_VERSION
+from market_assets.io.arrow_memory import release_unused_arrow_memory
 from market_assets.io.sizes import MIB
 from market_assets.settings import StorageSettings
 
@@ -69,6 +70,7 @@ BOUNDED_SCAN_OPTIONS = {
     "fragment_scan_options": ds.ParquetFragmentScanOptions(pre_buffer=False),
 }
 _END = object()
+QUEUE_BYTES = 64 << 20  # row groups waiting for the writer thread, at most (bytes)
 STAGING = "_staging"
 # A staging folder's name: who writes it, so that a later write can tell a leftover of a
 # dead writer from a write still running.
@@ -366,6 +368,10 @@ class _RotatingWriter:
         self._writer: pq.ParquetWriter | None = None
         self._sink = None
         self._queue: queue.Queue = queue.Queue(maxsize=4)
+        # Row groups of wide rows (option_trades_classified: ~40 MB each) are queued by
+        # size too, so the queue holds at most QUEUE_BYTES (and always at least one).
+        self._queued_bytes = 0
+        self._room = threading.Condition()
         self._error: BaseException | None = None
         dict_cols = [c for c in DICTIONARY_COLUMNS if c in schema.names]
         stats_cols = [c for c in STATISTICS_COLUMNS if c in schema.names]
@@ -399,6 +405,8 @@ class _RotatingWriter:
                     rest = table.slice(self.rg_rows)
                     pending = rest.to_batches() if rest.num_rows else []
                     pending_rows = rest.num_rows
+                    del table, rest
+                    release_unused_arrow_memory()
             if pending_rows and not self._error:
                 self._put(pa.Table.from_batches(pending, schema=self.schema))
         finally:
@@ -408,29 +416,44 @@ class _RotatingWriter:
             raise self._error
 
     def _put(self, table: pa.Table) -> None:
+        size = table.nbytes
+        with self._room:
+            while self._queued_bytes and self._queued_bytes + size > QUEUE_BYTES:
+                if self._error:
+                    return
+                self._room.wait(0.5)
+            self._queued_bytes += size
         while True:
             if self._error:
                 return
             try:
-                self._queue.put(table, timeout=0.5)
+                self._queue.put((table, size), timeout=0.5)
                 return
             except queue.Full:
                 continue
 
+    def _taken(self, size: int) -> None:
+        with self._room:
+            self._queued_bytes -= size
+            self._room.notify()
+
     def _drain(self) -> None:
         try:
             while (item := self._queue.get()) is not _END:
+                table, size = item
+                self._taken(size)
                 if self._error:
                     continue
-                self._write(item)
+                self._write(table)
+                del table, item  # not held while waiting for the next
             self._close()
         except BaseException as e:  # surfaced on the producer thread
             self._error = e
             with contextlib.suppress(Exception):
                 self._close()
             # keep draining so the producer never blocks
-            while self._queue.get() is not _END:
-                pass
+            while (item := self._queue.get()) is not _END:
+                self._taken(item[1])
 
     def _open(self) -> None:
         path = f"{self.directory}/part-{len(self.result.files):05d}.parquet"
