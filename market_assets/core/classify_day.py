@@ -260,21 +260,25 @@ class _TradeFeed:
                 return {**cols, "rank": rank, "bad": bad}
         return None
 
-    def below(self, bound: int | None) -> Columns | None:
-        """The trades with rank < ``bound`` (every one left when None) not handed out yet."""
-        parts = []
+    def below(self, bound: int | None, limit: int | None = None) -> Columns | None:
+        """The trades with rank < ``bound`` (every one left when None) not handed out yet;
+        with ``limit``, about that many: up to the end of the ticker of the limit-th trade
+        (a ticker's trades are never split, its previous prices depend on them all)."""
+        parts, got, capped = [], 0, False
         while True:
             head = self._head if self._head is not None else self._next()
             self._head = None
             if head is None:
                 break
-            if bound is None:
-                parts.append(head)
-                continue
-            n = int(np.searchsorted(head["rank"], bound, side="left"))
+            ranks = head["rank"]
+            if limit is not None and not capped and got + len(ranks) >= limit:
+                tail = int(ranks[max(limit - got, 1) - 1]) + 1
+                bound, capped = tail if bound is None else min(bound, tail), True
+            n = len(ranks) if bound is None else int(np.searchsorted(ranks, bound, side="left"))
             if n:
-                parts.append(slice_columns(head, 0, n))
-            if n < len(head["rank"]):
+                parts.append(head if n == len(ranks) else slice_columns(head, 0, n))
+                got += n
+            if n < len(ranks):
                 self._head = slice_columns(head, n)
                 break
         return concat_columns(parts) if parts else None
@@ -318,11 +322,31 @@ class DayClassifier:
         pending: Columns | None = None
         best: Columns = _fresh(0)
         last_quote: str | None = None
+
+        def finish_below(bound: int | None) -> Iterator[tuple[np.ndarray, Columns]]:
+            """Emit the trades of tickers ranked below ``bound`` (all when None): no quote
+            can come for them any more. Those never quoted go a few tickers at a time, so a
+            day whose quotes cover some tickers only never holds the others' trades."""
+            nonlocal pending, best
+            if pending is not None and len(pending["rank"]):
+                ranks = pending["rank"]
+                done = len(ranks) if bound is None else int(np.searchsorted(ranks, bound))
+                if done:
+                    yield self._emit(
+                        slice_columns(pending, 0, done), slice_columns(best, 0, done), day
+                    )
+                    pending, best = slice_columns(pending, done), slice_columns(best, done)
+                if len(pending["rank"]):
+                    return  # the feed is past ``bound`` too
+            while (chunk := feed.below(bound, OUT_ROWS)) is not None:
+                yield self._emit(chunk, _fresh(_rows(chunk)), day)
+
         for qbatch in quotes:
             runs = _ticker_runs(_array(qbatch, "ticker"), last_quote)
             if runs is None:
                 continue
             names, starts, valid = runs
+            yield from finish_below(day.bound(names[0], inclusive=False))
             last_quote = names[-1]
             self.quote_rows += qbatch.num_rows
             pulled = feed.below(day.bound(last_quote, inclusive=True))
@@ -344,11 +368,7 @@ class DayClassifier:
             if done:
                 yield self._emit(slice_columns(pending, 0, done), slice_columns(best, 0, done), day)
                 pending, best = slice_columns(pending, done), slice_columns(best, done)
-        rest = feed.below(None)
-        if rest is not None:
-            pending, best = _extend(pending, best, rest)
-        if pending is not None and len(pending["rank"]):
-            yield self._emit(pending, best, day)
+        yield from finish_below(None)
         self._joined = True
 
     def _emit(self, trades: Columns, best: Columns, day: DayTickers) -> tuple[np.ndarray, Columns]:

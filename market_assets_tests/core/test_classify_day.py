@@ -94,6 +94,39 @@ def test_trades_without_quotes_before_between_and_after_the_quoted_tickers():
     assert "no_quote" in got.column("unknown_reason").to_pylist()
 
 
+@pytest.mark.parametrize("name", ["adaptive", "adaptive+tick-rule"])
+def test_tickers_never_quoted_go_out_a_few_at_a_time_with_the_same_rows(monkeypatch, name):
+    # Most tickers without a quote (a day whose quotes cover some underlyings only): their
+    # trades are emitted in chunks of whole tickers (so the tick rule's previous prices are
+    # the same), never gathered until the quotes end.
+    import market_assets.core.classify_day as cd
+
+    monkeypatch.setattr(cd, "OUT_ROWS", 7)
+    q, t = generated_day(seed=5, contracts=40, n_quotes=3000, n_trades=2500)
+    q = _by_ticker(q)
+    names = sorted(set(q.column("ticker").to_pylist()))
+    quoted = set(names[10:14]) | set(names[30:32])
+    q = q.filter(pa.array([x in quoted for x in q.column("ticker").to_pylist()]))
+    want = classify_table(t, q, PARAMS[name])
+    chunks: list[np.ndarray] = []
+    feed_below = cd._TradeFeed.below
+
+    def spy(self, bound, limit=None):
+        out = feed_below(self, bound, limit)
+        if limit is not None and out is not None:
+            chunks.append(out["rank"])
+        return out
+
+    monkeypatch.setattr(cd._TradeFeed, "below", spy)
+    got = pa.concat_tables(
+        classify_day(_scan(t, 50), q.to_batches(max_chunksize=200), PARAMS[name])
+    )
+    assert got.equals(want)
+    assert len(chunks) > 10 and max(c.size for c in chunks) < t.num_rows / 4
+    # No ticker is split between two chunks.
+    assert all(a[-1] != b[0] for a, b in zip(chunks, chunks[1:], strict=False))
+
+
 def test_quotes_out_of_ticker_order_are_refused_naming_the_tickers():
     q, t = generated_day(seed=3, contracts=10, n_quotes=500, n_trades=100)
     with pytest.raises(NotInTickerOrder, match="quotes are not in ticker order"):
