@@ -18,7 +18,10 @@ sampled every 0.25 s: RSS at 25/50/75/100% of the trades processed and the peak.
 Targets (issue 12, 2 cores): >= 50,000 trades/s, close p99 < 250 ms, memory flat (RSS at
 100% within 15% of RSS at 25%).
 
-    .venv/bin/python benchmarks/live.py [--scale large] [--until 16:00]
+    .venv/bin/python benchmarks/live.py [--scale large] [--until 16:00] [--quotes]
+
+``--quotes`` serves SPY's option quotes as well (the shipped config has features.aggression
+on, so live classifies every option trade against them); trades/s still counts trades.
 """
 
 from __future__ import annotations
@@ -59,12 +62,16 @@ class Server:
 
 
 @contextlib.contextmanager
-def replay_server(env: dict[str, str], run_dir: Path, name: str) -> Iterator[Server]:
-    """``market-assets replay --speed max`` (trades only) until the block ends (SIGTERM)."""
+def replay_server(
+    env: dict[str, str], run_dir: Path, name: str, quotes: bool = False
+) -> Iterator[Server]:
+    """``market-assets replay --speed max`` (trades only unless ``quotes``) until the block
+    ends (SIGTERM)."""
     cmd = [
         str(BIN / "market-assets"),
         *("replay", "--date", str(DAY), "--speed", "max", "--port", "0"),
-        *("--wait-for", "stocks,options", "--no-quotes", "--api-key", KEY),
+        *("--wait-for", "stocks,options", "--api-key", KEY),
+        *(() if quotes else ("--no-quotes",)),
     ]
     with (run_dir / f"replay-{name}.log").open("w") as err:
         proc = subprocess.Popen(
@@ -87,10 +94,10 @@ def replay_server(env: dict[str, str], run_dir: Path, name: str) -> Iterator[Ser
                 proc.wait()
 
 
-def null_client(port: int, trades: int, idle_s: float = 10.0) -> dict:
-    """Runs in a child process: the official client on both sockets, each frame
-    ``json.loads``-ed and its trades counted, until ``trades`` arrived (or ``idle_s``
-    without a frame)."""
+def null_client(port: int, trades: int, quotes: bool = False, idle_s: float = 10.0) -> dict:
+    """Runs in a child process: the official client on both sockets (subscribed to the
+    option quotes too with ``quotes``), each frame ``json.loads``-ed and its trades
+    counted, until ``trades`` arrived (or ``idle_s`` without a frame)."""
     from massive import WebSocketClient
 
     seen = {"trades": 0, "frames": 0, "first": None, "last": None}
@@ -107,11 +114,11 @@ def null_client(port: int, trades: int, idle_s: float = 10.0) -> dict:
 
     async def main() -> None:
         clients = []
-        for market, topic in (("stocks", "T.SPY"), ("options", "T.*")):
+        for market, topics in (("stocks", ["T.SPY"]), ("options", ["T.*"] + ["Q.*"] * quotes)):
             c = WebSocketClient(
                 api_key=KEY, feed=f"127.0.0.1:{port}", market=market, secure=False, raw=True
             )
-            c.subscribe(topic)
+            c.subscribe(*topics)
             clients.append(c)
         tasks = [asyncio.create_task(c.connect(processor, max_size=64 << 20)) for c in clients]
         while not done.is_set():
@@ -220,10 +227,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", default="large")
     parser.add_argument("--until", default="16:00", help="live --until (ET)")
-    parser.add_argument("--null-client", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quotes",
+        action="store_true",
+        help="serve the option quotes too (with features.aggression, live classifies against them)",
+    )
+    parser.add_argument("--null-client", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.null_client:
-        print(json.dumps(null_client(*args.null_client)))
+        port, trades, quotes = args.null_client
+        print(json.dumps(null_client(port, trades, bool(quotes))))
         return
 
     work = bench.work_dir(__file__)
@@ -241,10 +254,11 @@ def main() -> None:
     print(f"{bench.machine()}; day {DAY} ({args.scale}), live --until {args.until}")
 
     load_a = os.getloadavg()[0]
-    with replay_server(env, run_dir, "baseline") as server:
+    with replay_server(env, run_dir, "baseline", args.quotes) as server:
         print(f"(a) baseline: {server.trades:,} trades to a decode-only client ...", flush=True)
         child = subprocess.run(
-            [sys.executable, __file__, "--null-client", str(server.port), str(server.trades)],
+            [sys.executable, __file__, "--null-client", str(server.port), str(server.trades)]
+            + [str(int(args.quotes))],
             env=env,
             capture_output=True,
             text=True,
@@ -254,7 +268,7 @@ def main() -> None:
     base_rate = base["trades"] / base["seconds"]
 
     load_b = os.getloadavg()[0]
-    with replay_server(env, run_dir, "live") as server:
+    with replay_server(env, run_dir, "live", args.quotes) as server:
         print("(b) market-assets live ...", flush=True)
         live = run_live(env, run_dir, server, args.until)
     trades = live["stock_trades"] + live["option_trades"]

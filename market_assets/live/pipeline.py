@@ -198,9 +198,9 @@ class LivePipeline:
         """Frames taken off the queue together at wall time ``now`` (default: the clock),
         in arrival order: ``(market, connection number, wall time received, frame)``.
 
-        The frames of one socket are decoded into one Arrow batch when they hold trades
-        only (:class:`~market_assets.live.protocol.TradeDecoder`) and go through the rules
-        together; the others event by event. Each socket's frames keep their order; the
+        The frames of one socket are decoded into Arrow batches (trades, quotes) when they
+        hold trades and quotes only (:class:`~market_assets.live.protocol.TradeDecoder`) and
+        go through the rules together; the others event by event. Each socket's frames keep their order; the
         two sockets' trades meet only at the next :meth:`tick` (pricing, closing), so
         taking one market's frames before the other's changes nothing: the same result as
         one :meth:`frame` call per frame."""
@@ -217,7 +217,7 @@ class LivePipeline:
             while j < len(items) and items[j][0] == market and items[j][1] == gen:
                 j += 1
             run = items[i:j]
-            fast = self.decoders[market].decode([x[3] for x in run])
+            fast = self.decoders[market].decode_with_quotes([x[3] for x in run])
             if fast is not None:
                 self._fast(market, gen, [x[2] for x in run], fast, now)
             else:  # each frame on its own: the fast path for those it can take
@@ -236,21 +236,26 @@ class LivePipeline:
         market: str,
         gen: int,
         walls: list[float],
-        decoded: tuple[pa.RecordBatch, list[int]],
+        decoded: tuple[pa.RecordBatch, list[int], pa.RecordBatch],
         now: float,
     ) -> None:
-        """Frames of trades only, decoded together."""
-        trades, counts = decoded
+        """Frames of trades and quotes, decoded together. Their quotes go into the book
+        before their trades are taken (a trade is classified only at the next tick, once
+        the quote stream has passed it, so the order within the frames does not matter)."""
+        trades, counts, quotes = decoded
         self.counters.frames += len(walls)
         self.clock.heard(market, walls[-1])
-        self._trades(market, pa.Table.from_batches([trades]), walls, counts, gen, now)
+        if quotes.num_rows and self.book is not None:
+            self._quotes(market, quotes, walls[-1])
+        if trades.num_rows:
+            self._trades(market, pa.Table.from_batches([trades]), walls, counts, gen, now)
 
     def _frame(
         self, market: str, text: str | bytes, wall: float, gen: int, now: float, try_fast: bool
     ) -> None:
         """One frame; event by event (statuses, quotes, bad events) unless it is trades
         only and ``try_fast``."""
-        fast = self.decoders[market].decode([text]) if try_fast else None
+        fast = self.decoders[market].decode_with_quotes([text]) if try_fast else None
         if fast is not None:
             self._fast(market, gen, [wall], fast, now)
             return

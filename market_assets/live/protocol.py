@@ -426,12 +426,26 @@ _JSON_TYPES = {
     "int_list": pa.list_(pa.int64()),
 }
 _TRADE_OPENING = b'{"ev":"T",'
+_QUOTE_OPENING = b'{"ev":"Q",'
+_JSON_TYPES["first_int"] = pa.int64()
 
 
-def _json_schema(market: str) -> pa.Schema:
+def _json_schema(market: str, channel: str = "T") -> pa.Schema:
     fields = [pa.field("ev", pa.string())]
-    fields += [pa.field(f.key, _JSON_TYPES[f.codec]) for f in FIELDS[(market, "T")]]
-    return pa.schema([*fields, pa.field("ds", pa.string())])
+    fields += [pa.field(f.key, _JSON_TYPES[f.codec]) for f in FIELDS[(market, channel)]]
+    extra = [pa.field("ds", pa.string())] if channel == "T" else []
+    return pa.schema([*fields, *extra])
+
+
+def _read_lines(lines: list[bytes], parse: pj.ParseOptions) -> pa.Table | None:
+    """JSON objects, one per line, as one table (None when the reader refuses them)."""
+    data = b"\n".join(lines)
+    # One block: one chunk, parsed on this thread (the event loop's; no pool hand-off).
+    options = pj.ReadOptions(use_threads=False, block_size=1 << max(16, len(data).bit_length()))
+    try:
+        return pj.read_json(io.BytesIO(data), read_options=options, parse_options=parse)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 class TradeDecoder:
@@ -455,6 +469,9 @@ class TradeDecoder:
         self._parse = pj.ParseOptions(
             explicit_schema=_json_schema(market), unexpected_field_behavior="ignore"
         )
+        self._parse_quotes = pj.ParseOptions(
+            explicit_schema=_json_schema(market, "Q"), unexpected_field_behavior="ignore"
+        )
         self._contract_rows: dict[str, int] = {}
         self._contracts: pa.Table | None = None
 
@@ -473,17 +490,56 @@ class TradeDecoder:
                 return None
             lines.append(body.replace(b"},{", b"}\n{"))
             counts.append(n)
-        data = b"\n".join(lines)
-        # One block: one chunk, parsed on this thread (the event loop's; no pool hand-off).
-        options = pj.ReadOptions(use_threads=False, block_size=1 << max(16, len(data).bit_length()))
-        try:
-            table = pj.read_json(io.BytesIO(data), read_options=options, parse_options=self._parse)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
-        if table.num_rows != sum(counts):
+        table = _read_lines(lines, self._parse)
+        if table is None or table.num_rows != sum(counts):
             return None
         batch = self._rows(table.combine_chunks())
         return None if batch is None else (batch, counts)
+
+    def decode_with_quotes(
+        self, frames: Sequence[str | bytes]
+    ) -> tuple[pa.RecordBatch, list[int], pa.RecordBatch] | None:
+        """:meth:`decode` for frames of trades and quotes (``[{"ev":"T",...},{"ev":"Q",...}]``
+        in any mix): the trades, each frame's number of trades, and the quotes; None when a
+        frame needs the event-by-event path (a status, a bad event, another spelling)."""
+        trade_lines: list[bytes] = []
+        quote_lines: list[bytes] = []
+        counts = []
+        for text in frames:
+            data = text.encode() if isinstance(text, str) else bytes(text)
+            if not (data.startswith(b"[{") and data.endswith(b"}]")):
+                return None
+            body = data[1:-1]
+            n = body.count(b"},{") + 1
+            n_trades, n_quotes = body.count(_TRADE_OPENING), body.count(_QUOTE_OPENING)
+            if n_trades + n_quotes != n:
+                return None
+            events = body.replace(b"},{", b"}\n{")
+            if not n_quotes:
+                trade_lines.append(events)
+            elif not n_trades:
+                quote_lines.append(events)
+            else:
+                for line in events.split(b"\n"):
+                    (trade_lines if line.startswith(_TRADE_OPENING) else quote_lines).append(line)
+            counts.append(n_trades)
+        trades = pa.RecordBatch.from_pylist([], schema=self.schema)
+        if trade_lines:
+            table = _read_lines(trade_lines, self._parse)
+            if table is None or table.num_rows != sum(counts):
+                return None
+            trades = self._rows(table.combine_chunks())
+            if trades is None:
+                return None
+        quotes = pa.RecordBatch.from_pylist([], schema=SCHEMAS[(self.market, "Q")])
+        if quote_lines:
+            table = _read_lines(quote_lines, self._parse_quotes)
+            if table is None or table.num_rows != sum(x.count(b"\n") + 1 for x in quote_lines):
+                return None
+            quotes = _quote_rows(table.combine_chunks(), self.market)
+            if quotes is None:
+                return None
+        return trades, counts, quotes
 
     def _rows(self, t: pa.Table) -> pa.RecordBatch | None:
         fields = FIELDS[(self.market, "T")]
@@ -563,3 +619,45 @@ class TradeDecoder:
         take = pa.array(rows[enc.indices.to_numpy(zero_copy_only=False)])
         picked = self._contracts.take(take)
         return {name: picked.column(name).combine_chunks() for name in picked.column_names}
+
+
+def _quote_rows(t: pa.Table, market: str) -> pa.RecordBatch | None:
+    """Quote events read by pyarrow's JSON reader as normalised rows, exactly as
+    :func:`decode_events` gives them; None when one would not pass its checks."""
+    fields, schema = FIELDS[(market, "Q")], SCHEMAS[(market, "Q")]
+    ok = [pc.all(pc.equal(t.column("ev"), "Q"))]
+    for f in fields:
+        col = t.column(f.key)
+        if f.required:
+            ok.append(pa.scalar(col.null_count == 0))
+        if f.codec == "str":
+            ok.append(pc.all(pc.greater(pc.utf8_length(col), 0)))
+        elif f.codec == "float":
+            ok.append(pc.all(pc.is_finite(col)))
+    if not all(pc.fill_null(x, True).as_py() for x in ok):
+        return None
+    n = len(t)
+    arrays: dict[str, pa.Array] = {}
+    try:
+        for f in fields:
+            col = t.column(f.key).chunk(0) if n else pa.nulls(0, t.schema.field(f.key).type)
+            typ = schema.field(f.column).type
+            if f.codec == "ms":
+                col = pc.multiply_checked(col, NS_PER_MS).cast(typ)
+            elif f.codec == "first_int":  # one condition, stored as a list of one
+                value = col.cast(typ.value_type)
+                offsets = pa.array(np.arange(n + 1, dtype=np.int32))
+                col = pa.ListArray.from_arrays(offsets, value, mask=col.is_null())
+            elif f.codec == "int_list":
+                empty = pc.equal(pc.list_value_length(col), 0)
+                col = pc.if_else(empty, pa.scalar(None, col.type), col).cast(typ)
+            else:
+                col = col.cast(typ)  # safe casts: an int out of range raises
+            arrays[f.column] = col
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    out = [
+        arrays.get(name, pa.nulls(n, typ))
+        for name, typ in zip(schema.names, schema.types, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(out, schema=schema)

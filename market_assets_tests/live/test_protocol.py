@@ -300,6 +300,57 @@ def test_the_fast_trade_decoder_gives_the_event_by_event_rows(mirror, dataset):
     assert many[0].equals(batch)
 
 
+@pytest.mark.parametrize("market", ["stocks", "options"])
+def test_trades_and_quotes_mixed_in_frames_decode_as_event_by_event(mirror, market):
+    # The options socket carries the contracts' trades and quotes in the same frames (and
+    # the stocks socket the symbol's, with nbbo_mid): both are read by pyarrow's JSON reader,
+    # with the rows, per-frame trade counts and quotes of the event-by-event path.
+    prefix = "stock" if market == "stocks" else "option"
+    trades, quotes = _read(mirror, f"{prefix}_trades"), _read(mirror, f"{prefix}_quotes")
+    if market == "options":
+        trades = trades.append_column("sequence_number", pa.array(range(1, trades.num_rows + 1)))
+    t_msgs = encode_events(trades, market, "T").to_pylist()[:300]
+    q_msgs = encode_events(quotes, market, "Q").to_pylist()[:400]
+    events, ti, qi = [], 0, 0
+    while ti < len(t_msgs) or qi < len(q_msgs):  # interleaved: 2 quotes, 1 trade, ...
+        if qi < len(q_msgs):
+            events += q_msgs[qi : qi + 2]
+            qi += 2
+        if ti < len(t_msgs):
+            events.append(t_msgs[ti])
+            ti += 1
+    frames = [frame(events[:5]), frame(q_msgs[:7]), frame(t_msgs[:4]), frame(events[5:])]
+    fast = TradeDecoder(market).decode_with_quotes(frames)
+    assert fast is not None
+    slow = [decode_events(decode_frame(f), market) for f in frames]
+    assert all(not d.malformed and not d.unknown for d in slow)
+    assert fast[0].equals(
+        pa.Table.from_batches([d.trades for d in slow]).combine_chunks().to_batches()[0]
+    )
+    assert fast[1] == [d.trades.num_rows for d in slow]
+    want_quotes = pa.Table.from_batches([d.quotes for d in slow]).combine_chunks()
+    assert pa.Table.from_batches([fast[2]]).equals(want_quotes)
+    assert fast[2].num_rows == len(q_msgs) + 7 and fast[1][2] == 4
+
+
+QUOTE = '{"ev":"Q","sym":"SPY","bx":4,"bp":600.5,"bs":3,"ax":7,"ap":600.6,"as":2,"t":1763650000123,"q":9}'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" + QUOTE.replace('"bp":600.5,', "") + "]",  # missing bid
+        "[" + QUOTE.replace("600.6", "NaN") + "]",
+        "[" + QUOTE.replace('"bs":3', '"bs":3.5') + "]",
+        "[" + QUOTE.replace('"bx":4', '"bx":4294967296') + "]",  # not an int32
+        "[" + QUOTE + "," + status_frame(CONNECTED)[1:],  # a status among them
+        "[" + QUOTE.replace('"sym":"SPY"', '"sym":""') + "]",
+    ],
+)
+def test_the_fast_decoder_leaves_unusual_quotes_to_the_event_by_event_path(text):
+    assert TradeDecoder("stocks").decode_with_quotes([text]) is None
+
+
 GOOD = '{"ev":"T","sym":"SPY","x":4,"p":600.5,"s":10,"t":1763650000123,"q":1}'
 
 
