@@ -349,10 +349,13 @@ class StreamedAsof:
         names = list(local)
         ranges: dict[str, tuple[int, int]] = {}
         if valid.any():
+            # One run per underlying in a sorted batch: its first and last time, vectorized.
             c, t = code[valid], ts[valid]
-            for k in np.unique(c).tolist():
-                mine = t[c == k]
-                ranges[names[k]] = (int(mine.min()), int(mine.max()))
+            starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+            lows, highs = np.minimum.reduceat(t, starts), np.maximum.reduceat(t, starts)
+            for k, lo, hi in zip(c[starts].tolist(), lows.tolist(), highs.tolist(), strict=True):
+                old = ranges.get(names[k], (lo, hi))
+                ranges[names[k]] = (min(old[0], lo), max(old[1], hi))
         if ranges:
             u_first, u_last = min(ranges), max(ranges)
             if self._served is not None and (u_first, ranges[u_first][0]) < self._served:
