@@ -25,6 +25,10 @@ from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
 
 ORDER = ("underlying", "sip_timestamp")
+# Option trades sorted in memory at once, and held by the merge of the sorted runs: half the
+# external sort's default, since the greeks step also holds a batch being priced and the
+# writer's row groups.
+SORT_RUN_ROWS = 131_072
 UNDERLYING_COLUMNS = [
     "ticker",
     "sip_timestamp",
@@ -113,7 +117,13 @@ def build_greeks_asset(
 
         def batches() -> Iterator[pa.RecordBatch]:
             options = option_trades.to_batches(**{**BOUNDED_SCAN_OPTIONS, "batch_size": 131_072})
-            for batch in sorted_batches(options, option_trades.schema, ORDER):
+            for batch in sorted_batches(
+                options,
+                option_trades.schema,
+                ORDER,
+                run_rows=SORT_RUN_ROWS,
+                merge_rows=SORT_RUN_ROWS,
+            ):
                 table = pa.Table.from_batches([batch])
                 index = asof.index_for(table.column("underlying"), table.column("sip_timestamp"))
                 yield from enrich_option_trades(table, index, params, rules).to_batches()
