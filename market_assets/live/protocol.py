@@ -476,25 +476,12 @@ class TradeDecoder:
         self._contracts: pa.Table | None = None
 
     def decode(self, frames: Sequence[str | bytes]) -> tuple[pa.RecordBatch, list[int]] | None:
-        """The trades of ``frames`` in order and the number of events of each frame; None
-        when a frame needs the event-by-event path."""
-        lines, counts = [], []
-        for text in frames:
-            data = text.encode() if isinstance(text, str) else bytes(text)
-            if not (data.startswith(b"[{") and data.endswith(b"}]")):
-                return None
-            body = data[1:-1]
-            n = body.count(b"},{") + 1
-            # A "},{" inside a string splits it across lines: the reader rejects it.
-            if body.count(_TRADE_OPENING) != n:
-                return None
-            lines.append(body.replace(b"},{", b"}\n{"))
-            counts.append(n)
-        table = _read_lines(lines, self._parse)
-        if table is None or table.num_rows != sum(counts):
+        """The trades of ``frames`` (trades only) in order and the number of events of each
+        frame; None when a frame needs the event-by-event path or holds a quote."""
+        out = self.decode_with_quotes(frames)
+        if out is None or out[2].num_rows:
             return None
-        batch = self._rows(table.combine_chunks())
-        return None if batch is None else (batch, counts)
+        return out[0], out[1]
 
     def decode_with_quotes(
         self, frames: Sequence[str | bytes]
@@ -511,6 +498,8 @@ class TradeDecoder:
                 return None
             body = data[1:-1]
             n = body.count(b"},{") + 1
+            # A "},{" inside a string splits it across lines: the counts then disagree, or
+            # the reader rejects it.
             n_trades, n_quotes = body.count(_TRADE_OPENING), body.count(_QUOTE_OPENING)
             if n_trades + n_quotes != n:
                 return None
@@ -542,38 +531,10 @@ class TradeDecoder:
         return trades, counts, quotes
 
     def _rows(self, t: pa.Table) -> pa.RecordBatch | None:
-        fields = FIELDS[(self.market, "T")]
-        ok = [pc.all(pc.equal(t.column("ev"), "T"))]
-        for f in fields:
-            col = t.column(f.key)
-            if f.required:
-                ok.append(pa.scalar(col.null_count == 0))
-            if f.codec == "str":
-                ok.append(pc.all(pc.greater(pc.utf8_length(col), 0)))
-            elif f.codec == "float":
-                ok.append(pc.all(pc.is_finite(col)))
-        if not all(pc.fill_null(x, True).as_py() for x in ok):
+        arrays = _read_columns(t, self.market, "T")
+        if arrays is None:
             return None
         n = len(t)
-        arrays: dict[str, pa.Array] = {}
-        try:
-            for f in fields:
-                col = t.column(f.key).chunk(0) if n else pa.nulls(0, t.schema.field(f.key).type)
-                typ = self.schema.field(f.column).type
-                if f.codec == "ms":
-                    col = pc.multiply_checked(col, NS_PER_MS).cast(typ)
-                elif f.codec == "size":
-                    col = self._size(col, t.column("ds").chunk(0))
-                    if col is None:
-                        return None
-                elif f.codec == "int_list":
-                    empty = pc.equal(pc.list_value_length(col), 0)
-                    col = pc.if_else(empty, pa.scalar(None, col.type), col).cast(typ)
-                else:
-                    col = col.cast(typ)  # safe casts: an int out of range raises
-                arrays[f.column] = col
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            return None
         if self.market == "options":
             parsed = self._parsed(arrays["ticker"])
             if parsed is None:
@@ -584,18 +545,6 @@ class TradeDecoder:
             for name, typ in zip(self.schema.names, self.schema.types, strict=True)
         ]
         return pa.RecordBatch.from_arrays(out, schema=self.schema)
-
-    @staticmethod
-    def _size(s: pa.Array, ds: pa.Array) -> pa.Array | None:
-        """``s``, or the decimal ``ds`` where sent (None unless ``floor(ds) == s``)."""
-        whole = s.cast(pa.float64())
-        if ds.null_count == len(ds):
-            return whole
-        exact = pc.cast(ds, pa.float64())  # a text that is not a number raises
-        agrees = pc.and_(pc.is_finite(exact), pc.equal(pc.floor(exact), whole))
-        if not pc.fill_null(pc.all(agrees), True).as_py():
-            return None
-        return pc.coalesce(exact, whole)
 
     def _parsed(self, tickers: pa.Array) -> dict[str, pa.Array] | None:
         """The contract columns of ``tickers`` (None when one does not parse)."""
@@ -621,11 +570,24 @@ class TradeDecoder:
         return {name: picked.column(name).combine_chunks() for name in picked.column_names}
 
 
-def _quote_rows(t: pa.Table, market: str) -> pa.RecordBatch | None:
-    """Quote events read by pyarrow's JSON reader as normalised rows, exactly as
-    :func:`decode_events` gives them; None when one would not pass its checks."""
-    fields, schema = FIELDS[(market, "Q")], SCHEMAS[(market, "Q")]
-    ok = [pc.all(pc.equal(t.column("ev"), "Q"))]
+def _sizes(s: pa.Array, ds: pa.Array) -> pa.Array | None:
+    """``s``, or the decimal ``ds`` where sent (None unless ``floor(ds) == s``)."""
+    whole = s.cast(pa.float64())
+    if ds.null_count == len(ds):
+        return whole
+    exact = pc.cast(ds, pa.float64())  # a text that is not a number raises
+    agrees = pc.and_(pc.is_finite(exact), pc.equal(pc.floor(exact), whole))
+    if not pc.fill_null(pc.all(agrees), True).as_py():
+        return None
+    return pc.coalesce(exact, whole)
+
+
+def _read_columns(t: pa.Table, market: str, channel: str) -> dict[str, pa.Array] | None:
+    """The normalised columns of ``channel`` events read by pyarrow's JSON reader, exactly as
+    :func:`decode_events` gives them (checks, ms -> ns, sizes with ``ds``, empty lists as
+    null, a quote's one condition as a list of one); None when one would not pass."""
+    fields, schema = FIELDS[(market, channel)], SCHEMAS[(market, channel)]
+    ok = [pc.all(pc.equal(t.column("ev"), channel))]
     for f in fields:
         col = t.column(f.key)
         if f.required:
@@ -644,6 +606,10 @@ def _quote_rows(t: pa.Table, market: str) -> pa.RecordBatch | None:
             typ = schema.field(f.column).type
             if f.codec == "ms":
                 col = pc.multiply_checked(col, NS_PER_MS).cast(typ)
+            elif f.codec == "size":
+                col = _sizes(col, t.column("ds").chunk(0))
+                if col is None:
+                    return None
             elif f.codec == "first_int":  # one condition, stored as a list of one
                 value = col.cast(typ.value_type)
                 offsets = pa.array(np.arange(n + 1, dtype=np.int32))
@@ -656,6 +622,16 @@ def _quote_rows(t: pa.Table, market: str) -> pa.RecordBatch | None:
             arrays[f.column] = col
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    return arrays
+
+
+def _quote_rows(t: pa.Table, market: str) -> pa.RecordBatch | None:
+    """Quote events read by pyarrow's JSON reader as normalised rows (None: see
+    :func:`_read_columns`)."""
+    arrays = _read_columns(t, market, "Q")
+    if arrays is None:
+        return None
+    schema, n = SCHEMAS[(market, "Q")], len(t)
     out = [
         arrays.get(name, pa.nulls(n, typ))
         for name, typ in zip(schema.names, schema.types, strict=True)
