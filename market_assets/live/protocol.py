@@ -42,6 +42,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -427,6 +428,8 @@ _JSON_TYPES = {
 }
 _TRADE_OPENING = b'{"ev":"T",'
 _QUOTE_OPENING = b'{"ev":"Q",'
+_TRADE_LINE = re.compile(rb'^\{"ev":"T",.*$', re.MULTILINE)
+_QUOTE_LINE = re.compile(rb'^\{"ev":"Q",.*$', re.MULTILINE)
 _JSON_TYPES["first_int"] = pa.int64()
 
 
@@ -508,9 +511,12 @@ class TradeDecoder:
                 trade_lines.append(events)
             elif not n_trades:
                 quote_lines.append(events)
-            else:
-                for line in events.split(b"\n"):
-                    (trade_lines if line.startswith(_TRADE_OPENING) else quote_lines).append(line)
+            else:  # mixed: each kind's lines picked out by the regex engine, not per event
+                trades_of, quotes_of = _TRADE_LINE.findall(events), _QUOTE_LINE.findall(events)
+                if len(trades_of) != n_trades or len(quotes_of) != n_quotes:
+                    return None
+                trade_lines.append(b"\n".join(trades_of))
+                quote_lines.append(b"\n".join(quotes_of))
             counts.append(n_trades)
         trades = pa.RecordBatch.from_pylist([], schema=self.schema)
         if trade_lines:
