@@ -238,3 +238,25 @@ def test_a_running_writers_staging_is_left_alone(tmp_path):
     running = tmp_path / "_staging" / "a" / "dt=2026-11-20" / f"{'0' * 12}-{os.getpid()}-{_HOST}"
     running.mkdir(parents=True)
     assert store.remove_leftovers() == [] and running.exists()
+
+
+def test_row_groups_waiting_for_the_writer_thread_are_bounded_by_bytes(tmp_path, monkeypatch):
+    # Wide rows (option_trades_classified: ~300 bytes) make a row group tens of MB: the
+    # queue to the writer holds at most QUEUE_BYTES of them (always at least one).
+    from market_assets.io import parquet_store
+
+    store = ParquetStore(str(tmp_path), row_group_rows=16_384, file_target_mb=64)
+    group_bytes = next(batches(16_384, size=16_384)).nbytes
+    monkeypatch.setattr(parquet_store, "QUEUE_BYTES", int(group_bytes * 1.5))
+    seen: list[int] = []
+    write = parquet_store._RotatingWriter._write
+
+    def slow_write(self, table):  # a slow disk: the producer runs ahead
+        seen.append(self._queued_bytes)
+        time.sleep(0.02)
+        write(self, table)
+
+    monkeypatch.setattr(parquet_store._RotatingWriter, "_write", slow_write)
+    res = store.write_partition("stock_trades", "2026-11-20", batches(300_000), SCHEMA)
+    assert res.rows == 300_000
+    assert max(seen) <= group_bytes * 1.5 and max(seen) > 0  # one waiting, never two
