@@ -74,6 +74,15 @@ def test_greeks_metadata_shows_status_shares(materialized):
     assert md["share_ok"] > 0.9  # generated trades are priced from BSM
 
 
+def test_greeks_stream_the_underlying_rows_in_order(materialized):
+    # The stored stock trades are in (ticker, time) order, so they are merged in as they
+    # stream (a tiny day is one batch: test_greeks_asset shows the bound on many).
+    _, _, mats = materialized
+    md = mats["option_trades_greeks"]
+    assert md["underlying_in_time_order"] is True
+    assert 0 < md["underlying_rows_peak_held"] <= md["underlying_trades_read"]
+
+
 def test_ok_trades_reprice_at_their_iv(materialized):
     _, store, _ = materialized
     g = store.dataset("option_trades_greeks", [DAY.isoformat()]).to_table()

@@ -19,7 +19,6 @@ from market_assets.defs.checks import check_specs, status_shares_check
 from market_assets.defs.checks.in_step import price_rule
 from market_assets.defs.io_managers import BatchStream
 from market_assets.defs.resources import SettingsResource
-from market_assets.io.arrow_memory import release_unused_arrow_memory
 from market_assets.io.condition_rules import load_condition_rules
 from market_assets.io.external_sort import sorted_batches
 from market_assets.io.parquet_store import BOUNDED_SCAN_OPTIONS, ParquetStore, WriteResult
@@ -127,7 +126,11 @@ def build_greeks_asset(
                 table = pa.Table.from_batches([batch])
                 index = asof.index_for(table.column("underlying"), table.column("sip_timestamp"))
                 yield from enrich_option_trades(table, index, params, rules).to_batches()
-                release_unused_arrow_memory()
+            if not asof.in_order:
+                context.log.warning(
+                    "the underlying rows are not in (ticker, sip_timestamp) order (a partition "
+                    "written by another tool?): they were read whole instead of streamed"
+                )
             if plausible.dropped:
                 context.log.warning(
                     f"{plausible.dropped:,} implausible underlying print(s) left out of the "
