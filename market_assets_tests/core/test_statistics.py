@@ -398,3 +398,21 @@ def test_a_large_samples_statistics_hold_few_copies_of_it() -> None:
     # The copy itself, Box-Cox's centred logs, and scipy's own KDE (its weights and whitened
     # data) when a grid point's peak decision has to go to it.
     assert peak <= 3.5 * x.nbytes
+
+
+def test_mode_with_far_more_bins_than_values_matches_the_histogram(monkeypatch):
+    # One print far away makes the bins mostly empty (nbins > 4n + 16): each value's bin is
+    # found from floor() and fixed at the edges instead of listing every edge.
+    calls = []
+    occupied = statistics._fullest_occupied_bin
+
+    def spy(*args):
+        calls.append(1)
+        return occupied(*args)
+
+    monkeypatch.setattr(statistics, "_fullest_occupied_bin", spy)
+    rng = np.random.default_rng(12)
+    for seed in range(5):
+        x = np.append(rng.normal(100, 1, 300 + seed), 2000.0)
+        assert describe(x, ["mode"])["mode"] == ref_mode(x)
+    assert len(calls) == 5
