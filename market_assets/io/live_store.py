@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+_log = logging.getLogger(__name__)
 _PART = re.compile(r"^(part|day)-(\d+)-(\d+)\.parquet$")
 COMPACT_ROW_GROUP = 4096  # rows per row group of a merged file
 # A few rows of many columns: dictionaries and per-column statistics would cost more than
@@ -83,8 +85,15 @@ def read_live_partition(
     one batch; memory holds at most one batch more than ``batch_rows``."""
     held: list[pa.RecordBatch] = []
     rows = 0
-    for path in live_files(output, window, day):
+    files = live_files(output, window, day)
+    first: tuple[Path, pa.Schema] | None = None
+    for path in files:
         with pq.ParquetFile(path) as f:
+            schema = f.schema_arrow.remove_metadata()
+            if first is None:
+                first = (path, schema)
+            elif schema != first[1]:
+                raise ValueError(_schema_difference(first[0], first[1], path, schema))
             for batch in f.iter_batches(batch_size=batch_rows):
                 held.append(batch)
                 rows += batch.num_rows
@@ -95,6 +104,20 @@ def read_live_partition(
         yield _one_batch(held)
 
 
+def _schema_difference(a: Path, sa: pa.Schema, b: Path, sb: pa.Schema) -> str:
+    only_a = sorted(set(sa.names) - set(sb.names))
+    only_b = sorted(set(sb.names) - set(sa.names))
+    what = (
+        f"columns only in the first: {only_a[:5]}, only in the second: {only_b[:5]}"
+        if only_a or only_b
+        else "the same columns with other types or order"
+    )
+    return (
+        f"live files of one partition differ ({a} and {b}: {what}); they were written by runs "
+        "with other settings (features.aggression?): move one run's files aside"
+    )
+
+
 def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
@@ -102,13 +125,15 @@ def _one_batch(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
 
 
 def _merged_parts(files: list[tuple[int, int, Path]]) -> list[Path]:
-    """The ``part-`` files inside a ``day-`` file's range: already merged into it."""
+    """The files already merged into a ``day-`` file: the ``part-`` files inside its range,
+    and an earlier ``day-`` file inside a later one's (a second compaction stopped before
+    deleting what it merged)."""
     merged = [(a, b) for a, b, p in files if p.name.startswith("day-")]
-    return [
-        p
-        for a, b, p in files
-        if p.name.startswith("part-") and any(x <= a and b <= y for x, y in merged)
-    ]
+
+    def inside(a: int, b: int, day: bool) -> bool:
+        return any(x <= a and b <= y and (not day or (x, y) != (a, b)) for x, y in merged)
+
+    return [p for a, b, p in files if inside(a, b, p.name.startswith("day-"))]
 
 
 def _finish_compaction(folder: Path) -> None:
@@ -140,6 +165,16 @@ class WrittenRanges:
         self._starts.append(first)
         self._max_end.append(max(last, self._max_end[-1]) if self._max_end else last)
 
+    @property
+    def last(self) -> int:
+        """The latest window start any range reaches."""
+        return self._max_end[-1]
+
+    def starts_between(self, a: int, b: int) -> bool:
+        """Whether a range begins strictly between window starts ``a`` and ``b``."""
+        i = bisect.bisect_right(self._starts, a)
+        return i < len(self._starts) and self._starts[i] < b
+
     def holds(self, start: int) -> bool:
         """Whether a range holds ``start``: among the ranges starting at or before it, the
         one reaching furthest reaches it."""
@@ -151,6 +186,18 @@ class WrittenRanges:
 
     def __getitem__(self, i: int) -> tuple[int, int]:
         return self.ranges[i]
+
+
+def _runs(rows: list[int], starts: list[int], written: WrittenRanges) -> list[list[int]]:
+    """``rows`` (their window ``starts`` ascending) cut wherever a written range begins
+    between two consecutive ones."""
+    out: list[list[int]] = []
+    for i, (row, start) in enumerate(zip(rows, starts, strict=True)):
+        if i and not written.starts_between(starts[i - 1], start):
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return out
 
 
 class LiveWindowStore:
@@ -169,7 +216,7 @@ class LiveWindowStore:
     def last_end_ns(self, window: str, window_ns: int) -> int | None:
         """End of the latest window of this size already on disk (None: nothing yet)."""
         r = self.written.get(window)
-        return max(b for _, b in r.ranges) + window_ns if r else None
+        return r.last + window_ns if r else None
 
     def is_written(self, window: str, start_ns: int) -> bool:
         r = self.written.get(window)
@@ -177,26 +224,32 @@ class LiveWindowStore:
 
     def write(self, window: str, rows: pa.Table) -> Path | None:
         """Write the rows (one per window, ``window_start`` ascending) not on disk yet;
-        returns the file, or None when every row was written before (``last_rows``: the
-        rows written)."""
+        returns the (last) file written, or None when every row was written before
+        (``last_rows``: the rows written). Rows on both sides of a file already on disk
+        (a run filling holes around an earlier run's windows) go into one file per side,
+        so no two files' ranges overlap and the files in name order are in window order."""
         starts = pc.cast(rows.column("window_start"), pa.int64()).to_pylist()
-        keep = [not self.is_written(window, s) for s in starts]
-        self.last_rows = sum(keep)
-        if not any(keep):
-            return None
-        if not all(keep):
-            rows = rows.filter(pa.array(keep))
-            starts = [s for s, k in zip(starts, keep, strict=True) if k]
+        written = self.written.setdefault(window, WrittenRanges())
+        keep = [i for i, s in enumerate(starts) if not written.holds(s)]
+        self.last_rows = len(keep)
+        final = None
+        for run in _runs(keep, [starts[i] for i in keep], written):
+            final = self._write_file(
+                window, rows.take(pa.array(run)), starts[run[0]], starts[run[-1]]
+            )
+        return final
+
+    def _write_file(self, window: str, rows: pa.Table, first: int, last: int) -> Path:
         folder = partition_dir(self.output, window, self.day)
         folder.mkdir(parents=True, exist_ok=True)
-        final = folder / f"part-{starts[0]}-{starts[-1]}.parquet"
+        final = folder / f"part-{first}-{last}.parquet"
         tmp = folder / f".tmp-{final.name}"
         with open(tmp, "wb") as f:
             pq.write_table(rows, f, **_WRITE_OPTIONS)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-        self.written.setdefault(window, WrittenRanges()).add(starts[0], starts[-1])
+        self.written[window].add(first, last)
         return final
 
     def compact(self) -> dict[str, Path]:
@@ -211,19 +264,35 @@ class LiveWindowStore:
                 continue
             schemas = {pq.read_schema(p).remove_metadata() for _, _, p in files}
             if len(schemas) != 1:
+                _log.warning(
+                    "%s: not merged: its files were written with %d different column sets "
+                    "(runs with other settings)",
+                    folder,
+                    len(schemas),
+                )
                 continue
             final = folder / f"day-{files[0][0]}-{max(b for _, b, _ in files)}.parquet"
             tmp = folder / f".tmp-{final.name}"
             with open(tmp, "wb") as f:
                 writer = pq.ParquetWriter(f, schemas.pop(), **_WRITE_OPTIONS)
-                pending: list[pa.Table] = []
+                # A row group at a time: an earlier run's merged file can hold the whole day.
+                pending: list[pa.RecordBatch] = []
+                rows = 0
                 for _, _, p in files:
-                    pending.append(pq.read_table(p))
-                    if sum(t.num_rows for t in pending) >= COMPACT_ROW_GROUP:
-                        writer.write_table(pa.concat_tables(pending))
-                        pending = []
+                    with pq.ParquetFile(p) as part:
+                        for batch in part.iter_batches(batch_size=COMPACT_ROW_GROUP):
+                            pending.append(batch)
+                            rows += batch.num_rows
+                            if rows >= COMPACT_ROW_GROUP:
+                                writer.write_table(
+                                    pa.Table.from_batches(pending),
+                                    row_group_size=COMPACT_ROW_GROUP,
+                                )
+                                pending, rows = [], 0
                 if pending:
-                    writer.write_table(pa.concat_tables(pending))
+                    writer.write_table(
+                        pa.Table.from_batches(pending), row_group_size=COMPACT_ROW_GROUP
+                    )
                 writer.close()
                 f.flush()
                 os.fsync(f.fileno())
@@ -258,10 +327,13 @@ def live_partitions(output: Path) -> list[LivePartition]:
                 day = dt.date.fromisoformat(ddir.name.removeprefix("dt="))
             except ValueError:
                 continue
-            files = [p for p in ddir.iterdir() if _PART.match(p.name)]
+            current = _files(ddir)
+            stale = set(_merged_parts(current))
+            current = [(a, b, p) for a, b, p in current if p not in stale]
+            files = [p for _, _, p in current]
             rows = sum(pq.read_metadata(p).num_rows for p in files)
-            ranges = _ranges(ddir)
-            last = dt.datetime.fromtimestamp(ranges[-1][1] / 1e9, tz=dt.UTC) if ranges else None
+            end = max((b for _, b, _ in current), default=None)
+            last = dt.datetime.fromtimestamp(end / 1e9, tz=dt.UTC) if end is not None else None
             out.append(
                 LivePartition(wdir.name.removeprefix("window="), day, len(files), rows, last)
             )

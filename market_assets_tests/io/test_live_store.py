@@ -5,12 +5,15 @@ read back in window order a few at a time."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from market_assets.core.schemas import TS
+from market_assets.io import live_store
 from market_assets.io.live_store import (
     LiveWindowStore,
     WrittenRanges,
@@ -109,3 +112,65 @@ def test_a_part_left_inside_a_merged_files_range_is_not_read_twice(tmp_path: Pat
 def test_a_day_without_live_output_reads_nothing(tmp_path: Path) -> None:
     assert live_files(tmp_path, "5m", DAY) == []
     assert list(read_live_partition(tmp_path / "absent", "5m", DAY)) == []
+
+
+def test_rows_around_an_earlier_runs_file_never_overlap_it(tmp_path: Path) -> None:
+    # A second run (say with a window size added) fills the holes on both sides of what
+    # the first wrote: one file per side, so files in name order are in window order.
+    LiveWindowStore(tmp_path, DAY, ["1m"]).write("1m", _rows([4 * M, 5 * M]))
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([i * M for i in (0, 1, 2, 3, 4, 5, 6)]))
+    assert store.last_rows == 5
+    names = [p.name for p in live_files(tmp_path, "1m", DAY)]
+    assert names == [
+        f"part-0-{3 * M}.parquet",
+        f"part-{4 * M}-{5 * M}.parquet",
+        f"part-{6 * M}-{6 * M}.parquet",
+    ]
+    read = pa.Table.from_batches(list(read_live_partition(tmp_path, "1m", DAY)))
+    assert read["x"].to_pylist() == [i * M for i in range(7)]
+    merged = store.compact()["1m"]
+    assert pq.read_table(merged)["x"].to_pylist() == [i * M for i in range(7)]
+    assert LiveWindowStore(tmp_path, DAY, ["1m"]).last_end_ns("1m", M) == 7 * M
+
+
+def test_an_earlier_merged_file_left_by_a_stopped_compaction_is_not_read_twice(
+    tmp_path: Path,
+) -> None:
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([0, M]))
+    store.write("1m", _rows([2 * M]))
+    first = store.compact()["1m"]
+    kept = first.read_bytes()
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([3 * M]))
+    store.compact()
+    first.write_bytes(kept)  # the second compaction stopped before deleting it
+    read = pa.Table.from_batches(list(read_live_partition(tmp_path, "1m", DAY)))
+    assert read["x"].to_pylist() == [0, M, 2 * M, 3 * M]
+    LiveWindowStore(tmp_path, DAY, ["1m"])  # the next start deletes it
+    assert [p.name for p in partition_dir(tmp_path, "1m", DAY).iterdir()] == [
+        f"day-0-{3 * M}.parquet"
+    ]
+
+
+def test_files_of_runs_with_other_columns_are_named_not_mixed(tmp_path: Path, caplog) -> None:
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([0, M]))
+    store.write("1m", _rows([2 * M]).append_column("extra", pa.array([1.0])))
+    with pytest.raises(ValueError, match=r"part-0-.*part-.*only in the second: \['extra'\]"):
+        list(read_live_partition(tmp_path, "1m", DAY))
+    with caplog.at_level(logging.WARNING):
+        assert store.compact() == {}
+    assert "not merged" in caplog.text and len(live_files(tmp_path, "1m", DAY)) == 2
+
+
+def test_a_merge_is_written_a_row_group_at_a_time(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(live_store, "COMPACT_ROW_GROUP", 4)
+    store = LiveWindowStore(tmp_path, DAY, ["1m"])
+    store.write("1m", _rows([i * M for i in range(9)]))  # an earlier day's worth in one file
+    store.write("1m", _rows([9 * M, 10 * M]))
+    merged = store.compact()["1m"]
+    meta = pq.ParquetFile(merged).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [4, 4, 3]
+    assert pq.read_table(merged)["x"].to_pylist() == [i * M for i in range(11)]
