@@ -60,7 +60,7 @@ class _LiveCollector(Collector):
         yield counter("late_dropped", "Trades dropped as late (window closed)", c.late_dropped)
         yield counter("duplicates", "Duplicate trades dropped", c.duplicates)
         bad = CounterMetricFamily(p + "malformed", "Malformed or unknown messages", labels=["kind"])
-        for kind in ("invalid_json", "unknown_event", "missing_field", "bad_field"):
+        for kind in ("invalid_json", "unknown_event", "missing_field", "bad_field", "bad_frame"):
             bad.add_metric([kind], c.malformed.get(kind, 0))
         yield bad
         yield counter(

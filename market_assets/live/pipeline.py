@@ -253,8 +253,8 @@ class LivePipeline:
     def _frame(
         self, market: str, text: str | bytes, wall: float, gen: int, now: float, try_fast: bool
     ) -> None:
-        """One frame; event by event (statuses, quotes, bad events) unless it is trades
-        only and ``try_fast``."""
+        """One frame; event by event (statuses, bad events) unless the fast decoder takes it
+        and ``try_fast``."""
         fast = self.decoders[market].decode_with_quotes([text]) if try_fast else None
         if fast is not None:
             self._fast(market, gen, [wall], fast, now)
@@ -267,7 +267,12 @@ class LivePipeline:
             c.malformed["invalid_json"] += 1
             self._once("invalid_json", "%s: dropped a frame: %s", market, e)
             return
-        decoded = protocol.decode_events(events, market)
+        try:
+            decoded = protocol.decode_events(events, market)
+        except Exception as e:  # noqa: BLE001 - one bad frame must not stop the run
+            c.malformed["bad_frame"] += 1
+            self._once("bad_frame", "%s: dropped a frame the decoder failed on: %r", market, e)
+            return
         for st in decoded.statuses:
             self._status(market, st)
         for ev in decoded.unknown:

@@ -298,11 +298,12 @@ _BITS: dict[tuple[str, str], dict[str, int]] = {
     for ch, fs in FIELDS.items()
 }
 _MAX_MS = (2**63 - 1) // NS_PER_MS
+_MIN_MS = -(2**63) // NS_PER_MS  # both ends: the time in ns must fit an int64
 
 
 def _int_in_range(f: WireField, v: int, bits: int) -> int:
-    limit = _MAX_MS if f.codec == "ms" else 2 ** (bits - 1) - 1
-    if not -limit - 1 <= v <= limit:
+    lo, hi = (_MIN_MS, _MAX_MS) if f.codec == "ms" else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    if not lo <= v <= hi:
         raise ValueError(f"field {f.key!r}: {v} is out of range")
     return v
 
@@ -326,7 +327,11 @@ def _value(f: WireField, event: dict[str, Any], bits: int = 64) -> Any:
         v = _int_in_range(f, v, bits)
         return v * NS_PER_MS if codec == "ms" else [v] if codec == "first_int" else v
     if codec == "float":
-        if not (_is_int(v) or isinstance(v, float)) or not math.isfinite(v):
+        try:  # an integer past float's range overflows
+            ok = (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+        except OverflowError:
+            ok = False
+        if not ok:
             raise ValueError(f"field {f.key!r}: expected a finite number, got {v!r}")
         return float(v)
     if codec == "size":
@@ -338,7 +343,7 @@ def _value(f: WireField, event: dict[str, Any], bits: int = 64) -> Any:
             return float(v)
         try:
             size = float(ds)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"field 'ds': expected a decimal string, got {ds!r}") from None
         if not math.isfinite(size) or math.floor(size) != v:
             raise ValueError(f"field 'ds' {ds!r} does not match 's' {v!r}")
@@ -602,6 +607,8 @@ def _read_columns(t: pa.Table, market: str, channel: str) -> dict[str, pa.Array]
             ok.append(pc.all(pc.greater(pc.utf8_length(col), 0)))
         elif f.codec == "float":
             ok.append(pc.all(pc.is_finite(col)))
+        elif f.codec == "int_list":  # the event path refuses a null inside a list
+            ok.append(pa.scalar(pc.list_flatten(col).null_count == 0))
     if not all(pc.fill_null(x, True).as_py() for x in ok):
         return None
     n = len(t)

@@ -195,3 +195,24 @@ def test_frames_taken_together_give_what_frames_one_at_a_time_give(tmp_path):
     # The watermark passed the ends of 09:30 .. 09:59 (a close latency each); 10:00 was
     # closed by the run's end (none).
     assert together.counters.close_latency.count == 30
+
+
+def test_a_frame_the_decoder_fails_on_is_counted_and_the_run_goes_on(tmp_path, monkeypatch):
+    from market_assets.live import protocol
+
+    p = _pipeline(tmp_path)
+    real = protocol.decode_events
+
+    def broken(events, market):
+        if any(e.get("q") == 2 for e in events):
+            raise OverflowError("a decoder bug")
+        return real(events, market)
+
+    monkeypatch.setattr(protocol, "decode_events", broken)
+    wall = 0.0
+    # Spaces after the commas: the event-by-event path, where the failure happens.
+    p.frame("stocks", json.dumps([_stock(T0, 1)], separators=(", ", ": ")), wall)
+    p.frame("stocks", json.dumps([_stock(T0 + 1, 2)], separators=(", ", ": ")), wall)
+    p.frame("stocks", json.dumps([_stock(T0 + 2, 3)], separators=(", ", ": ")), wall)
+    assert p.counters.malformed["bad_frame"] == 1
+    assert p.counters.stock_trades == 2

@@ -345,6 +345,7 @@ QUOTE = '{"ev":"Q","sym":"SPY","bx":4,"bp":600.5,"bs":3,"ax":7,"ap":600.6,"as":2
         "[" + QUOTE.replace('"bx":4', '"bx":4294967296') + "]",  # not an int32
         "[" + QUOTE + "," + status_frame(CONNECTED)[1:],  # a status among them
         "[" + QUOTE.replace('"sym":"SPY"', '"sym":""') + "]",
+        "[" + QUOTE.replace('"q":9', '"q":9,"i":[null]') + "]",  # a null in a list
     ],
 )
 def test_the_fast_decoder_leaves_unusual_quotes_to_the_event_by_event_path(text):
@@ -370,6 +371,7 @@ GOOD = '{"ev":"T","sym":"SPY","x":4,"p":600.5,"s":10,"t":1763650000123,"q":1}'
         "[ " + GOOD + " ]",  # spelt otherwise than the feed writes it
         "[" + GOOD.replace('"sym":"SPY"', '"sym":""') + "]",
         '[{"ev":"T",' + GOOD[1:],  # "ev" twice
+        "[" + GOOD.replace('"q":1', '"q":1,"c":[null,12]') + "]",  # a null in a list
     ],
 )
 def test_the_fast_decoder_leaves_anything_unusual_to_the_event_by_event_path(text):
@@ -383,6 +385,10 @@ def test_out_of_range_integers_are_bad_fields_not_a_crash():
         {**good, "t": 2**62},
         {**good, "c": [2**33]},
         {**good, "s": 10**400},
+        {**good, "t": -(2**62) // 10**6 * 10},  # negative: ns below int64 too
+        {**good, "p": 10**400},  # an integer past float's range
+        {**good, "s": 10, "ds": "1" + "0" * 400},
+        {**good, "s": 10, "ds": 10**400},
         good,
     ]
     decoded = decode_events(events, "stocks")
@@ -392,5 +398,9 @@ def test_out_of_range_integers_are_bad_fields_not_a_crash():
         f"field 't': {2**62} is out of range",
         f"field 'c': {2**33} is out of range",
         f"field 's': {10**400} is out of range",
+        f"field 't': {-(2**62) // 10**6 * 10} is out of range",
+        f"field 'p': expected a finite number, got {10**400}",
+        f"field 'ds' {'1' + '0' * 400!r} does not match 's' 10",
+        f"field 'ds': expected a decimal string, got {10**400}",
     ]
     assert _both_paths(frame([json.dumps(e) for e in events]), "stocks") is None
