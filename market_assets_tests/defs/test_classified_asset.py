@@ -179,3 +179,31 @@ def test_nbbo_mid_prices_the_options_from_stock_quotes(tmp_path):
     assert np.isfinite(got).mean() > 0.5
     [mat] = result.asset_materializations_for_node("option_trades_greeks")
     assert mat.metadata["underlying_price"].value == "nbbo_mid"
+
+
+def test_quotes_stored_out_of_ticker_order_are_sorted_first_with_the_same_result(tmp_path):
+    # A partition written by another tool: the streamed join refuses it, the step sorts the
+    # quotes by ticker (bounded external sort) and classifies again.
+    generate_day(DAY, tmp_path / "massive", scale="tiny", seed=8)
+    config = write_config(
+        tmp_path / "config.toml",
+        massive={"local_root": str(tmp_path / "massive")},
+        storage={"root": str(tmp_path / "warehouse")},
+        features={"windows": ["5m"], "aggression": True},
+        quotes={"enabled": True},
+    )
+    settings = load_settings(config)
+    defs = build_definitions(settings)
+    _materialize(defs, UPSTREAM)
+    store = ParquetStore(settings.storage.root)
+    quotes = store.dataset("option_quotes", [KEY]).to_table()
+    backwards = quotes.sort_by([("ticker", "descending")])
+    store.write_partition("option_quotes", KEY, backwards.to_batches(), backwards.schema)
+    result = _materialize(defs, ["option_trades_classified"])
+    [mat] = result.asset_materializations_for_node("option_trades_classified")
+    got = store.dataset("option_trades_classified", [KEY]).to_table()
+    greeks = store.dataset("option_trades_greeks", [KEY]).to_table()
+    assert got.cast(OPTION_TRADES_CLASSIFIED).equals(
+        classify_table(greeks, quotes).cast(OPTION_TRADES_CLASSIFIED)
+    )
+    assert mat.metadata["option_quotes_read"].value == quotes.num_rows

@@ -83,10 +83,16 @@ def build_classified_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         def batches() -> Iterator[pa.RecordBatch]:
             nonlocal clf
             out = classify_day(scan, quotes(False), params, permuted, clf)
+            reason = None
             try:
                 first = next(out, None)  # the whole join runs before the first row
             except NotInTickerOrder as e:
-                context.log.warning(f"{e}; sorting option_quotes by ticker first")
+                reason = str(e)
+            if reason is not None:
+                # Outside the except block: the first attempt's frames (its bucket files on
+                # disk, its join's rows) are released before the second starts.
+                del out
+                context.log.warning(f"{reason}; sorting option_quotes by ticker first")
                 clf = DayClassifier(params)
                 out = classify_day(scan, quotes(True), params, permuted, clf)
                 first = next(out, None)
