@@ -349,11 +349,6 @@ class DayClassifier:
             yield from finish_below(day.bound(names[0], inclusive=False))
             last_quote = names[-1]
             self.quote_rows += qbatch.num_rows
-            pulled = feed.below(day.bound(last_quote, inclusive=True))
-            if pulled is not None:
-                pending, best = _extend(pending, best, pulled)
-            if pending is None:
-                continue
             ranks = np.array([day.bound(x, inclusive=False) for x in names], np.int64)
             known = np.array(
                 [r < len(day) and day.names[r] == x for r, x in zip(ranks, names, strict=True)]
@@ -363,11 +358,26 @@ class DayClassifier:
             codes = np.full(qbatch.num_rows, -1, np.int64)
             codes[:valid] = np.repeat(ranks, lengths)
             index = QuoteIndex(qbatch, day.array, codes)
-            _update(best, pending, index)
-            done = int(np.searchsorted(pending["rank"], day.bound(last_quote, inclusive=False)))
-            if done:
-                yield self._emit(slice_columns(pending, 0, done), slice_columns(best, 0, done), day)
-                pending, best = slice_columns(pending, done), slice_columns(best, done)
+            if pending is not None:  # the last ticker of the previous batch, continued here
+                _update(best, pending, index)
+            # The trades of this batch's tickers (and of the unquoted ones between them), a
+            # few whole tickers at a time: those before the batch's last ticker are done.
+            done_below = day.bound(last_quote, inclusive=False)
+            upto = day.bound(last_quote, inclusive=True)
+            while True:
+                pulled = feed.below(upto, OUT_ROWS)
+                if pulled is not None:
+                    found = _fresh(_rows(pulled))
+                    _update(found, pulled, index)
+                    pending, best = _joined(pending, best, pulled, found)
+                if pending is not None:
+                    done = int(np.searchsorted(pending["rank"], done_below))
+                    if done:
+                        head = slice_columns(pending, 0, done), slice_columns(best, 0, done)
+                        yield self._emit(*head, day)
+                        pending, best = slice_columns(pending, done), slice_columns(best, done)
+                if pulled is None:
+                    break
         yield from finish_below(None)
         self._joined = True
 
@@ -513,11 +523,13 @@ class _Rows:
         return concat_columns(parts) if parts else {}
 
 
-def _extend(pending: Columns | None, best: Columns, more: Columns) -> tuple[Columns, Columns]:
-    fresh = _fresh(_rows(more))
+def _joined(
+    pending: Columns | None, best: Columns, more: Columns, more_best: Columns
+) -> tuple[Columns, Columns]:
+    """``more`` trades (and their NBBO found so far) after the pending ones."""
     if pending is None or not _rows(pending):
-        return more, fresh
-    return concat_columns([pending, more]), concat_columns([best, fresh])
+        return more, more_best
+    return concat_columns([pending, more]), concat_columns([best, more_best])
 
 
 def _update(best: Columns, trades: Columns, index: QuoteIndex) -> None:

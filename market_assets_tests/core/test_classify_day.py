@@ -105,7 +105,9 @@ def test_tickers_never_quoted_go_out_a_few_at_a_time_with_the_same_rows(monkeypa
     q, t = generated_day(seed=5, contracts=40, n_quotes=3000, n_trades=2500)
     q = _by_ticker(q)
     names = sorted(set(q.column("ticker").to_pylist()))
-    quoted = set(names[10:14]) | set(names[30:32])
+    # Quotes for a few tickers in the middle, and for the first and last only: a quote
+    # batch running from one quoted ticker to the next spans all the unquoted between.
+    quoted = {names[0], names[-1]} | set(names[10:14]) | set(names[30:32])
     q = q.filter(pa.array([x in quoted for x in q.column("ticker").to_pylist()]))
     want = classify_table(t, q, PARAMS[name])
     chunks: list[np.ndarray] = []
@@ -118,11 +120,21 @@ def test_tickers_never_quoted_go_out_a_few_at_a_time_with_the_same_rows(monkeypa
         return out
 
     monkeypatch.setattr(cd._TradeFeed, "below", spy)
+    emitted: list[int] = []
+    emit = cd.DayClassifier._emit
+
+    def spy_emit(self, trades, best, day):
+        emitted.append(len(trades["rank"]))
+        return emit(self, trades, best, day)
+
+    monkeypatch.setattr(cd.DayClassifier, "_emit", spy_emit)
     got = pa.concat_tables(
         classify_day(_scan(t, 50), q.to_batches(max_chunksize=200), PARAMS[name])
     )
     assert got.equals(want)
     assert len(chunks) > 10 and max(c.size for c in chunks) < t.num_rows / 4
+    # Never a large share of the day's trades held and emitted at once.
+    assert sum(emitted) == t.num_rows and max(emitted) < t.num_rows / 4
     # No ticker is split between two chunks.
     assert all(a[-1] != b[0] for a, b in zip(chunks, chunks[1:], strict=False))
 
