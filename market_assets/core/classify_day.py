@@ -71,17 +71,24 @@ class NotInTickerOrder(ValueError):
 def permute_in_memory(chunks: Iterable[tuple[np.ndarray, Columns]], n: int) -> Iterator[Columns]:
     """The permutation in memory (tests, small days)."""
     out: Columns | None = None
-    filled = 0
+    rows = 0
+    filled = np.zeros(n, bool)
     for dest, cols in chunks:
         if out is None:
             out = {k: np.empty(n, v.dtype) for k, v in cols.items()}
         for k, v in cols.items():
             out[k][dest] = v
-        filled += len(dest)
-    if filled != n:
-        raise ValueError(f"{filled:,} rows to put in order, expected {n:,}")
+        filled[dest] = True
+        rows += len(dest)
+    if rows != n:
+        raise ValueError(f"{rows:,} rows to put in order, expected {n:,}")
     if out is None:
         return
+    if not filled.all():
+        raise ValueError(
+            f"position {int(np.argmin(filled)):,} got no row (another got two): the "
+            "destinations are not a permutation"
+        )
     for start in range(0, n, OUT_ROWS):
         yield {k: v[start : start + OUT_ROWS] for k, v in out.items()}
 

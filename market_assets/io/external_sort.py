@@ -186,6 +186,16 @@ def _merge(
             c.close()
 
 
+def _check_filled(filled: np.ndarray, lo: int) -> None:
+    """Every position of a range given a row (as many rows as positions: then none twice)."""
+    if not filled.all():
+        first = lo + int(np.argmin(filled))
+        raise ValueError(
+            f"position {first:,} got no row (another got two): the destinations are not a "
+            "permutation"
+        )
+
+
 def permuted(
     chunks: Iterable[tuple[np.ndarray, dict[str, np.ndarray]]],
     n: int,
@@ -257,6 +267,7 @@ def permuted(
             raw = np.fromfile(paths[i], np.uint8)
             os.remove(paths[i])
             out = {k: np.empty(hi - lo, t) for k, t in dtypes.items() if k != "dest"}
+            filled = np.zeros(hi - lo, bool)
             offset = 0
             for rows in segments[i]:
                 seg = {}
@@ -265,8 +276,10 @@ def permuted(
                     seg[k] = raw[offset : offset + nbytes].view(t)
                     offset += nbytes
                 at = seg["dest"]
+                filled[at] = True
                 for k, col in out.items():
                     col[at] = seg[k]
             del raw
+            _check_filled(filled, lo)
             for start in range(0, hi - lo, OUT_ROWS):
                 yield {k: v[start : start + OUT_ROWS] for k, v in out.items()}

@@ -52,6 +52,20 @@ def test_a_missing_or_stray_position_is_an_error(tmp_path):
     assert list(permuted([], 0)) == []
 
 
+@pytest.mark.parametrize("bucket_rows", [16, 1000])
+def test_a_position_given_twice_and_one_never_is_an_error_not_garbage(tmp_path, bucket_rows):
+    chunks, (dest, _, _) = _chunks(100, seed=3, size=10)
+    twice = dest.copy()
+    twice[twice == 7] = 8  # position 8 twice, 7 never: the row count still adds up
+    bad = [
+        (twice[i : i + 10], cols) for i, (_, cols) in zip(range(0, 100, 10), chunks, strict=True)
+    ]
+    with pytest.raises(ValueError, match="position 7 got no row"):
+        list(permuted(bad, 100, bucket_rows=bucket_rows, tmp_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="position 7 got no row"):
+        list(permute_in_memory(bad, 100))
+
+
 @pytest.mark.parametrize("tick_rule,hash_below", [(False, 100_000), (True, 0)])
 def test_a_streamed_day_through_bucket_files_equals_the_whole_day(
     tmp_path, monkeypatch, tick_rule, hash_below
