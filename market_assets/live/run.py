@@ -278,8 +278,6 @@ async def run_live(
                         refresh=True,
                     )
         pipeline.finish(until_ns)
-        for w, path in pipeline.store.compact().items():  # one file per window size and day
-            log.info("%s windows of %s merged into %s", w, day, path.name)
     finally:
         for x in feeds:
             await x.stop()
@@ -288,6 +286,13 @@ async def run_live(
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        # Also when the run fails: what is on disk is whole files, merged into one per
+        # window size and day rather than left as one file per close.
+        try:
+            for w, path in pipeline.store.compact().items():
+                log.info("%s windows of %s merged into %s", w, day, path.name)
+        except Exception:  # the run's own error, if any, is the one to surface
+            log.exception("merging the day's live files failed; they are left as they are")
         if live_view is not None:
             live_view.stop()
         if metrics is not None:

@@ -566,3 +566,21 @@ def test_the_cli_exits_non_zero_on_a_rejected_key_without_printing_it(spy_day, m
     assert proc.returncode == 2
     assert "API key was rejected" in proc.stderr
     assert secret not in proc.stderr + proc.stdout
+
+
+def test_a_run_that_fails_still_merges_what_it_wrote(spy_day, mirror, tmp_path, monkeypatch):
+    # The run's error surfaces; its day is not left as one file per close.
+    from market_assets.live.pipeline import LivePipeline
+
+    def fail(self, until_ns):
+        raise RuntimeError("the run broke at the end")
+
+    monkeypatch.setattr(LivePipeline, "finish", fail)
+    with _replay(spy_day) as server:
+        settings = _settings(tmp_path, mirror, server.port)
+        with pytest.raises(RuntimeError, match="broke at the end"):
+            _live(settings, until=dt.time(10, 5))
+    for w in WINDOWS:
+        folder = settings.realtime.output / f"window={w}" / f"dt={DAY}"
+        names = [p.name for p in folder.iterdir() if p.suffix == ".parquet"]
+        assert len(names) == 1 and names[0].startswith("day-"), names
