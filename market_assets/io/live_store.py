@@ -211,7 +211,12 @@ class LiveWindowStore:
         self.written = {
             w: WrittenRanges(_ranges(partition_dir(self.output, w, day))) for w in windows
         }
-        self.last_rows = 0  # rows the latest write() put on disk
+        self.last_written: list[int] = []  # positions of the rows the latest write() wrote
+
+    @property
+    def last_rows(self) -> int:
+        """How many rows the latest :meth:`write` put on disk."""
+        return len(self.last_written)
 
     def last_end_ns(self, window: str, window_ns: int) -> int | None:
         """End of the latest window of this size already on disk (None: nothing yet)."""
@@ -225,13 +230,13 @@ class LiveWindowStore:
     def write(self, window: str, rows: pa.Table) -> Path | None:
         """Write the rows (one per window, ``window_start`` ascending) not on disk yet;
         returns the (last) file written, or None when every row was written before
-        (``last_rows``: the rows written). Rows on both sides of a file already on disk
+        (``last_written``: the positions of the rows written). Rows on both sides of a file already on disk
         (a run filling holes around an earlier run's windows) go into one file per side,
         so no two files' ranges overlap and the files in name order are in window order."""
         starts = pc.cast(rows.column("window_start"), pa.int64()).to_pylist()
         written = self.written.setdefault(window, WrittenRanges())
         keep = [i for i, s in enumerate(starts) if not written.holds(s)]
-        self.last_rows = len(keep)
+        self.last_written = keep
         final = None
         for run in _runs(keep, [starts[i] for i in keep], written):
             final = self._write_file(

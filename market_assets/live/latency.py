@@ -24,11 +24,16 @@ class LatencyHistogram:
         self.max_s = 0.0
 
     def add(self, seconds: float | np.ndarray) -> None:
-        """Count one latency or an array of them (negative ones count as 0)."""
+        """Count one latency or an array of them (negative ones count as 0; NaN, no
+        latency, is not counted)."""
         values = np.atleast_1d(np.asarray(seconds, dtype=np.float64))
+        values = values[~np.isnan(values)]
         if not values.size:
             return
-        buckets = np.clip(np.ceil(values / BUCKET_S), 0, self.counts.size - 1).astype(np.int64)
+        # Whole microseconds first: 4.001 s / 1 ms is 4001.0000000000005 in floats, which
+        # ceil would put a bucket too high.
+        micros = np.round(values * 1e6)
+        buckets = np.clip(np.ceil(micros / 1000), 0, self.counts.size - 1).astype(np.int64)
         np.add.at(self.counts, buckets, 1)
         self.max_s = max(self.max_s, float(values.max()))
 

@@ -204,6 +204,7 @@ class LivePipeline:
         two sockets' trades meet only at the next :meth:`tick` (pricing, closing), so
         taking one market's frames before the other's changes nothing: the same result as
         one :meth:`frame` call per frame."""
+        given = now is not None  # the caller's clock (frame(), replays in tests): keep to it
         now = time.monotonic() if now is None else now
         c = self.counters
         if c.first_frame_at is None and items:
@@ -224,7 +225,7 @@ class LivePipeline:
                 for _, _, wall, text in run:
                     self._frame(market, text, wall, gen, now, try_fast=len(run) > 1)
             i = j
-        c.last_frame_done_at = time.monotonic()
+        c.last_frame_done_at = now if given else time.monotonic()
 
     def frame(self, market: str, text: str | bytes, wall: float, gen: int = 0) -> None:
         """One frame from ``market``'s socket, received at wall time ``wall`` on connection
@@ -535,8 +536,8 @@ class LivePipeline:
             self.counters.windows_skipped += n - self.store.last_rows
             self.counters.last_closed[w] = rows.slice(n - 1).to_pylist()[0]
             latencies = self._latencies(starts + window_ns(w), time.monotonic())
-            if written:
-                self.counters.close_latency.add(latencies[~np.isnan(latencies)])
+            # The windows written now: after a restart, some were on disk already.
+            self.counters.close_latency.add(latencies[self.store.last_written])
             item = Closed(w, rows, latencies, written)
             out.append(item)
             if self.on_closed is not None:

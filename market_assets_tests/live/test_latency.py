@@ -20,3 +20,12 @@ def test_quantiles_are_read_to_the_millisecond_in_fixed_memory() -> None:
     assert h.quantile(0.99) == 0.991
     assert h.quantile(1.0) == 120.0
     assert h.summary() == {"count": 1002, "p50_s": 0.5, "p99_s": 0.991, "max_s": 120.0}
+
+
+def test_exact_milliseconds_land_in_their_own_bucket_and_nan_is_not_a_latency() -> None:
+    h = LatencyHistogram()
+    ms = np.arange(1, 60_001)
+    h.add(ms / 1000)
+    assert (h.counts[1:60_001] == 1).all() and h.counts[0] == 0
+    h.add(np.array([np.nan, 0.002]))
+    assert h.count == 60_001 and h.counts[2] == 2

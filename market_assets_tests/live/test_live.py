@@ -390,6 +390,8 @@ def test_a_restart_the_same_day_writes_no_window_twice(spy_day, mirror, tmp_path
         starts = rows["window_start"].to_pylist()
         assert len(starts) == len(set(starts)) > first[w]
     assert pipeline.counters.windows_skipped > 0
+    # Latencies are of the windows written, not of those already on disk.
+    assert pipeline.counters.close_latency.count == pipeline.counters.windows_written
     parts = {(p.window, p.day): p.rows for p in live_partitions(settings.realtime.output)}
     assert parts[("1m", DAY)] == 390 and parts[("5m", DAY)] == 78
 
