@@ -40,7 +40,7 @@ from market_assets.core.schemas import (
     TS,
     UNKNOWN_REASONS,
 )
-from market_assets.core.ticks import TickRules, tick_sizes_coded
+from market_assets.core.ticks import TickRules, option_tickers, tick_sizes_coded
 
 BUY, SELL, UNKNOWN = range(3)
 TOUCH, BEYOND, TICK_RULE, NO_METHOD = range(4)
@@ -342,6 +342,12 @@ def _nbbo_at(quotes: QuoteIndex, qcode: np.ndarray, ts: np.ndarray, bad: np.ndar
     )
 
 
+def bad_trades(ts_ok: np.ndarray, price: np.ndarray, no_ticker: np.ndarray) -> np.ndarray:
+    """Rule 1: trades never classified (no time, no positive price, no ticker)."""
+    with np.errstate(invalid="ignore"):
+        return ~ts_ok | ~(price > 0) | no_ticker
+
+
 @dataclass
 class TradeInputs:
     """What the rules read from trade rows: ticker codes (into ``tickers``; -1 null), SIP
@@ -370,10 +376,8 @@ class TradeInputs:
             tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
         else:
             tick = np.full(len(code), np.nan)
-        option_ticker = pc.fill_null(pc.starts_with(encoded.dictionary, "O:"), False)
-        is_option = np.append(np.asarray(option_ticker.to_numpy(zero_copy_only=False), bool), False)
-        with np.errstate(invalid="ignore"):
-            bad = ~ts_ok | ~(price > 0) | (code < 0)
+        is_option = np.append(option_tickers(encoded.dictionary), False)
+        bad = bad_trades(ts_ok, price, code < 0)
         return cls(
             encoded.dictionary,
             code,
@@ -666,7 +670,7 @@ class NbboBook:
 
         aged = has_nbbo & (code >= 0)
         ages, aged_code = age[aged], code[aged]
-        option = np.array([t.startswith("O:") for t in tickers], bool)[aged_code]
+        option = option_tickers(pa.array(tickers, pa.string()))[aged_code]
         self._pooled[True].extend(ages[option].tolist())
         self._pooled[False].extend(ages[~option].tolist())
         by_ticker = np.argsort(aged_code, kind="stable")

@@ -47,9 +47,11 @@ from market_assets.core.classify import (
     _ns,
     _previous_prices,
     age_cap_ns,
+    bad_trades,
     decide,
     own_limits_us,
 )
+from market_assets.core.ticks import option_tickers
 
 TRADE_COLUMNS = ["ticker", "sip_timestamp", "price"]
 _VALUES = ("bid", "bid_size", "ask", "ask_size")
@@ -134,8 +136,7 @@ class DayTickers:
         self._sorted = np.array(self.names, dtype=str) if self.names else np.array([], str)
         self.counts = np.append(summed[order.to_numpy()], nulls).astype(np.int64)
         self.rows = int(self.counts.sum())
-        opt = pc.fill_null(pc.starts_with(self.array, "O:"), False)
-        self.is_option = np.append(np.asarray(opt.to_numpy(zero_copy_only=False), bool), False)
+        self.is_option = np.append(option_tickers(self.array), False)
 
     hash_below = 100_000  # up to this many tickers a lookup hashes them; else binary search
 
@@ -207,8 +208,7 @@ def numbered(
             raise ValueError("the trades changed between the passes (more rows than counted)")
         ts, ts_ok = _ns(_array(batch, "sip_timestamp"))
         price = _floats(_array(batch, "price"))
-        with np.errstate(invalid="ignore"):
-            bad = ~ts_ok | ~(price > 0) | (rank == len(day))
+        bad = bad_trades(ts_ok, price, rank == len(day))
         cols = {"row": np.arange(row, row + n, dtype=row_type), "ts": np.where(bad, BAD_TS, ts)}
         if prices:
             cols["price"] = price

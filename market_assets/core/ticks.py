@@ -47,6 +47,12 @@ class TickRules:
     epsilon_ticks: float = 0.001
 
 
+def option_tickers(tickers: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True for option tickers (``O:`` prefix; a null ticker is not one)."""
+    opt = pc.fill_null(pc.starts_with(tickers, "O:"), False)
+    return np.asarray(opt.to_numpy(zero_copy_only=False), bool)
+
+
 def option_root(tickers: pa.Array) -> pa.Array:
     """OCC root of ``O:``-prefixed tickers (``O:SPY251121C00600000`` -> ``SPY``); the whole
     ticker after ``O:`` where it is too short to hold the 15-character date/type/strike."""
@@ -70,10 +76,7 @@ def tick_sizes_coded(
     code of -1 is taken as an equity): the class rules are looked up once per ticker."""
     dictionary = dictionary.cast(pa.string())
     # Per ticker: 0 equity, 1 option, 2 penny-class option, 3 all-penny option.
-    is_option = np.asarray(
-        pc.fill_null(pc.starts_with(dictionary, "O:"), False).to_numpy(zero_copy_only=False),
-        dtype=bool,
-    )
+    is_option = option_tickers(dictionary)
     kind = is_option.astype(np.int8)
     if is_option.any():
         root = option_root(dictionary)
