@@ -28,6 +28,7 @@ and ``aggression`` (the 68 ``*_agg_buy_*`` / ``*_agg_sell_*``).
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -158,17 +159,21 @@ class _Side:
             self.done = True
             return
         starts = pc.cast(batch.column("window_start"), pa.int64()).to_numpy(zero_copy_only=False)
-        if len(starts) and (starts[0] <= self.last or (np.diff(starts) <= 0).any()):
+        if len(starts) and starts[0] <= self.last:
+            wrong = np.array([0])
+        else:
+            wrong = np.flatnonzero(np.diff(starts) <= 0) + 1
+        if wrong.size:
+            at = int(starts[wrong[0]])
             raise ValueError(
-                f"{self.name} rows are not one per window in window_start order "
-                f"(a window repeated or out of order near window_start {int(starts[0])} ns)"
+                f"{self.name} rows are not one per window in window_start order: the window "
+                f"at {at} ns ({pd_utc(at)}) is repeated or out of order"
             )
         if not len(starts):
             return
         self.last = int(starts[-1])
-        table = pa.Table.from_batches([batch])
-        self.rows = table if self.rows is None else pa.concat_tables([self.rows, table])
-        self.starts = np.concatenate([self.starts, starts])
+        # Pulled only once the buffer is empty (take_until emptied it).
+        self.rows, self.starts = pa.Table.from_batches([batch]), starts
 
     def take_until(self, horizon: int) -> tuple[pa.Table | None, np.ndarray]:
         """The buffered rows with ``window_start <= horizon``, removed from the buffer."""
@@ -181,8 +186,15 @@ class _Side:
         return head, starts
 
 
+def pd_utc(ns: int) -> str:
+    """A window start in ns, readable (UTC)."""
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.UTC).isoformat()
+
+
 def _values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(float values, present mask): nulls are not present; NaN counts as absent too."""
+    """(float values, present mask): nulls are not present; NaN counts as absent too. An
+    infinite value (never a feature's) is compared as a present one: inf - inf is NaN,
+    which would hide every other difference of its batch, so it counts as differing."""
     values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
     return values, ~np.isnan(values)
 
@@ -219,7 +231,8 @@ class _Comparer:
             tol = tolerance_of(name)
             diff = np.zeros(n)
             scale = np.maximum(np.abs(fv), np.abs(pv))
-            np.divide(np.abs(pv - fv), scale, out=diff, where=both & (scale > 0))
+            with np.errstate(invalid="ignore"):  # inf - inf: handled below
+                np.divide(np.abs(pv - fv), scale, out=diff, where=both & (scale > 0))
             mismatch = f_ok != p_ok
             if tol == EXACT:
                 close = pv == fv
@@ -230,7 +243,12 @@ class _Comparer:
             fam_differs[fam] = fam_differs.get(fam, np.zeros(n, dtype=bool)) | bad
             fd = out.families[fam]
             fd.null_mismatches += int(mismatch.sum())
+            # A one-sided value, or an infinity against another value (NaN from inf - inf
+            # or inf / inf): the largest relative difference; equal values (equal infinities
+            # too): none.
             rel = np.where(mismatch, 1.0, diff)
+            rel[both & (pv == fv)] = 0.0
+            rel[np.isnan(rel)] = 1.0
             if n and rel.max() > fd.max_rel_diff:
                 i = int(rel.argmax())
                 fd.max_rel_diff = float(rel[i])

@@ -203,6 +203,19 @@ def test_repeated_or_unordered_windows_are_an_error_naming_the_side():
         _run(_final(t), _prelim(twice), prelim_rows=3)
     with pytest.raises(ValueError, match="final rows"):
         _run(_final(t.take([1, 0, 2])), _prelim(t))
+    # The message names the window that repeats, not the first of its batch.
+    third = int(t["window_start"].cast(pa.int64())[2].as_py())
+    with pytest.raises(ValueError, match=f"the window at {third} ns"):
+        _run(_final(t), _prelim(twice), prelim_rows=5)
+
+
+def test_an_infinite_value_differs_and_hides_no_other_difference():
+    t = _features()
+    prelim = _set(_set(t, "calls_gadvv_q1", 3, float("inf")), "calls_gadvv_q3", 7, 3.0)
+    final = _set(t, "calls_gadvv_q1", 3, float("inf"))
+    r = _run(_final(final), _prelim(prelim))
+    fam = r.families[family_of("calls_gadvv_q3")]
+    assert fam.worst_column == "calls_gadvv_q3" and fam.max_rel_diff > 0
 
 
 def test_another_symbol_is_an_error():
