@@ -481,7 +481,7 @@ class TradeDecoder:
             explicit_schema=_json_schema(market, "Q"), unexpected_field_behavior="ignore"
         )
         self._contract_rows: dict[str, int] = {}
-        self._contracts: pa.Table | None = None
+        self._contracts = _ContractColumns()
 
     def decode(self, frames: Sequence[str | bytes]) -> tuple[pa.RecordBatch, list[int]] | None:
         """The trades of ``frames`` (trades only) in order and the number of events of each
@@ -568,17 +568,59 @@ class TradeDecoder:
                 return None
             for s in new:
                 self._contract_rows[s] = len(self._contract_rows)
-            parsed = parsed.combine_chunks()
-            self._contracts = (
-                parsed
-                if self._contracts is None
-                else pa.concat_tables([self._contracts, parsed]).combine_chunks()
-            )
-        assert self._contracts is not None
+            self._contracts.extend(parsed.combine_chunks())
         rows = np.array([self._contract_rows[s] for s in names], dtype=np.int64)
-        take = pa.array(rows[enc.indices.to_numpy(zero_copy_only=False)])
-        picked = self._contracts.take(take)
-        return {name: picked.column(name).combine_chunks() for name in picked.column_names}
+        return self._contracts.take(rows[enc.indices.to_numpy(zero_copy_only=False)])
+
+
+class _ContractColumns:
+    """The parsed columns of every contract seen (row = contract number), in numpy arrays
+    that grow by doubling: adding contracts never copies the cache per batch."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.underlying = np.zeros(0, np.int32)  # codes into self.underlyings
+        self.underlyings: list[str] = []
+        self._codes: dict[str, int] = {}
+        self.expiration = np.zeros(0, np.int32)  # days since the epoch
+        self.put = np.zeros(0, bool)  # call otherwise
+        self.strike = np.zeros(0, np.float64)
+
+    def extend(self, parsed: pa.Table) -> None:
+        k = parsed.num_rows
+        if self.n + k > self.strike.size:
+            size = max(2 * self.strike.size, self.n + k, 1024)
+            for name in ("underlying", "expiration", "put", "strike"):
+                grown = np.zeros(size, getattr(self, name).dtype)
+                grown[: self.n] = getattr(self, name)[: self.n]
+                setattr(self, name, grown)
+        und = parsed.column("underlying").to_pylist()
+        for u in dict.fromkeys(und):
+            self._codes.setdefault(u, len(self._codes))
+            if len(self.underlyings) < len(self._codes):
+                self.underlyings.append(u)
+        end = self.n + k
+        self.underlying[self.n : end] = [self._codes[u] for u in und]
+        expiration = parsed.column("expiration").cast(pa.int32())
+        self.expiration[self.n : end] = expiration.to_numpy(zero_copy_only=False)
+        kind = parsed.column("contract_type").to_numpy(zero_copy_only=False)
+        self.put[self.n : end] = kind == "put"
+        self.strike[self.n : end] = parsed.column("strike").to_numpy(zero_copy_only=False)
+        self.n = end
+
+    def take(self, rows: np.ndarray) -> dict[str, pa.Array]:
+        und = pa.DictionaryArray.from_arrays(
+            pa.array(self.underlying[rows]), pa.array(self.underlyings, pa.string())
+        )
+        kind = pa.DictionaryArray.from_arrays(
+            pa.array(self.put[rows].astype(np.int8)), pa.array(["call", "put"], pa.string())
+        )
+        return {
+            "underlying": und.cast(pa.string()),
+            "expiration": pa.array(self.expiration[rows], pa.int32()).cast(pa.date32()),
+            "contract_type": kind.cast(pa.string()),
+            "strike": pa.array(self.strike[rows], pa.float64()),
+        }
 
 
 def _sizes(s: pa.Array, ds: pa.Array) -> pa.Array | None:

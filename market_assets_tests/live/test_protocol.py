@@ -404,3 +404,20 @@ def test_out_of_range_integers_are_bad_fields_not_a_crash():
         f"field 'ds': expected a decimal string, got {10**400}",
     ]
     assert _both_paths(frame([json.dumps(e) for e in events]), "stocks") is None
+
+
+def test_contracts_are_parsed_once_per_run_and_new_ones_do_not_copy_the_cache(mirror):
+    # Many frames, each bringing contracts not seen before: the cache grows in place and
+    # every frame's rows still equal the event-by-event ones.
+    trades = _read(mirror, "option_trades")
+    trades = trades.append_column("sequence_number", pa.array(range(1, trades.num_rows + 1)))
+    messages = encode_events(trades, "options", "T").to_pylist()
+    decoder = TradeDecoder("options")
+    for i in range(0, len(messages), 7):
+        text = frame(messages[i : i + 7])
+        fast = decoder.decode([text])
+        slow = decode_events(decode_frame(text), "options")
+        assert fast is not None and fast[0].equals(slow.trades)
+    contracts = decoder._contracts
+    assert contracts.n == len(set(trades["ticker"].to_pylist()))
+    assert contracts.strike.size < 2 * max(contracts.n, 1024)
