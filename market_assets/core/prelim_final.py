@@ -38,9 +38,12 @@ def with_quality(
     if present:
         raise ValueError(f"the rows already have the quality column(s) {present}")
     n = table.num_rows
-    per_row = np.broadcast_to(np.asarray(gaps, dtype=np.int64), (n,))
+    values = np.asarray(gaps, dtype=np.int64)
+    if values.ndim and values.size != n:
+        raise ValueError(f"gaps: {values.size} values for {n} rows (one, or one per row)")
+    per_row = np.broadcast_to(values, (n,))
     columns = [
-        pa.array([quality] * n, pa.string()),
+        pa.repeat(pa.scalar(quality, pa.string()), n),
         pa.array(np.full(n, late_dropped, dtype=np.int64), pa.int64()),
         pa.array(per_row, pa.int64()),
     ]

@@ -32,5 +32,5 @@ def test_an_unknown_quality_or_a_second_application_is_refused():
         with_quality(_rows(), "draft")
     with pytest.raises(ValueError, match="already"):
         with_quality(with_quality(_rows(), FINAL), PRELIM)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"gaps: \d+ values for \d+ rows"):
         with_quality(_rows(), PRELIM, gaps=[1, 2])  # one per row, or one for all
