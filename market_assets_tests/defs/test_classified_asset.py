@@ -39,21 +39,25 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluat
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-@pytest.fixture(scope="module")
-def day(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("classified")
-    generate_day(DAY, tmp / "massive", scale="tiny", seed=5)
+def _generated(tmp, seed: int, windows: list[str]):
+    """A generated tiny day with aggression and quotes on, its upstream materialized."""
+    generate_day(DAY, tmp / "massive", scale="tiny", seed=seed)
     config = write_config(
         tmp / "config.toml",
         massive={"local_root": str(tmp / "massive")},
         storage={"root": str(tmp / "warehouse")},
-        features={"windows": ["5m", "30m"], "aggression": True},
+        features={"windows": windows, "aggression": True},
         quotes={"enabled": True},
     )
     settings = load_settings(config)
     defs = build_definitions(settings)
     _materialize(defs, UPSTREAM)
     return settings, defs, ParquetStore(settings.storage.root)
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    return _generated(tmp_path_factory.mktemp("classified"), seed=5, windows=["5m", "30m"])
 
 
 def test_lineage_runs_from_option_quotes_through_the_classified_trades_to_the_features(day):
@@ -184,18 +188,7 @@ def test_nbbo_mid_prices_the_options_from_stock_quotes(tmp_path):
 def test_quotes_stored_out_of_ticker_order_are_sorted_first_with_the_same_result(tmp_path):
     # A partition written by another tool: the streamed join refuses it, the step sorts the
     # quotes by ticker (bounded external sort) and classifies again.
-    generate_day(DAY, tmp_path / "massive", scale="tiny", seed=8)
-    config = write_config(
-        tmp_path / "config.toml",
-        massive={"local_root": str(tmp_path / "massive")},
-        storage={"root": str(tmp_path / "warehouse")},
-        features={"windows": ["5m"], "aggression": True},
-        quotes={"enabled": True},
-    )
-    settings = load_settings(config)
-    defs = build_definitions(settings)
-    _materialize(defs, UPSTREAM)
-    store = ParquetStore(settings.storage.root)
+    _, defs, store = _generated(tmp_path, seed=8, windows=["5m"])
     quotes = store.dataset("option_quotes", [KEY]).to_table()
     backwards = quotes.sort_by([("ticker", "descending")])
     store.write_partition("option_quotes", KEY, backwards.to_batches(), backwards.schema)
