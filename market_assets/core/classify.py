@@ -363,19 +363,13 @@ class TradeInputs:
     eps: np.ndarray
 
     @classmethod
-    def of(
-        cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams, ticks: bool = True
-    ) -> TradeInputs:
-        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``; ``ticks=False``
-        leaves the tick and epsilon NaN (an NBBO lookup does not need them)."""
+    def of(cls, trades: pa.Table | pa.RecordBatch, params: ClassifyParams) -> TradeInputs:
+        """``trades`` needs ``ticker``, ``sip_timestamp`` and ``price``."""
         encoded = pc.dictionary_encode(_array(trades, "ticker").cast(pa.string()))
         code = np.asarray(_filled(encoded.indices, -1).to_numpy(zero_copy_only=False), np.int64)
         ts, ts_ok = _ns(_array(trades, "sip_timestamp"))
         price = _floats(_array(trades, "price"))
-        if ticks:
-            tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
-        else:
-            tick = np.full(len(code), np.nan)
+        tick = tick_sizes_coded(encoded.dictionary, code, price, params.tick_rules)
         is_option = np.append(option_tickers(encoded.dictionary), False)
         bad = bad_trades(ts_ok, price, code < 0)
         return cls(
